@@ -1,0 +1,126 @@
+//! Wire shapes of OpenAI's Admin API, built from domain values by explicit conversions.
+//! The field names and `object` strings are a contract someone else owns (spec.md §2.10).
+
+use serde::Serialize;
+
+use crate::domain::{Certificate, Page, Project, ScopedCertificate};
+
+#[derive(Serialize)]
+pub struct CertificateDetails {
+    pub valid_at: i64,
+    pub expires_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct CertificateObject {
+    pub object: &'static str,
+    pub id: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub certificate_details: CertificateDetails,
+    /// Present in lists and toggles, never on upload/get/modify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+impl CertificateObject {
+    /// `object: "certificate"`, as upload, get and modify answer.
+    pub fn single(c: Certificate) -> Self {
+        Self::build("certificate", c, None)
+    }
+
+    /// A list or toggle item: `organization.certificate` or `organization.project.certificate`.
+    pub fn scoped(object: &'static str, s: ScopedCertificate) -> Self {
+        Self::build(object, s.certificate, Some(s.active))
+    }
+
+    fn build(object: &'static str, c: Certificate, active: Option<bool>) -> Self {
+        CertificateObject {
+            object,
+            id: c.id,
+            name: c.name,
+            created_at: c.created_at,
+            certificate_details: CertificateDetails { valid_at: c.valid_at, expires_at: c.expires_at, content: c.content },
+            active,
+        }
+    }
+}
+
+pub trait HasId {
+    fn id(&self) -> &str;
+}
+impl HasId for CertificateObject {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+impl HasId for ProjectObject {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+#[derive(Serialize)]
+pub struct List<T> {
+    pub object: &'static str,
+    pub data: Vec<T>,
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+    pub has_more: bool,
+}
+
+impl<T: HasId> List<T> {
+    pub fn from_page<D>(page: Page<D>, convert: impl Fn(D) -> T) -> Self {
+        let data: Vec<T> = page.items.into_iter().map(convert).collect();
+        List {
+            object: "list",
+            first_id: data.first().map(|d| d.id().to_owned()),
+            last_id: data.last().map(|d| d.id().to_owned()),
+            has_more: page.has_more,
+            data,
+        }
+    }
+}
+
+/// Envelope of the activate/deactivate answers.
+#[derive(Serialize)]
+pub struct Toggled {
+    pub object: &'static str,
+    pub data: Vec<CertificateObject>,
+}
+
+#[derive(Serialize)]
+pub struct Deleted {
+    pub object: &'static str,
+    pub id: String,
+}
+
+#[derive(Serialize)]
+pub struct ProjectObject {
+    pub id: String,
+    pub object: &'static str,
+    pub name: String,
+    pub created_at: i64,
+    pub archived_at: Option<i64>,
+    pub status: &'static str,
+    pub external_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub residency: Option<String>,
+}
+
+impl From<Project> for ProjectObject {
+    fn from(p: Project) -> Self {
+        ProjectObject {
+            object: "organization.project",
+            status: if p.archived_at.is_some() { "archived" } else { "active" },
+            id: p.id,
+            name: p.name,
+            created_at: p.created_at,
+            archived_at: p.archived_at,
+            external_key_id: p.external_key_id,
+            residency: p.residency,
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Request extraction: the admin caller, JSON bodies and query strings, each refusing bad
+//! input with OpenAI's error body (never axum's plain-text rejections).
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::{Limit, Order, PageRequest};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A caller whose admin key was verified. Handlers that take one cannot run unauthenticated.
+pub struct AdminCaller {
+    pub org_id: String,
+}
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthorized(
+                "You didn't provide an API key. Provide your admin key in an Authorization header using Bearer auth (i.e. Authorization: Bearer sk-admin-...).".into(),
+            )
+        })?;
+        let malformed = || {
+            ApiError::Unauthorized(
+                "The Authorization header must be 'Bearer sk-admin-...' with an admin key.".into(),
+            )
+        };
+        let value = header.to_str().map_err(|_| malformed())?;
+        let (scheme, key) = value.split_once(' ').ok_or_else(malformed)?;
+        let key = key.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() {
+            return Err(malformed());
+        }
+        match state.store.authenticate(key).await? {
+            Some(org_id) => Ok(AdminCaller { org_id }),
+            None => Err(ApiError::Unauthorized(format!(
+                "Incorrect API key provided: {}. Use an admin key (sk-admin-...) issued by this certgate.",
+                redact(key)
+            ))),
+        }
+    }
+}
+
+/// Shows only the ends of a presented key, as OpenAI does.
+fn redact(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() <= 12 {
+        return "*".repeat(chars.len().min(12));
+    }
+    let head: String = chars[..8].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}***{tail}")
+}
+
+/// A JSON object body, read with a 64 KiB limit. Fields are taken one by one with type checks;
+/// [`JsonObject::finish`] then refuses any field nobody took.
+pub struct JsonObject {
+    fields: Map<String, Value>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::BodyTooLarge
+            } else {
+                ApiError::bad_request(None, "The request body could not be read.")
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonObject { fields: Map::new() });
+        }
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| ApiError::bad_request(None, "The request body is not valid UTF-8 text."))?;
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(fields)) => Ok(JsonObject { fields }),
+            Ok(_) => Err(ApiError::bad_request(None, "The request body must be a JSON object.")),
+            Err(e) => Err(ApiError::bad_request(
+                None,
+                format!("We could not parse the JSON body of your request ({e}). Send a JSON object with Content-Type: application/json."),
+            )),
+        }
+    }
+}
+
+fn wrong_type(field: &str, expected: &str) -> ApiError {
+    ApiError::bad_request(Some(field), format!("Invalid type for '{field}': expected {expected}."))
+}
+
+impl JsonObject {
+    /// A field that may be absent; `null` counts as absent.
+    pub fn optional_string(&mut self, field: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.nullable_string(field)?.flatten())
+    }
+
+    /// Distinguishes absent (`None`) from `null` (`Some(None)`).
+    pub fn nullable_string(&mut self, field: &str) -> Result<Option<Option<String>>, ApiError> {
+        match self.fields.remove(field) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::String(s)) => Ok(Some(Some(s))),
+            Some(_) => Err(wrong_type(field, "a string")),
+        }
+    }
+
+    pub fn required_string(&mut self, field: &str) -> Result<String, ApiError> {
+        self.optional_string(field)?
+            .ok_or_else(|| ApiError::bad_request(Some(field), format!("Missing required parameter: '{field}'.")))
+    }
+
+    /// A string array field that may be absent.
+    pub fn optional_string_array(&mut self, field: &str) -> Result<Option<Vec<String>>, ApiError> {
+        match self.fields.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(wrong_type(field, "an array of strings")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(wrong_type(field, "an array of strings")),
+        }
+    }
+
+    /// Refuses fields that no handler asked for.
+    pub fn finish(self) -> Result<(), ApiError> {
+        match self.fields.keys().next() {
+            None => Ok(()),
+            Some(field) => {
+                let shown: String = field.chars().take(64).collect();
+                Err(ApiError::bad_request(Some(&shown), format!("Unrecognized request argument supplied: {shown}")))
+            }
+        }
+    }
+}
+
+/// Query parameters, accepting both `x[]=v` and `x=v`.
+pub struct Query(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or("");
+        let pairs = form_urlencoded::parse(raw.as_bytes())
+            .map(|(k, v)| (k.trim_end_matches("[]").to_owned(), v.into_owned()))
+            .collect();
+        Ok(Query(pairs))
+    }
+}
+
+impl Query {
+    /// The last value given for `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// `limit`, `after` and `order` (with the given default order).
+    pub fn page(&self, default_order: Order) -> Result<PageRequest, ApiError> {
+        let limit = self.get("limit").map(Limit::parse).transpose()?.unwrap_or(Limit::DEFAULT);
+        let order = self.get("order").map(Order::parse).transpose()?.unwrap_or(default_order);
+        let after = self.get("after").filter(|a| !a.is_empty()).map(str::to_owned);
+        Ok(PageRequest { limit, after, order })
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(_) => Err(ApiError::bad_request(Some(name), format!("Invalid '{name}': expected true or false."))),
+        }
+    }
+}
+
+/// The single path parameter of a route, or a 404 in OpenAI's shape.
+pub fn path_id(path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>) -> Result<String, ApiError> {
+    path.map(|p| p.0)
+        .map_err(|_| ApiError::bad_request(None, "The id in the URL is not valid percent-encoded UTF-8."))
+}

@@ -1,0 +1,17 @@
+//! certgate: an OpenAI-compatible Admin API for mTLS CA certificates, and (later) the gateway
+//! that enforces them. See ARCHITECTURE.md for the map.
+
+/// The Admin API's HTTP boundary (axum, JSON).
+pub mod api;
+/// Command line parsing and dispatch.
+pub mod cli;
+/// Rules, ids, limits and the clock; no I/O.
+pub mod domain;
+/// `certgate serve`.
+pub mod serve;
+/// Persistence on SQLite or PostgreSQL.
+pub mod store;
+/// Logging set-up.
+pub mod telemetry;
+/// Pure X.509 upload checks.
+pub mod x509;

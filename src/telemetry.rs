@@ -1,0 +1,14 @@
+//! Structured logs via tracing. `RUST_LOG` filters (default `info`); `CERTGATE_LOG_FORMAT=json`
+//! switches to one JSON object per line. Keys, certificate bodies and private keys are never
+//! logged: spans carry method, path and request id only.
+
+pub fn init() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("CERTGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,168 @@
+//! Upload checks for CA certificates: PEM text in, a parsed certificate or a precise refusal out.
+//!
+//! A pure, total function: no I/O, no panics on any input. The rules follow OpenAI's published
+//! requirements (spec.md §9) and certgate's decisions (spec.md §11.4).
+
+use sha2::Digest;
+use x509_parser::oid_registry as oids;
+use x509_parser::prelude::*;
+
+use crate::domain::DomainError;
+
+/// Largest accepted certificate text (OpenAI: "total certificate size … less than 16kb").
+pub const MAX_CERTIFICATE_BYTES: usize = 16 * 1024;
+/// A CA expiring within this many seconds is refused ("is not set to expire within 1 day").
+pub const MIN_REMAINING_VALIDITY_SECS: i64 = 24 * 60 * 60;
+
+/// What certgate keeps of an accepted CA certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedCa {
+    /// notBefore, Unix seconds.
+    pub valid_at: i64,
+    /// notAfter, Unix seconds.
+    pub expires_at: i64,
+    /// SHA-256 of the DER, hex: the identity used for duplicate detection.
+    pub sha256: String,
+    /// The subject Name, DER, hex: how the gateway finds candidate anchors.
+    pub subject_der: String,
+    /// The Subject Key Identifier, hex.
+    pub ski: String,
+}
+
+fn invalid(msg: impl Into<String>) -> DomainError {
+    DomainError::InvalidCertificate(msg.into())
+}
+
+/// Checks one uploaded CA certificate at time `now` (Unix seconds).
+pub fn parse_ca_pem(text: &str, now: i64) -> Result<ParsedCa, DomainError> {
+    if text.len() > MAX_CERTIFICATE_BYTES {
+        return Err(DomainError::CertificateTooLarge { len: text.len() });
+    }
+    // Look for key material before anything else, even in blocks that do not parse.
+    if text.contains("PRIVATE KEY-----") {
+        return Err(DomainError::PrivateKeyNotAllowed);
+    }
+    let blocks = ::pem::parse_many(text.as_bytes()).map_err(|e| {
+        invalid(format!("the PEM text could not be decoded ({e}). Send one block between '-----BEGIN CERTIFICATE-----' and '-----END CERTIFICATE-----'."))
+    })?;
+    if let Some(other) = blocks.iter().find(|b| b.tag() != "CERTIFICATE") {
+        return Err(invalid(format!(
+            "found a PEM block of type '{}'; expected a 'CERTIFICATE' block.",
+            other.tag().chars().take(40).collect::<String>()
+        )));
+    }
+    let der = match blocks.as_slice() {
+        [] => {
+            return Err(invalid(
+                "not PEM: no '-----BEGIN CERTIFICATE-----' block was found.",
+            ))
+        }
+        [one] => one.contents(),
+        many => {
+            return Err(invalid(format!(
+                "the text holds {} certificates; upload exactly one CA certificate per certificate object.",
+                many.len()
+            )))
+        }
+    };
+    let (rest, cert) = parse_x509_certificate(der)
+        .map_err(|e| invalid(format!("the PEM block is not a valid X.509 certificate ({e}).")))?;
+    if !rest.is_empty() {
+        return Err(invalid("the PEM block has data after the X.509 certificate."));
+    }
+    if cert.version() != X509Version::V3 {
+        return Err(invalid("the certificate must be X.509 version 3."));
+    }
+    let ext_err = |what: &str, e: X509Error| invalid(format!("the {what} extension is malformed ({e})."));
+    match cert.basic_constraints().map_err(|e| ext_err("basicConstraints", e))? {
+        Some(bc) if bc.value.ca => {}
+        _ => {
+            return Err(invalid(
+                "not a CA certificate: basicConstraints CA:TRUE is required. Upload the CA that signs your client certificates, not a client certificate.",
+            ))
+        }
+    }
+    match cert.key_usage().map_err(|e| ext_err("keyUsage", e))? {
+        Some(ku) if ku.value.key_cert_sign() => {}
+        Some(_) => return Err(invalid("not a CA certificate: keyUsage must include keyCertSign.")),
+        None => return Err(invalid("not a CA certificate: the keyUsage extension (with keyCertSign) is missing.")),
+    }
+    let ski = cert
+        .extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(kid) => Some(hex::encode(kid.0)),
+            _ => None,
+        })
+        .ok_or_else(|| invalid("the Subject Key Identifier extension is missing."))?;
+    check_key(&cert)?;
+    check_signature_algorithm(&cert)?;
+
+    let valid_at = cert.validity().not_before.timestamp();
+    let expires_at = cert.validity().not_after.timestamp();
+    if expires_at <= now {
+        return Err(invalid(format!("the certificate expired at {} (Unix seconds {expires_at}).", cert.validity().not_after)));
+    }
+    if expires_at - now < MIN_REMAINING_VALIDITY_SECS {
+        return Err(invalid(format!(
+            "the certificate expires within 24 hours (at {}); upload a CA valid for at least one more day.",
+            cert.validity().not_after
+        )));
+    }
+    Ok(ParsedCa {
+        valid_at,
+        expires_at,
+        sha256: hex::encode(sha2::Sha256::digest(der)),
+        subject_der: hex::encode(cert.subject().as_raw()),
+        ski,
+    })
+}
+
+/// Keys rustls can verify: RSA 2048+, ECDSA P-256/P-384, Ed25519.
+fn check_key(cert: &X509Certificate<'_>) -> Result<(), DomainError> {
+    let spki = cert.public_key();
+    let alg = &spki.algorithm.algorithm;
+    if *alg == oids::OID_PKCS1_RSAENCRYPTION {
+        return match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) if rsa.key_size() >= 2048 => Ok(()),
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Err(invalid(format!(
+                "the RSA key is {} bits; at least 2048 bits are required.",
+                rsa.key_size()
+            ))),
+            _ => Err(invalid("the RSA public key is malformed.")),
+        };
+    }
+    if *alg == oids::OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
+        return match curve {
+            Some(c) if c == oids::OID_EC_P256 || c == oids::OID_NIST_EC_P384 => Ok(()),
+            _ => Err(invalid("the EC key must be on curve P-256 or P-384.")),
+        };
+    }
+    if *alg == oids::OID_SIG_ED25519 {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "unsupported public key algorithm {alg}; use RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519."
+    )))
+}
+
+fn check_signature_algorithm(cert: &X509Certificate<'_>) -> Result<(), DomainError> {
+    let alg = &cert.signature_algorithm.algorithm;
+    let supported = [
+        oids::OID_PKCS1_SHA256WITHRSA,
+        oids::OID_PKCS1_SHA384WITHRSA,
+        oids::OID_PKCS1_SHA512WITHRSA,
+        oids::OID_PKCS1_RSASSAPSS,
+        oids::OID_SIG_ECDSA_WITH_SHA256,
+        oids::OID_SIG_ECDSA_WITH_SHA384,
+        oids::OID_SIG_ED25519,
+    ];
+    if supported.contains(alg) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "unsupported signature algorithm {alg}; use SHA-256/384/512 with RSA, ECDSA with SHA-256/384, or Ed25519."
+        )))
+    }
+}
