@@ -10,7 +10,11 @@ use crate::domain::SystemClock;
 use crate::store::{Store, StoreOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "certgate", version, about = "OpenAI-compatible mTLS certificate admin API and gateway")]
+#[command(
+    name = "certgate",
+    version,
+    about = "OpenAI-compatible mTLS certificate admin API and gateway"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -25,6 +29,8 @@ pub enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
+    /// Run the mTLS gateway in front of an OpenAI-compatible upstream.
+    Gateway(crate::gateway::GatewayArgs),
     /// Run the database migrations and exit.
     Migrate(DbArgs),
 }
@@ -44,10 +50,18 @@ pub enum OrgCommand {
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
     /// Database URL: sqlite://PATH (embedded default) or postgres://USER@HOST:PORT/DB.
-    #[arg(long = "database", env = "CERTGATE_DATABASE_URL", default_value = "sqlite://certgate.db")]
+    #[arg(
+        long = "database",
+        env = "CERTGATE_DATABASE_URL",
+        default_value = "sqlite://certgate.db"
+    )]
     pub url: String,
     /// Most database connections this process opens.
-    #[arg(long = "db-max-connections", env = "CERTGATE_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(
+        long = "db-max-connections",
+        env = "CERTGATE_DB_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
     pub max_connections: u32,
     /// Longest wait for a connection and longest statement, e.g. `5s` or `500ms`.
     #[arg(long = "db-timeout", env = "CERTGATE_DB_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -56,7 +70,11 @@ pub struct DbArgs {
 
 impl DbArgs {
     pub fn options(&self) -> StoreOptions {
-        StoreOptions { url: self.url.clone(), max_connections: self.max_connections, timeout: self.timeout }
+        StoreOptions {
+            url: self.url.clone(),
+            max_connections: self.max_connections,
+            timeout: self.timeout,
+        }
     }
 }
 
@@ -79,7 +97,9 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         Some(i) => raw.split_at(i),
         None => (raw, "s"),
     };
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration '{raw}': use e.g. 500ms, 5s or 1m"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration '{raw}': use e.g. 500ms, 5s or 1m"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
@@ -87,7 +107,9 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         _ => return Err(format!("invalid duration unit in '{raw}': use ms, s or m")),
     };
     if !(secs > 0.0 && secs < 86_400.0) {
-        return Err(format!("duration '{raw}' must be more than 0 and less than a day"));
+        return Err(format!(
+            "duration '{raw}' must be more than 0 and less than a day"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -95,13 +117,16 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args).await,
+        Command::Gateway(args) => crate::gateway::run(args).await,
         Command::Migrate(db) => {
             let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
             store.close().await;
             eprintln!("migrations applied");
             Ok(())
         }
-        Command::Org { command: OrgCommand::Create { name, db } } => {
+        Command::Org {
+            command: OrgCommand::Create { name, db },
+        } => {
             let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
             let (org, key) = store.create_organization(&name).await?;
             store.close().await;

@@ -40,18 +40,30 @@ pub enum DomainError {
     #[error("No {kind} found with id '{id}'.")]
     NotFound { kind: &'static str, id: String },
     #[error("{message}")]
-    InvalidParam { param: &'static str, message: String },
+    InvalidParam {
+        param: &'static str,
+        message: String,
+    },
 }
 
 impl DomainError {
     pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
-        DomainError::InvalidParam { param, message: message.into() }
+        DomainError::InvalidParam {
+            param,
+            message: message.into(),
+        }
     }
     pub fn certificate_not_found(id: &str) -> Self {
-        DomainError::NotFound { kind: "certificate", id: shorten(id) }
+        DomainError::NotFound {
+            kind: "certificate",
+            id: shorten(id),
+        }
     }
     pub fn project_not_found(id: &str) -> Self {
-        DomainError::NotFound { kind: "project", id: shorten(id) }
+        DomainError::NotFound {
+            kind: "project",
+            id: shorten(id),
+        }
     }
 }
 
@@ -104,6 +116,12 @@ impl Clock for ManualClock {
     }
 }
 
+/// Whether `id` could name a stored object at all: short and without NUL. Anything else is
+/// answered as unknown without asking the database (which may not even accept it).
+pub fn plausible_id(id: &str) -> bool {
+    id.len() <= MAX_ID_LEN && !id.contains('\0')
+}
+
 /// New random identifier with OpenAI's prefix for the kind (`cert_`, `proj_`, `org-`, `key_`).
 pub fn new_id(prefix: &str) -> String {
     let raw = uuid::Uuid::new_v4().simple().to_string();
@@ -122,7 +140,10 @@ impl Limit {
             Ok(n) if (1..=100).contains(&n) => Ok(Limit(n as u32)),
             _ => Err(DomainError::invalid(
                 "limit",
-                format!("Invalid 'limit': expected an integer between 1 and 100, got '{}'.", shorten(raw)),
+                format!(
+                    "Invalid 'limit': expected an integer between 1 and 100, got '{}'.",
+                    shorten(raw)
+                ),
             )),
         }
     }
@@ -144,7 +165,10 @@ impl Order {
             "desc" => Ok(Order::Desc),
             _ => Err(DomainError::invalid(
                 "order",
-                format!("Invalid 'order': expected 'asc' or 'desc', got '{}'.", shorten(raw)),
+                format!(
+                    "Invalid 'order': expected 'asc' or 'desc', got '{}'.",
+                    shorten(raw)
+                ),
             )),
         }
     }
@@ -160,7 +184,11 @@ pub struct PageRequest {
 
 impl Default for PageRequest {
     fn default() -> Self {
-        PageRequest { limit: Limit::DEFAULT, after: None, order: Order::Desc }
+        PageRequest {
+            limit: Limit::DEFAULT,
+            after: None,
+            order: Order::Desc,
+        }
     }
 }
 
@@ -246,7 +274,13 @@ pub fn check_deletable(
     match active_projects {
         [] => {}
         [one] => places.push(format!("project '{one}'")),
-        many => places.push(format!("projects {}", many.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", "))),
+        many => places.push(format!(
+            "projects {}",
+            many.iter()
+                .map(|p| format!("'{p}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
     if places.is_empty() {
         return Ok(());
@@ -343,7 +377,12 @@ mod tests {
         assert!(ToggleIds::parse(vec![]).is_err());
         assert!(ToggleIds::parse((0..11).map(|i| format!("cert_{i}")).collect()).is_err());
         assert!(ToggleIds::parse(vec!["a".into(), "a".into()]).is_err());
-        assert_eq!(ToggleIds::parse(vec!["b".into(), "a".into()]).unwrap().as_slice(), ["b", "a"]);
+        assert_eq!(
+            ToggleIds::parse(vec!["b".into(), "a".into()])
+                .unwrap()
+                .as_slice(),
+            ["b", "a"]
+        );
     }
 
     #[test]
@@ -352,13 +391,19 @@ mod tests {
         let msg = check_deletable("cert_1", "org-1", true, &["proj_a".into(), "proj_b".into()])
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("organization 'org-1'") && msg.contains("'proj_a', 'proj_b'"), "{msg}");
+        assert!(
+            msg.contains("organization 'org-1'") && msg.contains("'proj_a', 'proj_b'"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn limit_guard() {
         assert!(check_certificate_limit(49).is_ok());
-        assert_eq!(check_certificate_limit(50), Err(DomainError::CertificateLimitReached));
+        assert_eq!(
+            check_certificate_limit(50),
+            Err(DomainError::CertificateLimitReached)
+        );
     }
 
     #[test]

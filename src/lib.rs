@@ -7,6 +7,8 @@ pub mod api;
 pub mod cli;
 /// Rules, ids, limits and the clock; no I/O.
 pub mod domain;
+/// The mTLS gateway (`certgate gateway`); the only module that imports rustls.
+pub mod gateway;
 /// `certgate serve`.
 pub mod serve;
 /// Persistence on SQLite or PostgreSQL.

@@ -12,14 +12,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !args.no_bootstrap {
         if let Some((org, key)) = store.bootstrap().await? {
             // Printed once, to stderr, by the one replica that created the organization.
-            eprintln!("certgate: created the default organization; its admin key is shown only now:");
+            eprintln!(
+                "certgate: created the default organization; its admin key is shown only now:"
+            );
             eprintln!("{}", org_json(&org, &key));
         }
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, backend = ?store.backend(), "certgate serve listening");
-    let app = api::router(AppState { store: store.clone() });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let app = api::router(AppState {
+        store: store.clone(),
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     store.close().await;
     tracing::info!("certgate serve stopped");
     Ok(())

@@ -62,7 +62,11 @@ impl From<sqlx::Error> for StoreError {
                     // PostgreSQL serialization failure and deadlock; SQLite BUSY/LOCKED (and
                     // their extended codes, which keep the primary code in the low byte).
                     "40001" | "40P01" => StoreError::Retryable(code),
-                    c if c.parse::<i32>().map(|n| n & 0xff == 5 || n & 0xff == 6).unwrap_or(false) => {
+                    c if c
+                        .parse::<i32>()
+                        .map(|n| n & 0xff == 5 || n & 0xff == 6)
+                        .unwrap_or(false) =>
+                    {
                         StoreError::Retryable(code)
                     }
                     // query_canceled (statement_timeout), shutdown, connection exceptions.
@@ -97,7 +101,11 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        StoreOptions { url: url.into(), max_connections: 16, timeout: Duration::from_secs(5) }
+        StoreOptions {
+            url: url.into(),
+            max_connections: 16,
+            timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -105,7 +113,31 @@ impl StoreOptions {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    url: String,
     clock: Arc<dyn Clock>,
+}
+
+/// A CA certificate active somewhere, as the gateway needs it.
+#[derive(Debug, Clone)]
+pub struct TrustAnchor {
+    pub certificate_id: String,
+    pub org_id: String,
+    /// Active for the whole organization (and so for all its projects).
+    pub org_wide: bool,
+    /// Projects it is active for on its own.
+    pub projects: Vec<String>,
+    /// The PEM text as uploaded.
+    pub pem: String,
+    pub valid_at: i64,
+    pub expires_at: i64,
+}
+
+/// Everything that decides who may connect, as of `generation`.
+#[derive(Debug, Clone)]
+pub struct TrustSnapshot {
+    pub generation: i64,
+    pub anchors: Vec<TrustAnchor>,
+    pub organizations: Vec<String>,
 }
 
 /// Runs `$body` in a transaction on `$store`, retrying transient conflicts. Inside the body,
@@ -146,7 +178,11 @@ fn certificate_from_row(row: &AnyRow, with_content: bool) -> Result<Certificate,
         created_at: row.try_get("created_at")?,
         valid_at: row.try_get("valid_at")?,
         expires_at: row.try_get("expires_at")?,
-        content: if with_content { Some(row.try_get("content")?) } else { None },
+        content: if with_content {
+            Some(row.try_get("content")?)
+        } else {
+            None
+        },
     })
 }
 
@@ -189,7 +225,8 @@ impl Store {
 
         let (backend, url) = if options.url.starts_with("sqlite:") {
             (Backend::Sqlite, normalize_sqlite_url(&options.url))
-        } else if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://") {
+        } else if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://")
+        {
             (Backend::Postgres, options.url.clone())
         } else {
             anyhow::bail!(
@@ -197,6 +234,7 @@ impl Store {
             );
         };
         let connect = AnyConnectOptions::from_str(&url)?;
+        let url_for_store = url.clone();
         let timeout_ms = options.timeout.as_millis().max(1);
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -208,12 +246,15 @@ impl Store {
                         Backend::Sqlite => {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute("PRAGMA synchronous = FULL").await?;
-                            conn.execute(format!("PRAGMA busy_timeout = {timeout_ms}").as_str()).await?;
+                            conn.execute(format!("PRAGMA busy_timeout = {timeout_ms}").as_str())
+                                .await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                         }
                         Backend::Postgres => {
-                            conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str()).await?;
-                            conn.execute(format!("SET lock_timeout = {timeout_ms}").as_str()).await?;
+                            conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
+                                .await?;
+                            conn.execute(format!("SET lock_timeout = {timeout_ms}").as_str())
+                                .await?;
                         }
                     }
                     Ok(())
@@ -221,7 +262,12 @@ impl Store {
             })
             .connect_with(connect)
             .await?;
-        Ok(Store { pool, backend, clock })
+        Ok(Store {
+            pool,
+            backend,
+            url: url_for_store,
+            clock,
+        })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -276,7 +322,9 @@ impl Store {
     pub async fn create_organization(&self, name: &str) -> Result<(Organization, NewAdminKey)> {
         let now = self.now();
         let name = name.to_owned();
-        in_transaction!(self, |tx| { insert_organization(&mut tx, &name, now).await })
+        in_transaction!(self, |tx| {
+            insert_organization(&mut tx, &name, now).await
+        })
     }
 
     /// On an empty database, creates the default organization, exactly once however many
@@ -292,11 +340,16 @@ impl Store {
             if claimed == 0 {
                 return Ok(None);
             }
-            let orgs: i64 = sqlx::query("SELECT COUNT(*) AS n FROM organizations").fetch_one(&mut *tx).await?.try_get("n")?;
+            let orgs: i64 = sqlx::query("SELECT COUNT(*) AS n FROM organizations")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
             if orgs > 0 {
                 return Ok(None);
             }
-            Ok(Some(insert_organization(&mut tx, "Default Organization", now).await?))
+            Ok(Some(
+                insert_organization(&mut tx, "Default Organization", now).await?,
+            ))
         })
     }
 
@@ -320,11 +373,13 @@ impl Store {
             {
                 return Err(DomainError::CertificateAlreadyExists { existing_id: row.try_get("id")? }.into());
             }
-            let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM certificates WHERE org_id = $1 AND deleted_at IS NULL")
-                .bind(org)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("n")?;
+            let count: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM certificates WHERE org_id = $1 AND deleted_at IS NULL",
+            )
+            .bind(org)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
             domain::check_certificate_limit(count)?;
             let id = domain::new_id("cert_");
             sqlx::query(
@@ -355,9 +410,21 @@ impl Store {
         })
     }
 
-    pub async fn get_certificate(&self, org: &str, id: &str, with_content: bool) -> Result<Certificate> {
+    pub async fn get_certificate(
+        &self,
+        org: &str,
+        id: &str,
+        with_content: bool,
+    ) -> Result<Certificate> {
+        if !domain::plausible_id(id) {
+            return Err(DomainError::certificate_not_found(id).into());
+        }
         let sql = format!("SELECT {CERT_COLUMNS}, content FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL");
-        let row = sqlx::query(&sql).bind(id).bind(org).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .bind(org)
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
             Some(row) => Ok(certificate_from_row(&row, with_content)?),
             None => Err(DomainError::certificate_not_found(id).into()),
@@ -365,11 +432,27 @@ impl Store {
     }
 
     /// Changes the name (the only mutable field). `None` leaves it as it is.
-    pub async fn rename_certificate(&self, org: &str, id: &str, name: Option<Option<String>>) -> Result<Certificate> {
-        let Some(name) = name else { return self.get_certificate(org, id, false).await };
+    pub async fn rename_certificate(
+        &self,
+        org: &str,
+        id: &str,
+        name: Option<Option<String>>,
+    ) -> Result<Certificate> {
+        let Some(name) = name else {
+            return self.get_certificate(org, id, false).await;
+        };
+        if !domain::plausible_id(id) {
+            return Err(DomainError::certificate_not_found(id).into());
+        }
         let sql = format!("UPDATE certificates SET name = $1 WHERE id = $2 AND org_id = $3 AND deleted_at IS NULL RETURNING {CERT_COLUMNS}");
         in_transaction!(self, |tx| {
-            match sqlx::query(&sql).bind(name.clone()).bind(id).bind(org).fetch_optional(&mut *tx).await? {
+            match sqlx::query(&sql)
+                .bind(name.clone())
+                .bind(id)
+                .bind(org)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
                 Some(row) => Ok(certificate_from_row(&row, false)?),
                 None => Err(DomainError::certificate_not_found(id).into()),
             }
@@ -379,6 +462,9 @@ impl Store {
     /// Deletes a certificate that is inactive everywhere; it stays as a tombstone (content
     /// cleared) so its id remains a valid list cursor.
     pub async fn delete_certificate(&self, org: &str, id: &str) -> Result<()> {
+        if !domain::plausible_id(id) {
+            return Err(DomainError::certificate_not_found(id).into());
+        }
         let now = self.now();
         in_transaction!(self, |tx| {
             lock_organization(&mut tx, org).await?;
@@ -397,11 +483,13 @@ impl Store {
                 .map(|r| r.try_get("project_id"))
                 .collect::<Result<_, _>>()?;
             domain::check_deletable(id, org, active_org != 0, &projects)?;
-            sqlx::query("UPDATE certificates SET deleted_at = $1, content = '', name = NULL WHERE id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE certificates SET deleted_at = $1, content = '', name = NULL WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             Ok(())
         })
     }
@@ -414,6 +502,14 @@ impl Store {
         ids: &ToggleIds,
         activate: bool,
     ) -> Result<Vec<ScopedCertificate>> {
+        if let Scope::Project(project) = scope {
+            if !domain::plausible_id(project) {
+                return Err(DomainError::project_not_found(project).into());
+            }
+        }
+        if let Some(unknown) = ids.as_slice().iter().find(|id| !domain::plausible_id(id)) {
+            return Err(DomainError::UnknownToggleId(unknown.clone()).into());
+        }
         let select = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL");
         in_transaction!(self, |tx| {
             lock_organization(&mut tx, org).await?;
@@ -435,7 +531,10 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or_else(|| DomainError::UnknownToggleId(id.clone()))?;
-                items.push(ScopedCertificate { certificate: certificate_from_row(&row, false)?, active: activate });
+                items.push(ScopedCertificate {
+                    certificate: certificate_from_row(&row, false)?,
+                    active: activate,
+                });
             }
             if archived_project {
                 // An archived project has no activations left: deactivating is a no-op.
@@ -466,25 +565,43 @@ impl Store {
         })
     }
 
-    pub async fn list_certificates(&self, org: &str, page: &PageRequest) -> Result<Page<ScopedCertificate>> {
+    pub async fn list_certificates(
+        &self,
+        org: &str,
+        page: &PageRequest,
+    ) -> Result<Page<ScopedCertificate>> {
         let cursor = self.certificate_cursor(org, page.after.as_deref()).await?;
         let (cmp, dir) = order_sql(page.order);
-        let cursor_sql = if cursor.is_some() { format!("AND (created_at, seq) {cmp} ($3, $4)") } else { String::new() };
+        let cursor_sql = if cursor.is_some() {
+            format!("AND (created_at, seq) {cmp} ($3, $4)")
+        } else {
+            String::new()
+        };
         let sql = format!(
             "SELECT {CERT_COLUMNS}, active_org AS active FROM certificates
              WHERE org_id = $1 AND deleted_at IS NULL {cursor_sql}
              ORDER BY created_at {dir}, seq {dir} LIMIT $2"
         );
-        self.fetch_certificate_page(&sql, org, None, page, cursor).await
+        self.fetch_certificate_page(&sql, org, None, page, cursor)
+            .await
     }
 
-    pub async fn list_project_certificates(&self, org: &str, project: &str, page: &PageRequest) -> Result<Page<ScopedCertificate>> {
+    pub async fn list_project_certificates(
+        &self,
+        org: &str,
+        project: &str,
+        page: &PageRequest,
+    ) -> Result<Page<ScopedCertificate>> {
         let mut conn = self.pool.acquire().await?;
         project_archived_at(&mut conn, org, project).await?;
         drop(conn);
         let cursor = self.certificate_cursor(org, page.after.as_deref()).await?;
         let (cmp, dir) = order_sql(page.order);
-        let cursor_sql = if cursor.is_some() { format!("AND (c.created_at, c.seq) {cmp} ($4, $5)") } else { String::new() };
+        let cursor_sql = if cursor.is_some() {
+            format!("AND (c.created_at, c.seq) {cmp} ($4, $5)")
+        } else {
+            String::new()
+        };
         let sql = format!(
             "SELECT c.id, c.name, c.created_at, c.valid_at, c.expires_at,
                     CAST(CASE WHEN pa.project_id IS NULL THEN 0 ELSE 1 END AS BIGINT) AS active
@@ -493,7 +610,8 @@ impl Store {
              WHERE c.org_id = $1 AND c.deleted_at IS NULL {cursor_sql}
              ORDER BY c.created_at {dir}, c.seq {dir} LIMIT $2"
         );
-        self.fetch_certificate_page(&sql, org, Some(project), page, cursor).await
+        self.fetch_certificate_page(&sql, org, Some(project), page, cursor)
+            .await
     }
 
     async fn fetch_certificate_page(
@@ -529,13 +647,21 @@ impl Store {
     }
 
     /// Position of a cursor id, deleted or not; unknown ids are refused.
-    async fn certificate_cursor(&self, org: &str, after: Option<&str>) -> Result<Option<(i64, i64)>> {
+    async fn certificate_cursor(
+        &self,
+        org: &str,
+        after: Option<&str>,
+    ) -> Result<Option<(i64, i64)>> {
         let Some(after) = after else { return Ok(None) };
-        let row = sqlx::query("SELECT created_at, seq FROM certificates WHERE id = $1 AND org_id = $2")
-            .bind(after)
-            .bind(org)
-            .fetch_optional(&self.pool)
-            .await?;
+        if !domain::plausible_id(after) {
+            return Err(unknown_cursor(after).into());
+        }
+        let row =
+            sqlx::query("SELECT created_at, seq FROM certificates WHERE id = $1 AND org_id = $2")
+                .bind(after)
+                .bind(org)
+                .fetch_optional(&self.pool)
+                .await?;
         match row {
             Some(row) => Ok(Some((row.try_get("created_at")?, row.try_get("seq")?))),
             None => Err(unknown_cursor(after).into()),
@@ -580,8 +706,16 @@ impl Store {
     }
 
     pub async fn get_project(&self, org: &str, id: &str) -> Result<Project> {
+        if !domain::plausible_id(id) {
+            return Err(DomainError::project_not_found(id).into());
+        }
         let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1 AND org_id = $2");
-        match sqlx::query(&sql).bind(id).bind(org).fetch_optional(&self.pool).await? {
+        match sqlx::query(&sql)
+            .bind(id)
+            .bind(org)
+            .fetch_optional(&self.pool)
+            .await?
+        {
             Some(row) => Ok(project_from_row(&row)?),
             None => Err(DomainError::project_not_found(id).into()),
         }
@@ -602,12 +736,22 @@ impl Store {
                 return Err(DomainError::ProjectArchived(id.to_owned()).into());
             }
             if let Some(name) = &name {
-                sqlx::query("UPDATE projects SET name = $1 WHERE id = $2").bind(name).bind(id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE projects SET name = $1 WHERE id = $2")
+                    .bind(name)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             if let Some(ext) = &external_key_id {
-                sqlx::query("UPDATE projects SET external_key_id = $1 WHERE id = $2").bind(ext.clone()).bind(id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE projects SET external_key_id = $1 WHERE id = $2")
+                    .bind(ext.clone())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            Ok(project_from_row(&sqlx::query(&select).bind(id).fetch_one(&mut *tx).await?)?)
+            Ok(project_from_row(
+                &sqlx::query(&select).bind(id).fetch_one(&mut *tx).await?,
+            )?)
         })
     }
 
@@ -618,33 +762,61 @@ impl Store {
         in_transaction!(self, |tx| {
             lock_organization(&mut tx, org).await?;
             if project_archived_at(&mut tx, org, id).await?.is_none() {
-                sqlx::query("UPDATE projects SET archived_at = $1 WHERE id = $2").bind(now).bind(id).execute(&mut *tx).await?;
-                let ended = sqlx::query("DELETE FROM project_activations WHERE project_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE projects SET archived_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let ended = sqlx::query("DELETE FROM project_activations WHERE project_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 if ended.rows_affected() > 0 {
                     self.bump_trust_generation(&mut tx).await?;
                 }
             }
-            Ok(project_from_row(&sqlx::query(&select).bind(id).fetch_one(&mut *tx).await?)?)
+            Ok(project_from_row(
+                &sqlx::query(&select).bind(id).fetch_one(&mut *tx).await?,
+            )?)
         })
     }
 
     /// Projects in creation order (oldest first), as OpenAI lists them.
-    pub async fn list_projects(&self, org: &str, page: &PageRequest, include_archived: bool) -> Result<Page<Project>> {
+    pub async fn list_projects(
+        &self,
+        org: &str,
+        page: &PageRequest,
+        include_archived: bool,
+    ) -> Result<Page<Project>> {
         let cursor = match page.after.as_deref() {
             None => None,
+            Some(after) if !domain::plausible_id(after) => return Err(unknown_cursor(after).into()),
             Some(after) => {
-                let row = sqlx::query("SELECT created_at, seq FROM projects WHERE id = $1 AND org_id = $2")
-                    .bind(after)
-                    .bind(org)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or_else(|| unknown_cursor(after))?;
-                Some((row.try_get::<i64, _>("created_at")?, row.try_get::<i64, _>("seq")?))
+                let row = sqlx::query(
+                    "SELECT created_at, seq FROM projects WHERE id = $1 AND org_id = $2",
+                )
+                .bind(after)
+                .bind(org)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| unknown_cursor(after))?;
+                Some((
+                    row.try_get::<i64, _>("created_at")?,
+                    row.try_get::<i64, _>("seq")?,
+                ))
             }
         };
         let (cmp, dir) = order_sql(page.order);
-        let archived_sql = if include_archived { "" } else { "AND archived_at IS NULL" };
-        let cursor_sql = if cursor.is_some() { format!("AND (created_at, seq) {cmp} ($3, $4)") } else { String::new() };
+        let archived_sql = if include_archived {
+            ""
+        } else {
+            "AND archived_at IS NULL"
+        };
+        let cursor_sql = if cursor.is_some() {
+            format!("AND (created_at, seq) {cmp} ($3, $4)")
+        } else {
+            String::new()
+        };
         let sql = format!(
             "SELECT {PROJECT_COLUMNS} FROM projects WHERE org_id = $1 {archived_sql} {cursor_sql}
              ORDER BY created_at {dir}, seq {dir} LIMIT $2"
@@ -656,7 +828,11 @@ impl Store {
         }
         let rows = q.fetch_all(&self.pool).await?;
         let has_more = rows.len() as i64 > limit;
-        let items = rows.iter().take(limit as usize).map(project_from_row).collect::<Result<_, _>>()?;
+        let items = rows
+            .iter()
+            .take(limit as usize)
+            .map(project_from_row)
+            .collect::<Result<_, _>>()?;
         Ok(Page { items, has_more })
     }
 
@@ -664,17 +840,110 @@ impl Store {
 
     /// The generation gateways watch; it moves with every change of who may connect.
     pub async fn trust_generation(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT generation FROM trust_state WHERE id = 1").fetch_one(&self.pool).await?.try_get("generation")?)
+        Ok(
+            sqlx::query("SELECT generation FROM trust_state WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("generation")?,
+        )
+    }
+
+    /// The active anchors of every organization. The generation is read first, so a snapshot
+    /// is never labelled newer than what it holds.
+    pub async fn trust_snapshot(&self) -> Result<TrustSnapshot> {
+        let generation = self.trust_generation().await?;
+        let rows = sqlx::query(
+            "SELECT c.id, c.org_id, c.active_org, c.content, c.valid_at, c.expires_at FROM certificates c
+             WHERE c.deleted_at IS NULL
+               AND (c.active_org <> 0 OR c.id IN (SELECT certificate_id FROM project_activations))",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut anchors = Vec::with_capacity(rows.len());
+        let mut index = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            index.insert(row.try_get::<String, _>("id")?, anchors.len());
+            anchors.push(TrustAnchor {
+                certificate_id: row.try_get("id")?,
+                org_id: row.try_get("org_id")?,
+                org_wide: row.try_get::<i64, _>("active_org")? != 0,
+                projects: Vec::new(),
+                pem: row.try_get("content")?,
+                valid_at: row.try_get("valid_at")?,
+                expires_at: row.try_get("expires_at")?,
+            });
+        }
+        for row in sqlx::query("SELECT certificate_id, project_id FROM project_activations")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            if let Some(&i) = index.get(&row.try_get::<String, _>("certificate_id")?) {
+                anchors[i].projects.push(row.try_get("project_id")?);
+            }
+        }
+        let organizations = sqlx::query("SELECT id FROM organizations")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        Ok(TrustSnapshot {
+            generation,
+            anchors,
+            organizations,
+        })
+    }
+
+    /// On PostgreSQL, a receiver woken (its value bumped) whenever a trust-changing write
+    /// commits anywhere, via LISTEN/NOTIFY; it reconnects by itself. `None` on SQLite, where
+    /// watchers poll [`Store::trust_generation`], which is cheap.
+    pub fn listen_trust_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::watch::channel(0u64);
+        let url = self.url.clone();
+        tokio::spawn(async move {
+            let mut wakes = 0u64;
+            loop {
+                let listened = async {
+                    let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+                    listener.listen("certgate_trust").await?;
+                    // (Re)connected: changes may have been missed, so wake once.
+                    wakes += 1;
+                    let _ = tx.send(wakes);
+                    loop {
+                        listener.recv().await?;
+                        wakes += 1;
+                        if tx.send(wakes).is_err() {
+                            return Ok::<(), sqlx::Error>(());
+                        }
+                    }
+                }
+                .await;
+                if tx.is_closed() {
+                    return;
+                }
+                if let Err(e) = listened {
+                    tracing::warn!(error = %e, "trust change listener lost its connection; reconnecting");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Some(rx)
     }
 
     async fn bump_trust_generation(&self, tx: &mut sqlx::AnyConnection) -> Result<()> {
-        let generation: i64 = sqlx::query("UPDATE trust_state SET generation = generation + 1 WHERE id = 1 RETURNING generation")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("generation")?;
+        let generation: i64 = sqlx::query(
+            "UPDATE trust_state SET generation = generation + 1 WHERE id = 1 RETURNING generation",
+        )
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("generation")?;
         if self.backend == Backend::Postgres {
             // Delivered on commit, to every listening gateway.
-            tx.execute(format!("NOTIFY certgate_trust, '{generation}'").as_str()).await?;
+            tx.execute(format!("NOTIFY certgate_trust, '{generation}'").as_str())
+                .await?;
         }
         Ok(())
     }
@@ -689,7 +958,10 @@ fn order_sql(order: Order) -> (&'static str, &'static str) {
 
 fn unknown_cursor(after: &str) -> DomainError {
     let shown: String = after.chars().take(80).collect();
-    DomainError::invalid("after", format!("Invalid 'after': '{shown}' is not an id returned by this list."))
+    DomainError::invalid(
+        "after",
+        format!("Invalid 'after': '{shown}' is not an id returned by this list."),
+    )
 }
 
 /// Locks the organization's row for the rest of the transaction and returns the next value of
@@ -706,7 +978,14 @@ async fn lock_organization(tx: &mut sqlx::AnyConnection, org: &str) -> Result<i6
 }
 
 /// The project's `archived_at`, or 404 if the organization has no such project.
-async fn project_archived_at(conn: &mut sqlx::AnyConnection, org: &str, project: &str) -> Result<Option<i64>> {
+async fn project_archived_at(
+    conn: &mut sqlx::AnyConnection,
+    org: &str,
+    project: &str,
+) -> Result<Option<i64>> {
+    if !domain::plausible_id(project) {
+        return Err(DomainError::project_not_found(project).into());
+    }
     let row = sqlx::query("SELECT archived_at FROM projects WHERE id = $1 AND org_id = $2")
         .bind(project)
         .bind(org)
@@ -716,8 +995,16 @@ async fn project_archived_at(conn: &mut sqlx::AnyConnection, org: &str, project:
     Ok(row.try_get("archived_at")?)
 }
 
-async fn insert_organization(tx: &mut sqlx::AnyConnection, name: &str, now: i64) -> Result<(Organization, NewAdminKey)> {
-    let org = Organization { id: domain::new_id("org-"), name: name.to_owned(), created_at: now };
+async fn insert_organization(
+    tx: &mut sqlx::AnyConnection,
+    name: &str,
+    now: i64,
+) -> Result<(Organization, NewAdminKey)> {
+    let org = Organization {
+        id: domain::new_id("org-"),
+        name: name.to_owned(),
+        created_at: now,
+    };
     sqlx::query("INSERT INTO organizations (id, name, created_at, seq) VALUES ($1, $2, $3, 0)")
         .bind(&org.id)
         .bind(&org.name)

@@ -65,15 +65,21 @@ pub fn parse_ca_pem(text: &str, now: i64) -> Result<ParsedCa, DomainError> {
             )))
         }
     };
-    let (rest, cert) = parse_x509_certificate(der)
-        .map_err(|e| invalid(format!("the PEM block is not a valid X.509 certificate ({e}).")))?;
+    let (rest, cert) = parse_x509_certificate(der).map_err(|e| {
+        invalid(format!(
+            "the PEM block is not a valid X.509 certificate ({e})."
+        ))
+    })?;
     if !rest.is_empty() {
-        return Err(invalid("the PEM block has data after the X.509 certificate."));
+        return Err(invalid(
+            "the PEM block has data after the X.509 certificate.",
+        ));
     }
     if cert.version() != X509Version::V3 {
         return Err(invalid("the certificate must be X.509 version 3."));
     }
-    let ext_err = |what: &str, e: X509Error| invalid(format!("the {what} extension is malformed ({e})."));
+    let ext_err =
+        |what: &str, e: X509Error| invalid(format!("the {what} extension is malformed ({e})."));
     match cert.basic_constraints().map_err(|e| ext_err("basicConstraints", e))? {
         Some(bc) if bc.value.ca => {}
         _ => {
@@ -84,8 +90,16 @@ pub fn parse_ca_pem(text: &str, now: i64) -> Result<ParsedCa, DomainError> {
     }
     match cert.key_usage().map_err(|e| ext_err("keyUsage", e))? {
         Some(ku) if ku.value.key_cert_sign() => {}
-        Some(_) => return Err(invalid("not a CA certificate: keyUsage must include keyCertSign.")),
-        None => return Err(invalid("not a CA certificate: the keyUsage extension (with keyCertSign) is missing.")),
+        Some(_) => {
+            return Err(invalid(
+                "not a CA certificate: keyUsage must include keyCertSign.",
+            ))
+        }
+        None => {
+            return Err(invalid(
+                "not a CA certificate: the keyUsage extension (with keyCertSign) is missing.",
+            ))
+        }
     }
     let ski = cert
         .extensions()
@@ -101,7 +115,10 @@ pub fn parse_ca_pem(text: &str, now: i64) -> Result<ParsedCa, DomainError> {
     let valid_at = cert.validity().not_before.timestamp();
     let expires_at = cert.validity().not_after.timestamp();
     if expires_at <= now {
-        return Err(invalid(format!("the certificate expired at {} (Unix seconds {expires_at}).", cert.validity().not_after)));
+        return Err(invalid(format!(
+            "the certificate expired at {} (Unix seconds {expires_at}).",
+            cert.validity().not_after
+        )));
     }
     if expires_at - now < MIN_REMAINING_VALIDITY_SECS {
         return Err(invalid(format!(
@@ -133,7 +150,11 @@ fn check_key(cert: &X509Certificate<'_>) -> Result<(), DomainError> {
         };
     }
     if *alg == oids::OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
         return match curve {
             Some(c) if c == oids::OID_EC_P256 || c == oids::OID_NIST_EC_P384 => Ok(()),
             _ => Err(invalid("the EC key must be on curve P-256 or P-384.")),

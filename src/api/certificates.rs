@@ -12,27 +12,54 @@ use crate::domain::{self, DomainError, Order, Scope, ToggleIds};
 const ORG_ITEM: &str = "organization.certificate";
 const PROJECT_ITEM: &str = "organization.project.certificate";
 
-pub async fn list(State(s): State<AppState>, caller: AdminCaller, q: Query) -> Result<Json<List<CertificateObject>>, ApiError> {
-    let page = s.store.list_certificates(&caller.org_id, &q.page(Order::Desc)?).await?;
-    Ok(Json(List::from_page(page, |c| CertificateObject::scoped(ORG_ITEM, c))))
+pub async fn list(
+    State(s): State<AppState>,
+    caller: AdminCaller,
+    q: Query,
+) -> Result<Json<List<CertificateObject>>, ApiError> {
+    let page = s
+        .store
+        .list_certificates(&caller.org_id, &q.page(Order::Desc)?)
+        .await?;
+    Ok(Json(List::from_page(page, |c| {
+        CertificateObject::scoped(ORG_ITEM, c)
+    })))
 }
 
-pub async fn upload(State(s): State<AppState>, caller: AdminCaller, mut body: JsonObject) -> Result<Json<CertificateObject>, ApiError> {
+pub async fn upload(
+    State(s): State<AppState>,
+    caller: AdminCaller,
+    mut body: JsonObject,
+) -> Result<Json<CertificateObject>, ApiError> {
     // `content` is the field name of the 2025 spec and early SDKs; `certificate` is current.
     let certificate = body.optional_string("certificate")?;
     let content = body.optional_string("content")?;
-    let name = body.optional_string("name")?.map(|n| domain::parse_name("name", n)).transpose()?;
+    let name = body
+        .optional_string("name")?
+        .map(|n| domain::parse_name("name", n))
+        .transpose()?;
     body.finish()?;
     let text = certificate.or(content).ok_or_else(|| {
-        ApiError::bad_request(Some("certificate"), "Missing required parameter: 'certificate' (the CA certificate in PEM format).")
+        ApiError::bad_request(
+            Some("certificate"),
+            "Missing required parameter: 'certificate' (the CA certificate in PEM format).",
+        )
     })?;
     let parsed = crate::x509::parse_ca_pem(&text, s.store.now())?;
-    let cert = s.store.upload_certificate(&caller.org_id, name, &text, &parsed).await?;
+    let cert = s
+        .store
+        .upload_certificate(&caller.org_id, name, &text, &parsed)
+        .await?;
     tracing::info!(org = %caller.org_id, certificate = %cert.id, "certificate uploaded");
     Ok(Json(CertificateObject::single(cert)))
 }
 
-pub async fn get(State(s): State<AppState>, caller: AdminCaller, id: PathParam, q: Query) -> Result<Json<CertificateObject>, ApiError> {
+pub async fn get(
+    State(s): State<AppState>,
+    caller: AdminCaller,
+    id: PathParam,
+    q: Query,
+) -> Result<Json<CertificateObject>, ApiError> {
     let id = path_id(id)?;
     let mut with_content = false;
     for value in q.all("include") {
@@ -40,67 +67,150 @@ pub async fn get(State(s): State<AppState>, caller: AdminCaller, id: PathParam, 
             "content" => with_content = true,
             other => {
                 let shown: String = other.chars().take(40).collect();
-                return Err(DomainError::invalid("include", format!("Invalid 'include' value '{shown}': the only supported value is 'content'.")).into());
+                return Err(DomainError::invalid(
+                    "include",
+                    format!(
+                        "Invalid 'include' value '{shown}': the only supported value is 'content'."
+                    ),
+                )
+                .into());
             }
         }
     }
-    let cert = s.store.get_certificate(&caller.org_id, &id, with_content).await?;
+    let cert = s
+        .store
+        .get_certificate(&caller.org_id, &id, with_content)
+        .await?;
     Ok(Json(CertificateObject::single(cert)))
 }
 
-pub async fn modify(State(s): State<AppState>, caller: AdminCaller, id: PathParam, mut body: JsonObject) -> Result<Json<CertificateObject>, ApiError> {
+pub async fn modify(
+    State(s): State<AppState>,
+    caller: AdminCaller,
+    id: PathParam,
+    mut body: JsonObject,
+) -> Result<Json<CertificateObject>, ApiError> {
     let id = path_id(id)?;
-    let name = body.nullable_string("name")?.map(|n| n.map(|n| domain::parse_name("name", n)).transpose()).transpose()?;
+    let name = body
+        .nullable_string("name")?
+        .map(|n| n.map(|n| domain::parse_name("name", n)).transpose())
+        .transpose()?;
     body.finish()?;
-    let cert = s.store.rename_certificate(&caller.org_id, &id, name).await?;
+    let cert = s
+        .store
+        .rename_certificate(&caller.org_id, &id, name)
+        .await?;
     Ok(Json(CertificateObject::single(cert)))
 }
 
-pub async fn delete(State(s): State<AppState>, caller: AdminCaller, id: PathParam) -> Result<Json<Deleted>, ApiError> {
+pub async fn delete(
+    State(s): State<AppState>,
+    caller: AdminCaller,
+    id: PathParam,
+) -> Result<Json<Deleted>, ApiError> {
     let id = path_id(id)?;
     s.store.delete_certificate(&caller.org_id, &id).await?;
     tracing::info!(org = %caller.org_id, certificate = %id, "certificate deleted");
-    Ok(Json(Deleted { object: "certificate.deleted", id }))
+    Ok(Json(Deleted {
+        object: "certificate.deleted",
+        id,
+    }))
 }
 
-pub async fn activate(state: State<AppState>, caller: AdminCaller, body: JsonObject) -> Result<Json<Toggled>, ApiError> {
+pub async fn activate(
+    state: State<AppState>,
+    caller: AdminCaller,
+    body: JsonObject,
+) -> Result<Json<Toggled>, ApiError> {
     toggle(state, caller, Scope::Organization, body, true).await
 }
 
-pub async fn deactivate(state: State<AppState>, caller: AdminCaller, body: JsonObject) -> Result<Json<Toggled>, ApiError> {
+pub async fn deactivate(
+    state: State<AppState>,
+    caller: AdminCaller,
+    body: JsonObject,
+) -> Result<Json<Toggled>, ApiError> {
     toggle(state, caller, Scope::Organization, body, false).await
 }
 
-pub async fn list_for_project(State(s): State<AppState>, caller: AdminCaller, project: PathParam, q: Query) -> Result<Json<List<CertificateObject>>, ApiError> {
+pub async fn list_for_project(
+    State(s): State<AppState>,
+    caller: AdminCaller,
+    project: PathParam,
+    q: Query,
+) -> Result<Json<List<CertificateObject>>, ApiError> {
     let project = path_id(project)?;
-    let page = s.store.list_project_certificates(&caller.org_id, &project, &q.page(Order::Desc)?).await?;
-    Ok(Json(List::from_page(page, |c| CertificateObject::scoped(PROJECT_ITEM, c))))
+    let page = s
+        .store
+        .list_project_certificates(&caller.org_id, &project, &q.page(Order::Desc)?)
+        .await?;
+    Ok(Json(List::from_page(page, |c| {
+        CertificateObject::scoped(PROJECT_ITEM, c)
+    })))
 }
 
-pub async fn activate_for_project(state: State<AppState>, caller: AdminCaller, project: PathParam, body: JsonObject) -> Result<Json<Toggled>, ApiError> {
+pub async fn activate_for_project(
+    state: State<AppState>,
+    caller: AdminCaller,
+    project: PathParam,
+    body: JsonObject,
+) -> Result<Json<Toggled>, ApiError> {
     toggle(state, caller, Scope::Project(path_id(project)?), body, true).await
 }
 
-pub async fn deactivate_for_project(state: State<AppState>, caller: AdminCaller, project: PathParam, body: JsonObject) -> Result<Json<Toggled>, ApiError> {
-    toggle(state, caller, Scope::Project(path_id(project)?), body, false).await
+pub async fn deactivate_for_project(
+    state: State<AppState>,
+    caller: AdminCaller,
+    project: PathParam,
+    body: JsonObject,
+) -> Result<Json<Toggled>, ApiError> {
+    toggle(
+        state,
+        caller,
+        Scope::Project(path_id(project)?),
+        body,
+        false,
+    )
+    .await
 }
 
-async fn toggle(State(s): State<AppState>, caller: AdminCaller, scope: Scope, mut body: JsonObject, activate: bool) -> Result<Json<Toggled>, ApiError> {
+async fn toggle(
+    State(s): State<AppState>,
+    caller: AdminCaller,
+    scope: Scope,
+    mut body: JsonObject,
+    activate: bool,
+) -> Result<Json<Toggled>, ApiError> {
     // `data` is what the 2025 spec's curl examples send; `certificate_ids` is the schema's name.
     let ids = body.optional_string_array("certificate_ids")?;
     let legacy = body.optional_string_array("data")?;
     body.finish()?;
     let ids = ids.or(legacy).ok_or_else(|| {
-        ApiError::bad_request(Some("certificate_ids"), "Missing required parameter: 'certificate_ids' (an array of 1 to 10 certificate ids).")
+        ApiError::bad_request(
+            Some("certificate_ids"),
+            "Missing required parameter: 'certificate_ids' (an array of 1 to 10 certificate ids).",
+        )
     })?;
     let ids = ToggleIds::parse(ids)?;
-    let items = s.store.toggle_certificates(&caller.org_id, &scope, &ids, activate).await?;
+    let items = s
+        .store
+        .toggle_certificates(&caller.org_id, &scope, &ids, activate)
+        .await?;
     let (item, object) = match (&scope, activate) {
         (Scope::Organization, true) => (ORG_ITEM, "organization.certificate.activation"),
         (Scope::Organization, false) => (ORG_ITEM, "organization.certificate.deactivation"),
         (Scope::Project(_), true) => (PROJECT_ITEM, "organization.project.certificate.activation"),
-        (Scope::Project(_), false) => (PROJECT_ITEM, "organization.project.certificate.deactivation"),
+        (Scope::Project(_), false) => (
+            PROJECT_ITEM,
+            "organization.project.certificate.deactivation",
+        ),
     };
     tracing::info!(org = %caller.org_id, ?scope, activate, count = items.len(), "certificates toggled");
-    Ok(Json(Toggled { object, data: items.into_iter().map(|c| CertificateObject::scoped(item, c)).collect() }))
+    Ok(Json(Toggled {
+        object,
+        data: items
+            .into_iter()
+            .map(|c| CertificateObject::scoped(item, c))
+            .collect(),
+    }))
 }

@@ -42,7 +42,11 @@ impl CertificateObject {
             id: c.id,
             name: c.name,
             created_at: c.created_at,
-            certificate_details: CertificateDetails { valid_at: c.valid_at, expires_at: c.expires_at, content: c.content },
+            certificate_details: CertificateDetails {
+                valid_at: c.valid_at,
+                expires_at: c.expires_at,
+                content: c.content,
+            },
             active,
         }
     }
@@ -114,7 +118,11 @@ impl From<Project> for ProjectObject {
     fn from(p: Project) -> Self {
         ProjectObject {
             object: "organization.project",
-            status: if p.archived_at.is_some() { "archived" } else { "active" },
+            status: if p.archived_at.is_some() {
+                "archived"
+            } else {
+                "active"
+            },
             id: p.id,
             name: p.name,
             created_at: p.created_at,

@@ -68,20 +68,23 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|e| {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                ApiError::BodyTooLarge
-            } else {
-                ApiError::bad_request(None, "The request body could not be read.")
-            }
-        })?;
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    ApiError::BodyTooLarge
+                } else {
+                    ApiError::bad_request(None, "The request body could not be read.")
+                }
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonObject { fields: Map::new() });
         }
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| ApiError::bad_request(None, "The request body is not valid UTF-8 text."))?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            ApiError::bad_request(None, "The request body is not valid UTF-8 text.")
+        })?;
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(fields)) => Ok(JsonObject { fields }),
             Ok(_) => Err(ApiError::bad_request(None, "The request body must be a JSON object.")),
@@ -93,8 +96,22 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
+/// NUL characters are never meaningful here, and PostgreSQL cannot store them in text.
+fn no_nul(field: &str, s: String) -> Result<String, ApiError> {
+    if s.contains('\0') {
+        return Err(ApiError::bad_request(
+            Some(field),
+            format!("'{field}' must not contain NUL characters."),
+        ));
+    }
+    Ok(s)
+}
+
 fn wrong_type(field: &str, expected: &str) -> ApiError {
-    ApiError::bad_request(Some(field), format!("Invalid type for '{field}': expected {expected}."))
+    ApiError::bad_request(
+        Some(field),
+        format!("Invalid type for '{field}': expected {expected}."),
+    )
 }
 
 impl JsonObject {
@@ -108,14 +125,18 @@ impl JsonObject {
         match self.fields.remove(field) {
             None => Ok(None),
             Some(Value::Null) => Ok(Some(None)),
-            Some(Value::String(s)) => Ok(Some(Some(s))),
+            Some(Value::String(s)) => Ok(Some(Some(no_nul(field, s)?))),
             Some(_) => Err(wrong_type(field, "a string")),
         }
     }
 
     pub fn required_string(&mut self, field: &str) -> Result<String, ApiError> {
-        self.optional_string(field)?
-            .ok_or_else(|| ApiError::bad_request(Some(field), format!("Missing required parameter: '{field}'.")))
+        self.optional_string(field)?.ok_or_else(|| {
+            ApiError::bad_request(
+                Some(field),
+                format!("Missing required parameter: '{field}'."),
+            )
+        })
     }
 
     /// A string array field that may be absent.
@@ -125,7 +146,7 @@ impl JsonObject {
             Some(Value::Array(items)) => items
                 .into_iter()
                 .map(|v| match v {
-                    Value::String(s) => Ok(s),
+                    Value::String(s) => no_nul(field, s),
                     _ => Err(wrong_type(field, "an array of strings")),
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -140,7 +161,10 @@ impl JsonObject {
             None => Ok(()),
             Some(field) => {
                 let shown: String = field.chars().take(64).collect();
-                Err(ApiError::bad_request(Some(&shown), format!("Unrecognized request argument supplied: {shown}")))
+                Err(ApiError::bad_request(
+                    Some(&shown),
+                    format!("Unrecognized request argument supplied: {shown}"),
+                ))
             }
         }
     }
@@ -164,32 +188,63 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
 impl Query {
     /// The last value given for `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `limit`, `after` and `order` (with the given default order).
     pub fn page(&self, default_order: Order) -> Result<PageRequest, ApiError> {
-        let limit = self.get("limit").map(Limit::parse).transpose()?.unwrap_or(Limit::DEFAULT);
-        let order = self.get("order").map(Order::parse).transpose()?.unwrap_or(default_order);
-        let after = self.get("after").filter(|a| !a.is_empty()).map(str::to_owned);
-        Ok(PageRequest { limit, after, order })
+        let limit = self
+            .get("limit")
+            .map(Limit::parse)
+            .transpose()?
+            .unwrap_or(Limit::DEFAULT);
+        let order = self
+            .get("order")
+            .map(Order::parse)
+            .transpose()?
+            .unwrap_or(default_order);
+        let after = self
+            .get("after")
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned);
+        Ok(PageRequest {
+            limit,
+            after,
+            order,
+        })
     }
 
     pub fn bool(&self, name: &str) -> Result<bool, ApiError> {
         match self.get(name) {
             None | Some("false") | Some("0") => Ok(false),
             Some("true") | Some("1") => Ok(true),
-            Some(_) => Err(ApiError::bad_request(Some(name), format!("Invalid '{name}': expected true or false."))),
+            Some(_) => Err(ApiError::bad_request(
+                Some(name),
+                format!("Invalid '{name}': expected true or false."),
+            )),
         }
     }
 }
 
 /// The single path parameter of a route, or a 404 in OpenAI's shape.
-pub fn path_id(path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>) -> Result<String, ApiError> {
-    path.map(|p| p.0)
-        .map_err(|_| ApiError::bad_request(None, "The id in the URL is not valid percent-encoded UTF-8."))
+pub fn path_id(
+    path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    path.map(|p| p.0).map_err(|_| {
+        ApiError::bad_request(
+            None,
+            "The id in the URL is not valid percent-encoded UTF-8.",
+        )
+    })
 }

@@ -12,7 +12,9 @@ use axum::http::{HeaderName, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::store::Store;
@@ -30,16 +32,43 @@ pub type PathParam = Result<Path<String>, PathRejection>;
 pub fn router(state: AppState) -> Router {
     use certificates as certs;
     let v1 = Router::new()
-        .route("/organization/certificates", get(certs::list).post(certs::upload))
+        .route(
+            "/organization/certificates",
+            get(certs::list).post(certs::upload),
+        )
         .route("/organization/certificates/activate", post(certs::activate))
-        .route("/organization/certificates/deactivate", post(certs::deactivate))
-        .route("/organization/certificates/{certificate_id}", get(certs::get).post(certs::modify).delete(certs::delete))
-        .route("/organization/projects", get(projects::list).post(projects::create))
-        .route("/organization/projects/{project_id}", get(projects::get).post(projects::modify))
-        .route("/organization/projects/{project_id}/archive", post(projects::archive))
-        .route("/organization/projects/{project_id}/certificates", get(certs::list_for_project))
-        .route("/organization/projects/{project_id}/certificates/activate", post(certs::activate_for_project))
-        .route("/organization/projects/{project_id}/certificates/deactivate", post(certs::deactivate_for_project));
+        .route(
+            "/organization/certificates/deactivate",
+            post(certs::deactivate),
+        )
+        .route(
+            "/organization/certificates/{certificate_id}",
+            get(certs::get).post(certs::modify).delete(certs::delete),
+        )
+        .route(
+            "/organization/projects",
+            get(projects::list).post(projects::create),
+        )
+        .route(
+            "/organization/projects/{project_id}",
+            get(projects::get).post(projects::modify),
+        )
+        .route(
+            "/organization/projects/{project_id}/archive",
+            post(projects::archive),
+        )
+        .route(
+            "/organization/projects/{project_id}/certificates",
+            get(certs::list_for_project),
+        )
+        .route(
+            "/organization/projects/{project_id}/certificates/activate",
+            post(certs::activate_for_project),
+        )
+        .route(
+            "/organization/projects/{project_id}/certificates/deactivate",
+            post(certs::deactivate_for_project),
+        );
     let x_request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/healthz", get(healthz))
@@ -79,14 +108,24 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(s): State<AppState>) -> Response {
     match s.store.ping().await {
         Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "database_unavailable"}))).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "database_unavailable"})),
+        )
+            .into_response(),
     }
 }
 
 async fn no_such_route(method: Method, uri: Uri) -> ApiError {
-    ApiError::NoSuchRoute { method: method.to_string(), path: uri.path().chars().take(200).collect() }
+    ApiError::NoSuchRoute {
+        method: method.to_string(),
+        path: uri.path().chars().take(200).collect(),
+    }
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().chars().take(200).collect() }
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().chars().take(200).collect(),
+    }
 }

@@ -1,0 +1,81 @@
+//! A test PKI made in the tests with rcgen: CAs (good and deliberately flawed) and leaves.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyIdMethod, KeyPair, KeyUsagePurpose,
+};
+
+pub struct Ca {
+    pub cert: rcgen::Certificate,
+    pub key: KeyPair,
+    pub params: CertificateParams,
+}
+
+impl Ca {
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+}
+
+pub struct Leaf {
+    pub cert: rcgen::Certificate,
+    pub key: KeyPair,
+}
+
+fn time(unix: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(unix).unwrap()
+}
+
+/// CA parameters as OpenAI asks for them: CA:TRUE, keyCertSign + cRLSign, SKI.
+pub fn ca_params(cn: &str, not_before: i64, not_after: i64) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.not_before = time(not_before);
+    p.not_after = time(not_after);
+    p.key_identifier_method = KeyIdMethod::Sha256;
+    p.use_authority_key_identifier_extension = true;
+    p
+}
+
+/// A self-signed ECDSA P-256 CA valid from `not_before` to `not_after` (Unix seconds).
+pub fn ca_valid(cn: &str, not_before: i64, not_after: i64) -> Ca {
+    ca_from_params(ca_params(cn, not_before, not_after))
+}
+
+/// A CA valid from a day ago for a year.
+pub fn ca(cn: &str) -> Ca {
+    let now = super::wall_clock();
+    ca_valid(cn, now - 86_400, now + 365 * 86_400)
+}
+
+pub fn ca_from_params(params: CertificateParams) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let cert = params.clone().self_signed(&key).unwrap();
+    Ca { cert, key, params }
+}
+
+/// A client certificate signed by `ca`, usable for TLS client auth.
+pub fn leaf(ca: &Ca, cn: &str, not_before: i64, not_after: i64) -> Leaf {
+    let mut p = CertificateParams::new(vec![format!("{cn}.clients.test")]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.not_before = time(not_before);
+    p.not_after = time(not_after);
+    p.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    Leaf { cert, key }
+}
