@@ -159,3 +159,132 @@ macro_rules! backend_tests {
         }
     )*};
 }
+
+/// Runs each named `async fn(TestDb)` once per backend, like [`backend_tests!`], for tests
+/// that start `certgate` processes themselves.
+#[macro_export]
+macro_rules! db_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::common::TestDb::new($crate::common::Db::Sqlite).await.unwrap();
+                super::$name(db).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = $crate::common::TestDb::new($crate::common::Db::Postgres).await {
+                    super::$name(db).await
+                }
+            }
+        }
+    )*};
+}
+
+/// A `certgate` process started by a test; killed when dropped.
+pub struct Process {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub stderr: Arc<std::sync::Mutex<String>>,
+}
+
+impl Process {
+    /// Starts `certgate serve` on a free port and waits until `/healthz` answers.
+    pub async fn serve(db_url: &str, extra: &[&str]) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
+            .args(["serve", "--listen", &addr.to_string(), "--database", db_url])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start certgate");
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut p = Process {
+            child,
+            addr,
+            stderr,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!(
+                    "certgate exited early ({status}): {}",
+                    p.stderr.lock().unwrap()
+                );
+            }
+            if client
+                .get(format!("http://{addr}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        p.kill();
+        panic!(
+            "certgate did not become healthy: {}",
+            p.stderr.lock().unwrap()
+        );
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The admin key the process printed at bootstrap, if it printed one.
+    pub fn bootstrap_key(&self) -> Option<String> {
+        let s = self.stderr.lock().unwrap();
+        let start = s.find("sk-admin-")?;
+        Some(
+            s[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect(),
+        )
+    }
+
+    /// SIGKILL: no chance to flush or finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the `certgate` binary to completion with `args`; returns (success, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
