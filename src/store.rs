@@ -59,18 +59,25 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) => {
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
                 match code.as_str() {
-                    // PostgreSQL serialization failure and deadlock; SQLite BUSY/LOCKED (and
-                    // their extended codes, which keep the primary code in the low byte).
+                    // PostgreSQL serialization failure and deadlock.
                     "40001" | "40P01" => StoreError::Retryable(code),
+                    // SQLite BUSY: the busy timeout has already been waited out.
+                    "5" => StoreError::Unavailable(db.message().to_owned()),
+                    // SQLite LOCKED and the extended BUSY codes (e.g. BUSY_SNAPSHOT), which
+                    // keep the primary code in the low byte: run the transaction again.
                     c if c
                         .parse::<i32>()
-                        .map(|n| n & 0xff == 5 || n & 0xff == 6)
-                        .unwrap_or(false) =>
+                        .is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6) =>
                     {
                         StoreError::Retryable(code)
                     }
-                    // query_canceled (statement_timeout), shutdown, connection exceptions.
-                    c if c == "57014" || c.starts_with("57P") || c.starts_with("08") => {
+                    // query_canceled (statement_timeout), lock_not_available (lock_timeout),
+                    // shutdown, connection exceptions.
+                    c if c == "57014"
+                        || c == "55P03"
+                        || c.starts_with("57P")
+                        || c.starts_with("08") =>
+                    {
                         StoreError::Unavailable(db.message().to_owned())
                     }
                     _ => StoreError::Internal(e.to_string()),

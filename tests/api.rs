@@ -28,7 +28,14 @@ impl Answer {
             .as_object()
             .unwrap_or_else(|| panic!("no error object: {}", self.body));
         assert_eq!(e.len(), 4, "{}", self.body);
-        assert_eq!(e["type"], if status < 500 { "invalid_request_error" } else { "server_error" });
+        assert_eq!(
+            e["type"],
+            if status < 500 {
+                "invalid_request_error"
+            } else {
+                "server_error"
+            }
+        );
         assert_eq!(e["code"].as_str(), code, "{}", self.body);
         assert_eq!(e["param"].as_str(), param, "{}", self.body);
         if status < 500 {

@@ -76,7 +76,8 @@ async fn org_create_and_bootstrap(db: TestDb) {
     let key = first.bootstrap_key().expect("bootstrap key on stderr");
     let (status, list) = get(&first.base(), &key, "/organization/certificates").await;
     assert_eq!(status, 200, "{list}");
-    drop(first);
+    let mut first = first;
+    first.terminate_and_wait();
     let again = Process::serve(&db.url, &[]).await;
     assert!(
         again.bootstrap_key().is_none(),
@@ -493,4 +494,52 @@ async fn postgres_outage_gives_503_and_recovers() {
             .status(),
         200
     );
+}
+
+/// A database that answers too slowly (here: a row lock held by someone else) gives a timely
+/// 503 instead of piling up requests, and the service carries on once it is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_database_gives_timely_503() {
+    use sqlx::Connection;
+    let Some(db) = TestDb::new(common::Db::Postgres).await else {
+        return;
+    };
+    let (org, key) = create_org(&db, "Slow");
+    let server = Process::serve(&db.url, &["--no-bootstrap", "--db-timeout", "1s"]).await;
+    let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
+        .bind(&org)
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (s, body) = post(
+        &server.base(),
+        &key,
+        "/organization/projects",
+        json!({"name": "blocked"}),
+    )
+    .await;
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(body["error"]["code"], "database_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Reads are not blocked by a writer's lock.
+    assert_eq!(
+        get(&server.base(), &key, "/organization/projects").await.0,
+        200
+    );
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    let (s, body) = post(
+        &server.base(),
+        &key,
+        "/organization/projects",
+        json!({"name": "free"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
 }

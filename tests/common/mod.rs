@@ -67,7 +67,16 @@ impl TestDb {
                     if std::env::var("CI").is_ok_and(|v| v == "true") {
                         panic!("PostgreSQL at {base} is required in CI but unreachable: {e}");
                     }
-                    eprintln!("skipped: PostgreSQL half (no server at {base}: {e})");
+                    // Written to the stderr handle directly: libtest captures `eprintln!` of
+                    // passing tests, and this line must be seen. Once per test binary.
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        use std::io::Write;
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "skipped: PostgreSQL half (no server at {base}: {e}); set CERTGATE_TEST_POSTGRES_URL"
+                        );
+                    });
                     return None;
                 }
                 let sep = if base.contains('?') { '&' } else { '?' };
@@ -260,6 +269,24 @@ impl Process {
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
                 .collect(),
         )
+    }
+
+    /// SIGTERM, then waits: a graceful shutdown exits 0 within a few seconds.
+    pub fn terminate_and_wait(&mut self) {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit after SIGTERM: {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no exit within 5 s of SIGTERM");
     }
 
     /// SIGKILL: no chance to flush or finish anything.
