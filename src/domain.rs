@@ -129,7 +129,7 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 /// Page size: 1..=100, default 20.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limit(u32);
 
 impl Limit {
@@ -152,7 +152,7 @@ impl Limit {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Order {
     Asc,
     Desc,
@@ -175,7 +175,7 @@ impl Order {
 }
 
 /// One page request: ordered by `created_at`, ties broken by the per-organization sequence.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageRequest {
     pub limit: Limit,
     pub after: Option<String>,

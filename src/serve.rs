@@ -20,9 +20,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, backend = ?store.backend(), "certgate serve listening");
-    let app = api::router(AppState {
-        store: store.clone(),
-    });
+    let app = api::router(AppState::new(store.clone()));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -124,6 +124,14 @@ pub struct Store {
     clock: Arc<dyn Clock>,
 }
 
+/// A verified admin key's organization, with the organization's write sequence as of the
+/// check: any write to the organization's certificates, projects or activations moves it.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub org_id: String,
+    pub version: i64,
+}
+
 /// A CA certificate active somewhere, as the gateway needs it.
 #[derive(Debug, Clone)]
 pub struct TrustAnchor {
@@ -305,13 +313,15 @@ impl Store {
 
     // ---------------------------------------------------------------- organizations & keys
 
-    /// Finds the organization an admin key belongs to. The database is looked up by the key's
-    /// SHA-256; the stored digest is then compared in constant time.
-    pub async fn authenticate(&self, key: &str) -> Result<Option<String>> {
+    /// Finds the organization an admin key belongs to, and the organization's write sequence
+    /// (bumped by every write to it) in the same statement. The database is looked up by the
+    /// key's SHA-256; the stored digest is then compared in constant time.
+    pub async fn authenticate(&self, key: &str) -> Result<Option<Authenticated>> {
         use subtle::ConstantTimeEq;
         let digest = domain::admin_key_digest(key);
         let row = sqlx::query(
-            "SELECT org_id, key_sha256 FROM admin_keys WHERE key_sha256 = $1 AND revoked_at IS NULL",
+            "SELECT k.org_id, k.key_sha256, o.seq FROM admin_keys k JOIN organizations o ON o.id = k.org_id
+             WHERE k.key_sha256 = $1 AND k.revoked_at IS NULL",
         )
         .bind(&digest)
         .fetch_optional(&self.pool)
@@ -319,7 +329,7 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let stored: String = row.try_get("key_sha256")?;
         if bool::from(stored.as_bytes().ct_eq(digest.as_bytes())) {
-            Ok(Some(row.try_get("org_id")?))
+            Ok(Some(Authenticated { org_id: row.try_get("org_id")?, version: row.try_get("seq")? }))
         } else {
             Ok(None)
         }
@@ -453,6 +463,8 @@ impl Store {
         }
         let sql = format!("UPDATE certificates SET name = $1 WHERE id = $2 AND org_id = $3 AND deleted_at IS NULL RETURNING {CERT_COLUMNS}");
         in_transaction!(self, |tx| {
+            // Moves the organization's version, like every write (list caches depend on it).
+            lock_organization(&mut tx, org).await?;
             match sqlx::query(&sql)
                 .bind(name.clone())
                 .bind(id)

@@ -1,7 +1,12 @@
 //! `/organization/certificates…` and `/organization/projects/{id}/certificates…`.
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+
+use super::cache::PageKey;
 
 use super::dto::{CertificateObject, Deleted, List, Toggled};
 use super::error::ApiError;
@@ -12,18 +17,23 @@ use crate::domain::{self, DomainError, Order, Scope, ToggleIds};
 const ORG_ITEM: &str = "organization.certificate";
 const PROJECT_ITEM: &str = "organization.project.certificate";
 
-pub async fn list(
-    State(s): State<AppState>,
-    caller: AdminCaller,
-    q: Query,
-) -> Result<Json<List<CertificateObject>>, ApiError> {
-    let page = s
-        .store
-        .list_certificates(&caller.org_id, &q.page(Order::Desc)?)
-        .await?;
-    Ok(Json(List::from_page(page, |c| {
-        CertificateObject::scoped(ORG_ITEM, c)
-    })))
+pub async fn list(State(s): State<AppState>, caller: AdminCaller, q: Query) -> Result<Response, ApiError> {
+    let key = PageKey { org_id: caller.org_id, project_id: None, page: q.page(Order::Desc)? };
+    if let Some(hit) = s.pages.get(&key, caller.version) {
+        return Ok(json_bytes(hit));
+    }
+    let page = s.store.list_certificates(&key.org_id, &key.page).await?;
+    let bytes = to_bytes(&List::from_page(page, |c| CertificateObject::scoped(ORG_ITEM, c)))?;
+    s.pages.put(key, caller.version, bytes.clone());
+    Ok(json_bytes(bytes))
+}
+
+fn to_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value).map(Bytes::from).map_err(|_| ApiError::Internal)
+}
+
+fn json_bytes(bytes: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 pub async fn upload(
@@ -133,20 +143,17 @@ pub async fn deactivate(
     toggle(state, caller, Scope::Organization, body, false).await
 }
 
-pub async fn list_for_project(
-    State(s): State<AppState>,
-    caller: AdminCaller,
-    project: PathParam,
-    q: Query,
-) -> Result<Json<List<CertificateObject>>, ApiError> {
+pub async fn list_for_project(State(s): State<AppState>, caller: AdminCaller, project: PathParam, q: Query) -> Result<Response, ApiError> {
     let project = path_id(project)?;
-    let page = s
-        .store
-        .list_project_certificates(&caller.org_id, &project, &q.page(Order::Desc)?)
-        .await?;
-    Ok(Json(List::from_page(page, |c| {
-        CertificateObject::scoped(PROJECT_ITEM, c)
-    })))
+    let key = PageKey { org_id: caller.org_id, project_id: Some(project), page: q.page(Order::Desc)? };
+    if let Some(hit) = s.pages.get(&key, caller.version) {
+        return Ok(json_bytes(hit));
+    }
+    let project = key.project_id.as_deref().unwrap_or_default();
+    let page = s.store.list_project_certificates(&key.org_id, project, &key.page).await?;
+    let bytes = to_bytes(&List::from_page(page, |c| CertificateObject::scoped(PROJECT_ITEM, c)))?;
+    s.pages.put(key, caller.version, bytes.clone());
+    Ok(json_bytes(bytes))
 }
 
 pub async fn activate_for_project(

@@ -15,6 +15,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A caller whose admin key was verified. Handlers that take one cannot run unauthenticated.
 pub struct AdminCaller {
     pub org_id: String,
+    /// The organization's write sequence when the key was checked (see `api::cache`).
+    pub version: i64,
 }
 
 impl FromRequestParts<AppState> for AdminCaller {
@@ -38,7 +40,7 @@ impl FromRequestParts<AppState> for AdminCaller {
             return Err(malformed());
         }
         match state.store.authenticate(key).await? {
-            Some(org_id) => Ok(AdminCaller { org_id }),
+            Some(who) => Ok(AdminCaller { org_id: who.org_id, version: who.version }),
             None => Err(ApiError::Unauthorized(format!(
                 "Incorrect API key provided: {}. Use an admin key (sk-admin-...) issued by this certgate.",
                 redact(key)

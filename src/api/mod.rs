@@ -1,6 +1,7 @@
 //! The Admin API's HTTP boundary: the only module that knows axum and JSON. Handlers extract,
 //! call the store (which applies the domain rules), and map results to OpenAI's wire shapes.
 
+pub mod cache;
 pub mod certificates;
 pub mod dto;
 pub mod error;
@@ -23,6 +24,13 @@ use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub pages: std::sync::Arc<cache::PageCache>,
+}
+
+impl AppState {
+    pub fn new(store: Store) -> Self {
+        AppState { store, pages: Default::default() }
+    }
 }
 
 /// The path parameter of a route, kept as a `Result` so a bad one gets OpenAI's error body.

@@ -125,9 +125,7 @@ impl TestApp {
         let (org, key) = store.create_organization("Test Org").await.expect("org");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = certgate::api::router(certgate::api::AppState {
-            store: store.clone(),
-        });
+        let app = certgate::api::router(certgate::api::AppState::new(store.clone()));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Some(TestApp {
             db,
