@@ -329,7 +329,10 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let stored: String = row.try_get("key_sha256")?;
         if bool::from(stored.as_bytes().ct_eq(digest.as_bytes())) {
-            Ok(Some(Authenticated { org_id: row.try_get("org_id")?, version: row.try_get("seq")? }))
+            Ok(Some(Authenticated {
+                org_id: row.try_get("org_id")?,
+                version: row.try_get("seq")?,
+            }))
         } else {
             Ok(None)
         }
@@ -584,27 +587,16 @@ impl Store {
         })
     }
 
+    /// The organization's certificates; `active` is the organization-level flag.
     pub async fn list_certificates(
         &self,
         org: &str,
         page: &PageRequest,
     ) -> Result<Page<ScopedCertificate>> {
-        let cursor = self.certificate_cursor(org, page.after.as_deref()).await?;
-        let (cmp, dir) = order_sql(page.order);
-        let cursor_sql = if cursor.is_some() {
-            format!("AND (created_at, seq) {cmp} ($3, $4)")
-        } else {
-            String::new()
-        };
-        let sql = format!(
-            "SELECT {CERT_COLUMNS}, active_org AS active FROM certificates
-             WHERE org_id = $1 AND deleted_at IS NULL {cursor_sql}
-             ORDER BY created_at {dir}, seq {dir} LIMIT $2"
-        );
-        self.fetch_certificate_page(&sql, org, None, page, cursor)
-            .await
+        self.certificate_page(org, None, page).await
     }
 
+    /// Every certificate of the organization; `active` means active for `project`.
     pub async fn list_project_certificates(
         &self,
         org: &str,
@@ -614,22 +606,37 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         project_archived_at(&mut conn, org, project).await?;
         drop(conn);
+        self.certificate_page(org, Some(project), page).await
+    }
+
+    async fn certificate_page(
+        &self,
+        org: &str,
+        project: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ScopedCertificate>> {
         let cursor = self.certificate_cursor(org, page.after.as_deref()).await?;
         let (cmp, dir) = order_sql(page.order);
-        let cursor_sql = if cursor.is_some() {
-            format!("AND (c.created_at, c.seq) {cmp} ($4, $5)")
-        } else {
-            String::new()
+        // Parameters: $1 org, $2 limit, then the project (if any), then the cursor (if any).
+        let (active, join, next) = match project {
+            None => ("c.active_org", "", 3),
+            Some(_) => (
+                "CAST(CASE WHEN pa.project_id IS NULL THEN 0 ELSE 1 END AS BIGINT)",
+                "LEFT JOIN project_activations pa ON pa.certificate_id = c.id AND pa.project_id = $3",
+                4,
+            ),
+        };
+        let cursor_sql = match cursor {
+            Some(_) => format!("AND (c.created_at, c.seq) {cmp} (${next}, ${})", next + 1),
+            None => String::new(),
         };
         let sql = format!(
-            "SELECT c.id, c.name, c.created_at, c.valid_at, c.expires_at,
-                    CAST(CASE WHEN pa.project_id IS NULL THEN 0 ELSE 1 END AS BIGINT) AS active
-             FROM certificates c
-             LEFT JOIN project_activations pa ON pa.certificate_id = c.id AND pa.project_id = $3
+            "SELECT c.id, c.name, c.created_at, c.valid_at, c.expires_at, {active} AS active
+             FROM certificates c {join}
              WHERE c.org_id = $1 AND c.deleted_at IS NULL {cursor_sql}
              ORDER BY c.created_at {dir}, c.seq {dir} LIMIT $2"
         );
-        self.fetch_certificate_page(&sql, org, Some(project), page, cursor)
+        self.fetch_certificate_page(&sql, org, project, page, cursor)
             .await
     }
 
@@ -642,7 +649,6 @@ impl Store {
         cursor: Option<(i64, i64)>,
     ) -> Result<Page<ScopedCertificate>> {
         let limit = i64::from(page.limit.get());
-        // Parameters: $1 org, $2 limit, then the project (if any), then the cursor (if any).
         let mut q = sqlx::query(sql).bind(org).bind(limit + 1);
         if let Some(p) = project {
             q = q.bind(p);

@@ -1,16 +1,291 @@
 //! `certgate gateway`: terminates TLS, checks client certificates against the CAs active for
-//! the request's organization and project, and proxies to an upstream. (In progress.)
+//! the request's organization and project, and proxies to an upstream.
+//!
+//! The gateway is its own process beside `certgate serve`, on the same database, with any
+//! number of replicas. It only reads the database: the trust state (active anchors by
+//! organization and project) is loaded into memory by [`reload`] and replaced whenever the
+//! trust generation moves. Code map:
+//!
+//! - [`tls`]: the rustls configuration and the verifier that asks for, but never requires or
+//!   judges, a client certificate;
+//! - [`listener`]: the TLS listener for `axum::serve` and the per-connection identity;
+//! - [`trust`]: the index of active anchors and the per-request decision;
+//! - [`reload`]: keeping the index current, and readiness;
+//! - [`proxy`]: forwarding and the error bodies.
+//!
+//! Invariant: this is the only module that imports rustls, and nothing here writes to the
+//! database.
 
+pub mod listener;
+pub mod proxy;
+pub mod reload;
+pub mod tls;
+pub mod trust;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use clap::Args;
+use rustls_pki_types::CertificateDer;
 
-use crate::cli::DbArgs;
+use crate::cli::{parse_duration, DbArgs};
+use crate::domain::SystemClock;
+use crate::store::{Backend, Store};
+use listener::{PeerIdentity, TlsListener};
+use proxy::{Shared, Upstream};
+use reload::{TrustState, WatchIntervals};
 
 #[derive(Args, Debug)]
 pub struct GatewayArgs {
+    /// Address the TLS listener binds.
+    #[arg(
+        long,
+        env = "CERTGATE_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8443"
+    )]
+    pub listen: SocketAddr,
     #[command(flatten)]
     pub db: DbArgs,
+    /// The gateway's own certificate chain, PEM, leaf first.
+    #[arg(long, env = "CERTGATE_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// The private key of `--tls-cert`, PEM (PKCS#8, PKCS#1 or SEC1); keep it mode 0600.
+    #[arg(long, env = "CERTGATE_TLS_KEY")]
+    pub tls_key: PathBuf,
+    /// Where admitted requests go: http://HOST[:PORT][/PREFIX] or https://….
+    #[arg(long, env = "CERTGATE_UPSTREAM")]
+    pub upstream: String,
+    /// Longest wait for the upstream's response headers (bodies may stream for longer),
+    /// e.g. `30s` or `10m`; past it the client gets 504.
+    #[arg(long, env = "CERTGATE_UPSTREAM_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+    /// Extra CA certificates (PEM) to trust for an https upstream, besides the public roots.
+    #[arg(long, env = "CERTGATE_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Forward OpenAI-Organization and OpenAI-Project to the upstream (by default the gateway
+    /// consumes them, since upstream ids usually differ from certgate's).
+    #[arg(long, env = "CERTGATE_FORWARD_SCOPE_HEADERS")]
+    pub forward_scope_headers: bool,
+    /// Plain-HTTP address for `/healthz` (alive) and `/readyz` (trust state loaded and the
+    /// database answering). Off when not given.
+    #[arg(long, env = "CERTGATE_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+    /// How often to read the trust generation [default: 100ms on SQLite, 1s on PostgreSQL,
+    /// where LISTEN/NOTIFY wakes the gateway at once].
+    #[arg(long, env = "CERTGATE_TRUST_POLL", value_parser = parse_duration)]
+    pub trust_poll: Option<Duration>,
+    /// How often to reload the whole trust state even without a change.
+    #[arg(long, env = "CERTGATE_TRUST_RECONCILE", default_value = "60s", value_parser = parse_duration)]
+    pub trust_reconcile: Duration,
 }
 
-pub async fn run(_args: GatewayArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the gateway is not implemented yet")
+/// Settings of a [`Gateway`], independent of the command line.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub upstream: String,
+    pub upstream_timeout: Duration,
+    pub upstream_roots: Vec<CertificateDer<'static>>,
+    pub forward_scope_headers: bool,
+    pub trust_poll: Duration,
+    pub trust_reconcile: Duration,
+}
+
+impl GatewayOptions {
+    /// Defaults for `upstream`: 10 min upstream timeout, 100 ms poll, 60 s reconcile.
+    pub fn new(upstream: impl Into<String>) -> Self {
+        GatewayOptions {
+            upstream: upstream.into(),
+            upstream_timeout: Duration::from_secs(600),
+            upstream_roots: Vec::new(),
+            forward_scope_headers: false,
+            trust_poll: Duration::from_millis(100),
+            trust_reconcile: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running trust watcher plus everything the request path needs. Dropping it stops the
+/// watcher (the last loaded state stays in force for routers still serving).
+pub struct Gateway {
+    shared: Arc<Shared>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Starts watching the trust state of `store` (the first load is tried before returning).
+    pub async fn start(store: Store, options: GatewayOptions) -> anyhow::Result<Gateway> {
+        let upstream = Upstream::parse(&options.upstream)?;
+        let client = proxy::upstream_client(options.upstream_roots)?;
+        let trust = TrustState::new();
+        let watcher = reload::spawn_watcher(
+            trust.clone(),
+            store.clone(),
+            WatchIntervals {
+                poll: options.trust_poll,
+                reconcile: options.trust_reconcile,
+            },
+        )
+        .await;
+        Ok(Gateway {
+            shared: Arc::new(Shared {
+                store,
+                trust,
+                client,
+                upstream,
+                upstream_timeout: options.upstream_timeout,
+                forward_scope_headers: options.forward_scope_headers,
+                algs: tls::provider().signature_verification_algorithms,
+            }),
+            watcher,
+        })
+    }
+
+    pub fn trust(&self) -> Arc<TrustState> {
+        self.shared.trust.clone()
+    }
+
+    /// The proxy: every method and path goes through the trust decision.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .fallback(proxy::handle)
+            .with_state(self.shared.clone())
+    }
+
+    /// `/healthz` and `/readyz`, for the plain-HTTP health listener.
+    pub fn health_router(&self) -> Router {
+        let trust = self.shared.trust.clone();
+        Router::new()
+            .route(
+                "/healthz",
+                get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            )
+            .route("/readyz", get(move || readyz(trust.clone())))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+async fn readyz(trust: Arc<TrustState>) -> Response {
+    let r = trust.readiness();
+    let status = if r.ready {
+        "ready"
+    } else if r.generation.is_none() {
+        "trust_state_not_loaded"
+    } else {
+        "database_unavailable"
+    };
+    let body = Json(serde_json::json!({
+        "status": status,
+        "generation": r.generation,
+        "anchors": r.anchors,
+        "last_database_contact_ms_ago": r.last_ok_ms_ago,
+    }));
+    if r.ready {
+        body.into_response()
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+/// Serves `router` over TLS on `tcp` until `shutdown` resolves, then lets open requests finish.
+pub async fn serve_tls(
+    router: Router,
+    tcp: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = TlsListener::new(tcp, tokio_rustls::TlsAcceptor::from(tls))?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<PeerIdentity>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let (chain, key) = tls::load_identity(&args.tls_cert, &args.tls_key)?;
+    let tls_config = Arc::new(tls::server_config(chain, key)?);
+    let upstream_roots = match &args.upstream_ca {
+        Some(path) => tls::load_certificates(path)?,
+        None => Vec::new(),
+    };
+    let store = connect_with_retry(&args.db).await;
+    let trust_poll = args.trust_poll.unwrap_or(match store.backend() {
+        Backend::Sqlite => Duration::from_millis(100),
+        Backend::Postgres => Duration::from_secs(1),
+    });
+    let gateway = Gateway::start(
+        store.clone(),
+        GatewayOptions {
+            upstream: args.upstream.clone(),
+            upstream_timeout: args.upstream_timeout,
+            upstream_roots,
+            forward_scope_headers: args.forward_scope_headers,
+            trust_poll,
+            trust_reconcile: args.trust_reconcile,
+        },
+    )
+    .await?;
+    if let Some(addr) = args.health_listen {
+        let health = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the health listener {addr}"))?;
+        tracing::info!(listen = %addr, "gateway health endpoint listening");
+        let router = gateway.health_router();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(health, router).await {
+                tracing::error!(error = %e, "health listener stopped");
+            }
+        });
+    }
+    let tcp = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let r = gateway.trust().readiness();
+    tracing::info!(
+        listen = %tcp.local_addr()?,
+        upstream = %args.upstream,
+        backend = ?store.backend(),
+        generation = ?r.generation,
+        anchors = r.anchors,
+        "certgate gateway listening"
+    );
+    serve_tls(
+        gateway.router(),
+        tcp,
+        tls_config,
+        crate::serve::shutdown_signal(),
+    )
+    .await?;
+    store.close().await;
+    tracing::info!("certgate gateway stopped");
+    Ok(())
+}
+
+/// Connects to the database, waiting for it if it is not up yet (the gateway cannot decide
+/// anything before it has read the trust state once).
+async fn connect_with_retry(db: &DbArgs) -> Store {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match Store::connect(&db.options(), Arc::new(SystemClock)).await {
+            Ok(store) => return store,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the database yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }

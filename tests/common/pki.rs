@@ -79,3 +79,41 @@ pub fn leaf(ca: &Ca, cn: &str, not_before: i64, not_after: i64) -> Leaf {
     let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
     Leaf { cert, key }
 }
+
+/// An intermediate CA signed by `ca` (for chains the client sends whole).
+pub fn intermediate(ca: &Ca, cn: &str, not_before: i64, not_after: i64) -> Ca {
+    let params = ca_params(cn, not_before, not_after);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.clone().signed_by(&key, &ca.cert, &ca.key).unwrap();
+    Ca { cert, key, params }
+}
+
+/// A TLS server certificate for `localhost` and 127.0.0.1, signed by `ca`.
+pub fn server_leaf(ca: &Ca) -> Leaf {
+    let mut p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    p.subject_alt_names
+        .push(rcgen::SanType::IpAddress(std::net::IpAddr::V4(
+            std::net::Ipv4Addr::LOCALHOST,
+        )));
+    p.distinguished_name.push(DnType::CommonName, "localhost");
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    Leaf { cert, key }
+}
+
+/// A certificate signed by `ca` that is not usable for client authentication (server EKU only).
+pub fn server_only_leaf(ca: &Ca, cn: &str, not_before: i64, not_after: i64) -> Leaf {
+    let mut p = CertificateParams::new(vec![format!("{cn}.clients.test")]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.not_before = time(not_before);
+    p.not_after = time(not_after);
+    p.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    Leaf { cert, key }
+}

@@ -1,0 +1,363 @@
+//! Benchmark helper for `bench/gateway/run.sh`. Three subcommands:
+//!
+//! - `setup DIR DATABASE_URL CAS ORGS`: makes a test PKI with rcgen (server certificate,
+//!   the client's CA and leaf, and `CAS - 1` more CAs), creates `ORGS` organizations in the
+//!   database and uploads and activates `CAS` CAs spread over them (the client's CA in the
+//!   first). Writes the PEM files, `bundle.pem` (every CA, for nginx) and `setup.json`.
+//! - `load ADDR DIR COUNT CONCURRENCY`: COUNT full TLS handshakes (session resumption
+//!   disabled) with the client certificate, one HTTP/1.1 request each; prints a JSON line with
+//!   throughput and latency percentiles.
+//! - `propagate ADMIN_BASE ADMIN_KEY CERT_ID ADDR DIR ROUNDS`: deactivates and re-activates a
+//!   CA through the Admin API, measuring from each write's acknowledgement to the first
+//!   request through the gateway that sees it; prints percentiles as a JSON line.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyIdMethod, KeyPair, KeyUsagePurpose,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::json;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        ["setup", dir, db, cas, orgs] => {
+            setup(Path::new(dir), db, cas.parse()?, orgs.parse()?).await
+        }
+        ["load", addr, dir, count, conc] => {
+            load(addr.parse()?, Path::new(dir), count.parse()?, conc.parse()?).await
+        }
+        ["propagate", base, key, cert, addr, dir, rounds] => {
+            propagate(
+                base,
+                key,
+                cert,
+                addr.parse()?,
+                Path::new(dir),
+                rounds.parse()?,
+            )
+            .await
+        }
+        _ => {
+            eprintln!("usage: handshake_bench setup DIR DB CAS ORGS | load ADDR DIR COUNT CONCURRENCY | propagate BASE KEY CERT_ID ADDR DIR ROUNDS");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn ca(cn: &str) -> Result<(rcgen::Certificate, KeyPair), BoxError> {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p.not_before = time::OffsetDateTime::from_unix_timestamp(now() - 86_400)?;
+    p.not_after = time::OffsetDateTime::from_unix_timestamp(now() + 365 * 86_400)?;
+    p.key_identifier_method = KeyIdMethod::Sha256;
+    let key = KeyPair::generate()?;
+    Ok((p.self_signed(&key)?, key))
+}
+
+fn leaf(
+    issuer: &rcgen::Certificate,
+    issuer_key: &KeyPair,
+    name: &str,
+    server: bool,
+) -> Result<(rcgen::Certificate, KeyPair), BoxError> {
+    let mut p = CertificateParams::new(vec![name.to_owned()])?;
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![if server {
+        ExtendedKeyUsagePurpose::ServerAuth
+    } else {
+        ExtendedKeyUsagePurpose::ClientAuth
+    }];
+    p.not_before = time::OffsetDateTime::from_unix_timestamp(now() - 86_400)?;
+    p.not_after = time::OffsetDateTime::from_unix_timestamp(now() + 30 * 86_400)?;
+    p.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate()?;
+    Ok((p.signed_by(&key, issuer, issuer_key)?, key))
+}
+
+async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxError> {
+    use certgate::domain::{Scope, SystemClock, ToggleIds};
+    use certgate::store::{Store, StoreOptions};
+    std::fs::create_dir_all(dir)?;
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text);
+    let (server_ca, server_ca_key) = ca("Bench server CA")?;
+    let (server, server_key) = leaf(&server_ca, &server_ca_key, "localhost", true)?;
+    write("server-ca.pem", &server_ca.pem())?;
+    write("server.pem", &server.pem())?;
+    write("server.key", &server_key.serialize_pem())?;
+    let (client_ca, client_ca_key) = ca("Bench client CA 0")?;
+    let (client, client_key) = leaf(&client_ca, &client_ca_key, "client", false)?;
+    write("client-ca.pem", &client_ca.pem())?;
+    write("client.pem", &client.pem())?;
+    write("client.key", &client_key.serialize_pem())?;
+
+    let store = Store::open(&StoreOptions::new(db), Arc::new(SystemClock)).await?;
+    let mut org_ids = Vec::new();
+    let mut first_key = String::new();
+    for i in 0..orgs.max(1) {
+        let (org, key) = store.create_organization(&format!("Bench org {i}")).await?;
+        if i == 0 {
+            first_key = key.value;
+        }
+        org_ids.push(org.id);
+    }
+    let mut bundle = String::new();
+    let mut per_org: Vec<Vec<String>> = vec![Vec::new(); org_ids.len()];
+    let mut client_cert_id = String::new();
+    let started = Instant::now();
+    for i in 0..cas {
+        let pem = if i == 0 {
+            client_ca.pem()
+        } else {
+            ca(&format!("Bench CA {i}"))?.0.pem()
+        };
+        bundle.push_str(&pem);
+        let org = i % org_ids.len();
+        let parsed = certgate::x509::parse_ca_pem(&pem, now())?;
+        let cert = store
+            .upload_certificate(&org_ids[org], None, &pem, &parsed)
+            .await?;
+        if i == 0 {
+            client_cert_id = cert.id.clone();
+        }
+        per_org[org].push(cert.id);
+    }
+    for (org, ids) in org_ids.iter().zip(&per_org) {
+        for chunk in ids.chunks(10) {
+            store
+                .toggle_certificates(
+                    org,
+                    &Scope::Organization,
+                    &ToggleIds::parse(chunk.to_vec())?,
+                    true,
+                )
+                .await?;
+        }
+    }
+    write("bundle.pem", &bundle)?;
+    let info = json!({
+        "organization": org_ids[0],
+        "admin_key": first_key,
+        "client_certificate_id": client_cert_id,
+        "cas": cas,
+        "organizations": org_ids.len(),
+        "setup_seconds": started.elapsed().as_secs_f64(),
+    });
+    write("setup.json", &info.to_string())?;
+    store.close().await;
+    println!("{info}");
+    Ok(())
+}
+
+/// A client configuration with the client certificate and no session resumption.
+fn client_config(dir: &Path) -> Result<Arc<rustls::ClientConfig>, BoxError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(dir.join("server-ca.pem"))? {
+        roots.add(c?)?;
+    }
+    let chain =
+        CertificateDer::pem_file_iter(dir.join("client.pem"))?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(dir.join("client.key"))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)?;
+    config.resumption = rustls::client::Resumption::disabled();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// One fresh connection, one request; returns the status.
+async fn one(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<u16, BoxError> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    let driver = tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("/v1/models")
+        .header("host", "localhost")
+        .header("connection", "close")
+        .body(Empty::<Bytes>::new())?;
+    let res = send.send_request(req).await?;
+    let status = res.status().as_u16();
+    res.into_body().collect().await?;
+    drop(send);
+    let _ = driver.await;
+    Ok(status)
+}
+
+async fn status(
+    send: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+) -> Result<u16, BoxError> {
+    send.ready().await?;
+    let req = hyper::Request::builder()
+        .uri("/v1/models")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())?;
+    let res = send.send_request(req).await?;
+    let s = res.status().as_u16();
+    res.into_body().collect().await?;
+    Ok(s)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn load(
+    addr: SocketAddr,
+    dir: &Path,
+    count: usize,
+    concurrency: usize,
+) -> Result<(), BoxError> {
+    let config = client_config(dir)?;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (config, next) = (config.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
+                let t = Instant::now();
+                let status = one(addr, config.clone()).await.map_err(|e| e.to_string());
+                out.push((t.elapsed().as_secs_f64() * 1000.0, status));
+            }
+            out
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for w in workers {
+        for (ms, status) in w.await? {
+            latencies.push(ms);
+            let key = match status {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            *statuses.entry(key).or_default() += 1;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{}",
+        json!({
+            "connections": latencies.len(),
+            "seconds": secs,
+            "connections_per_second": latencies.len() as f64 / secs,
+            "p50_ms": percentile(&latencies, 0.5),
+            "p90_ms": percentile(&latencies, 0.9),
+            "p99_ms": percentile(&latencies, 0.99),
+            "statuses": statuses,
+        })
+    );
+    Ok(())
+}
+
+async fn propagate(
+    base: &str,
+    key: &str,
+    cert_id: &str,
+    addr: SocketAddr,
+    dir: &Path,
+    rounds: usize,
+) -> Result<(), BoxError> {
+    let config = client_config(dir)?;
+    let http = reqwest::Client::new();
+    let toggle = |what: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}/organization/certificates/{what}");
+        let body = json!({"certificate_ids": [cert_id]});
+        let key = key.to_owned();
+        async move {
+            let res = http.post(url).bearer_auth(key).json(&body).send().await?;
+            if !res.status().is_success() {
+                return Err::<(), BoxError>(format!("{what}: {}", res.status()).into());
+            }
+            Ok(())
+        }
+    };
+    // A persistent connection, polled as fast as the gateway answers.
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    let mut activate_ms = Vec::new();
+    let mut deactivate_ms = Vec::new();
+    for _ in 0..rounds {
+        for (what, want, out) in [
+            ("deactivate", 403u16, &mut deactivate_ms),
+            ("activate", 200u16, &mut activate_ms),
+        ] {
+            // A random pause first, so the writes do not fall into step with the gateway's
+            // poll (which would measure only its worst or best case).
+            let pause = rand::random::<u64>() % 250;
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            toggle(what).await?;
+            let acked = Instant::now();
+            loop {
+                if status(&mut send).await? == want {
+                    out.push(acked.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+                if acked.elapsed() > Duration::from_secs(10) {
+                    return Err(format!("{what} not seen within 10 s").into());
+                }
+            }
+        }
+    }
+    for v in [&mut activate_ms, &mut deactivate_ms] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    println!(
+        "{}",
+        json!({
+            "rounds": rounds,
+            "activate_p50_ms": percentile(&activate_ms, 0.5),
+            "activate_p99_ms": percentile(&activate_ms, 0.99),
+            "deactivate_p50_ms": percentile(&deactivate_ms, 0.5),
+            "deactivate_p99_ms": percentile(&deactivate_ms, 0.99),
+            "max_ms": activate_ms.iter().chain(&deactivate_ms).cloned().fold(0.0, f64::max),
+        })
+    );
+    Ok(())
+}

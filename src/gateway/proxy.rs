@@ -1,0 +1,362 @@
+//! The request path: decide, then forward to the upstream and stream the answer back.
+//!
+//! Requests and responses are streamed in both directions (never buffered), so server-sent
+//! events and chunked bodies reach the client as the upstream sends them. Hop-by-hop headers
+//! are dropped both ways; `Host` becomes the upstream's; the `X-Certgate-*` and
+//! `X-Client-Cert-Sha256` headers are always the gateway's own (anything a client sent under
+//! those names is removed first).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{StatusCode, Uri, Version};
+use axum::response::Response;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::listener::PeerIdentity;
+use super::reload::TrustState;
+use super::trust::{self, Admission, Rejection, Scope};
+use crate::api::error::error_response;
+use crate::store::Store;
+
+pub const ORGANIZATION_HEADER: &str = "openai-organization";
+pub const PROJECT_HEADER: &str = "openai-project";
+const X_ORGANIZATION: HeaderName = HeaderName::from_static("x-certgate-organization");
+const X_PROJECT: HeaderName = HeaderName::from_static("x-certgate-project");
+const X_CERTIFICATE_ID: HeaderName = HeaderName::from_static("x-certgate-certificate-id");
+const X_CLIENT_CERT_SHA256: HeaderName = HeaderName::from_static("x-client-cert-sha256");
+
+/// Connection-level headers (RFC 9110 §7.6.1), never forwarded in either direction.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// Where requests go.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    scheme: axum::http::uri::Scheme,
+    authority: axum::http::uri::Authority,
+    /// Path prefix without a trailing slash ("" for none).
+    prefix: String,
+}
+
+impl Upstream {
+    /// Accepts `http://HOST[:PORT][/PREFIX]` and `https://…`.
+    pub fn parse(raw: &str) -> anyhow::Result<Upstream> {
+        let uri: Uri = raw
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid upstream URL '{raw}': {e}"))?;
+        let scheme = uri
+            .scheme()
+            .filter(|s| s.as_str() == "http" || s.as_str() == "https")
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!("upstream URL '{raw}' must start with http:// or https://")
+            })?;
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("upstream URL '{raw}' has no host"))?;
+        if uri.query().is_some() {
+            anyhow::bail!("upstream URL '{raw}' must not have a query");
+        }
+        Ok(Upstream {
+            scheme,
+            authority,
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn uri_for(&self, original: &Uri) -> Option<Uri> {
+        let pq = original.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{}", self.prefix, pq))
+            .build()
+            .ok()
+    }
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct Shared {
+    pub store: Store,
+    pub trust: Arc<TrustState>,
+    pub client: HttpsClient,
+    pub upstream: Upstream,
+    pub upstream_timeout: Duration,
+    pub forward_scope_headers: bool,
+    pub algs: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+/// Builds the upstream client: http and https (webpki roots, plus `extra_roots`), HTTP/1.1 and
+/// HTTP/2 by ALPN.
+pub fn upstream_client(
+    extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+) -> anyhow::Result<HttpsClient> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_roots {
+        roots
+            .add(cert)
+            .map_err(|e| anyhow::anyhow!("upstream CA certificate not usable: {e}"))?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(super::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector))
+}
+
+/// The gateway's only handler: every method and path.
+pub async fn handle(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
+    req: Request,
+) -> Response {
+    let organization = match scope_header(req.headers(), ORGANIZATION_HEADER) {
+        Ok(v) => v,
+        Err(()) => return reject(Rejection::UnknownOrganization),
+    };
+    let project = match scope_header(req.headers(), PROJECT_HEADER) {
+        Ok(v) => v,
+        Err(()) => return reject(Rejection::NotActiveForProject),
+    };
+    let verdict = decide(&shared, &peer, organization, project.clone());
+    match verdict {
+        Ok(admission) => forward(&shared, &peer, admission, project, req).await,
+        Err(rejection) => {
+            tracing::info!(remote = %peer.remote(), ?rejection, "request refused");
+            reject(rejection)
+        }
+    }
+}
+
+fn decide(
+    shared: &Shared,
+    peer: &PeerIdentity,
+    organization: Option<String>,
+    project: Option<String>,
+) -> Result<Admission, Rejection> {
+    let index = shared.trust.index();
+    let now = shared.store.now();
+    let key = (index.generation().unwrap_or(-1), organization, project, now);
+    if let Some(v) = peer.cached(&key) {
+        return v;
+    }
+    let verdict = trust::decide(
+        &index,
+        peer.chain(),
+        Scope {
+            organization: key.1.as_deref(),
+            project: key.2.as_deref(),
+        },
+        now,
+        shared.algs.all,
+    );
+    peer.remember(key, verdict.clone());
+    verdict
+}
+
+/// A scope header's value: `Ok(None)` when absent or empty, `Err` when not visible ASCII.
+fn scope_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ()> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            let s = v.to_str().map_err(|_| ())?.trim();
+            Ok((!s.is_empty()).then(|| s.to_owned()))
+        }
+    }
+}
+
+async fn forward(
+    shared: &Shared,
+    peer: &PeerIdentity,
+    admission: Admission,
+    project: Option<String>,
+    req: Request,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let Some(uri) = shared.upstream.uri_for(&parts.uri) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "The request path cannot be forwarded.".into(),
+            None,
+            None,
+        );
+    };
+    let mut headers = std::mem::take(&mut parts.headers);
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    for name in [
+        &X_ORGANIZATION,
+        &X_PROJECT,
+        &X_CERTIFICATE_ID,
+        &X_CLIENT_CERT_SHA256,
+    ] {
+        headers.remove(name);
+    }
+    // Anything else in the gateway's own namespace is refused too.
+    let own: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-certgate-"))
+        .cloned()
+        .collect();
+    for name in own {
+        headers.remove(name);
+    }
+    if !shared.forward_scope_headers {
+        headers.remove(ORGANIZATION_HEADER);
+        headers.remove(PROJECT_HEADER);
+    }
+    if let Ok(v) = HeaderValue::from_str(shared.upstream.authority.as_str()) {
+        headers.insert(header::HOST, v);
+    }
+    insert(&mut headers, X_ORGANIZATION, &admission.organization);
+    if let Some(p) = &project {
+        insert(&mut headers, X_PROJECT, p);
+    }
+    insert(&mut headers, X_CERTIFICATE_ID, &admission.certificate_id);
+    if let Some(chain) = peer.chain() {
+        insert(&mut headers, X_CLIENT_CERT_SHA256, chain.leaf_sha256());
+    }
+
+    let mut out = axum::http::Request::new(body);
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = uri;
+    // The client picks HTTP/1.1 or HTTP/2 towards the upstream by ALPN.
+    *out.version_mut() = Version::HTTP_11;
+    *out.headers_mut() = headers;
+
+    match tokio::time::timeout(shared.upstream_timeout, shared.client.request(out)).await {
+        Ok(Ok(res)) => {
+            let (mut parts, body) = res.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, Body::new(body))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                "The upstream server could not be reached or answered badly.".into(),
+                None,
+                Some("upstream_unavailable"),
+            )
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = shared.upstream_timeout.as_millis() as u64,
+                "upstream timed out"
+            );
+            error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                "The upstream server did not answer in time.".into(),
+                None,
+                Some("upstream_timeout"),
+            )
+        }
+    }
+}
+
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// Removes the hop-by-hop headers and any header the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    // `Upgrade` is connection-specific as well; WebSocket tunnelling is not supported.
+    headers.remove(header::UPGRADE);
+}
+
+/// The refusal for `rejection`, with OpenAI's four-key error body.
+pub fn reject(rejection: Rejection) -> Response {
+    let (status, kind, code, message) = match rejection {
+        Rejection::TrustStateUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "trust_state_unavailable",
+            "The gateway has not loaded its trust state yet; try again shortly.",
+        ),
+        Rejection::CertificateRequired => (
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "client_certificate_required",
+            "A client certificate is required: connect with a certificate signed by a CA active for this organization or project.",
+        ),
+        Rejection::UnknownOrganization => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "unknown_organization",
+            "The OpenAI-Organization header does not name a known organization.",
+        ),
+        Rejection::OrganizationAmbiguous => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "organization_required",
+            "The client certificate is trusted by several organizations: send an OpenAI-Organization header.",
+        ),
+        Rejection::Untrusted => (
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "client_certificate_untrusted",
+            "The client certificate does not chain to a CA certificate active for this organization.",
+        ),
+        Rejection::Expired => (
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "client_certificate_expired",
+            "The client certificate, or the CA certificate it chains to, is outside its validity period.",
+        ),
+        Rejection::NotActiveForProject => (
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "client_certificate_not_active_for_project",
+            "The client certificate's CA is not active for this project (send OpenAI-Project for a project-level CA).",
+        ),
+    };
+    error_response(status, kind, message.to_owned(), None, Some(code))
+}

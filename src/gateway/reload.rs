@@ -1,0 +1,179 @@
+//! Keeps the gateway's [`TrustIndex`] in step with the database, and tracks its health.
+//!
+//! The watcher reads [`Store::trust_generation`] (one row) every `poll` interval and, on
+//! PostgreSQL, also whenever LISTEN/NOTIFY ([`Store::listen_trust_changes`]) says a
+//! trust-changing write committed. When the generation moved, or every `reconcile` interval
+//! regardless, it loads a full [`Store::trust_snapshot`], builds a new index and swaps it in
+//! atomically; requests already running keep the index they started with.
+//!
+//! When the database cannot be reached the last index stays in force (never fail open, never
+//! lock everyone out); anchors still drop out at their expiry because validity is checked at
+//! decision time. The outage is logged once, reported by `/readyz`, and the watcher keeps
+//! trying, so it catches up by itself.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use super::trust::TrustIndex;
+use crate::store::Store;
+
+/// Longest a single read of the trust state may take before it counts as a failure.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The current index and the watcher's health, shared with every request.
+pub struct TrustState {
+    index: ArcSwap<TrustIndex>,
+    health: Mutex<Health>,
+}
+
+#[derive(Debug, Clone)]
+struct Health {
+    /// When the database last answered.
+    last_ok: Option<Instant>,
+    /// Set while the database does not answer.
+    error: Option<String>,
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// A trust state has loaded and the database answered at the last attempt.
+    pub ready: bool,
+    pub generation: Option<i64>,
+    pub anchors: usize,
+    /// Milliseconds since the database last answered.
+    pub last_ok_ms_ago: Option<u128>,
+    pub error: Option<String>,
+}
+
+impl TrustState {
+    pub fn new() -> Arc<TrustState> {
+        Arc::new(TrustState {
+            index: ArcSwap::from_pointee(TrustIndex::empty()),
+            health: Mutex::new(Health {
+                last_ok: None,
+                error: None,
+            }),
+        })
+    }
+
+    pub fn index(&self) -> arc_swap::Guard<Arc<TrustIndex>> {
+        self.index.load()
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let index = self.index.load();
+        let health = self.health.lock().map(|h| h.clone()).unwrap_or(Health {
+            last_ok: None,
+            error: Some("health state poisoned".into()),
+        });
+        Readiness {
+            ready: index.generation().is_some() && health.error.is_none(),
+            generation: index.generation(),
+            anchors: index.len(),
+            last_ok_ms_ago: health.last_ok.map(|t| t.elapsed().as_millis()),
+            error: health.error,
+        }
+    }
+
+    fn record_ok(&self) {
+        if let Ok(mut h) = self.health.lock() {
+            if h.error.take().is_some() {
+                tracing::info!("database reachable again; trust state is current");
+            }
+            h.last_ok = Some(Instant::now());
+        }
+    }
+
+    fn record_error(&self, why: String) {
+        if let Ok(mut h) = self.health.lock() {
+            if h.error.is_none() {
+                tracing::warn!(error = %why, "cannot read the trust state; enforcing the last one loaded until the database answers");
+            }
+            h.error = Some(why);
+        }
+    }
+
+    /// Reads the generation and, if it moved (or `full`), loads and swaps in a new index.
+    pub async fn refresh(&self, store: &Store, full: bool) -> Result<(), String> {
+        let current = self.index.load().generation();
+        let generation = tokio::time::timeout(READ_TIMEOUT, store.trust_generation())
+            .await
+            .map_err(|_| "timed out reading the trust generation".to_owned())?
+            .map_err(|e| e.to_string())?;
+        if !full && current == Some(generation) {
+            return Ok(());
+        }
+        let snapshot = tokio::time::timeout(READ_TIMEOUT, store.trust_snapshot())
+            .await
+            .map_err(|_| "timed out reading the trust snapshot".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let previous = self.index.load_full();
+        let next = TrustIndex::build(&snapshot, &previous);
+        tracing::debug!(
+            generation = snapshot.generation,
+            anchors = next.len(),
+            build_ms = started.elapsed().as_millis() as u64,
+            "trust state loaded"
+        );
+        self.index.store(Arc::new(next));
+        Ok(())
+    }
+}
+
+/// How often the watcher looks.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchIntervals {
+    /// Generation poll.
+    pub poll: Duration,
+    /// Full reload even without a generation change.
+    pub reconcile: Duration,
+}
+
+/// Runs the watcher until the returned handle is dropped or aborted. The first load is
+/// attempted before this returns, so a reachable database means a ready gateway.
+pub async fn spawn_watcher(
+    state: Arc<TrustState>,
+    store: Store,
+    intervals: WatchIntervals,
+) -> tokio::task::JoinHandle<()> {
+    match state.refresh(&store, true).await {
+        Ok(()) => state.record_ok(),
+        Err(e) => state.record_error(e),
+    }
+    let mut notified = store.listen_trust_changes();
+    tokio::spawn(async move {
+        let mut last_full = Instant::now();
+        loop {
+            let wait = tokio::time::sleep(intervals.poll);
+            match notified.as_mut() {
+                Some(rx) => {
+                    tokio::select! {
+                        _ = wait => {}
+                        changed = rx.changed() => {
+                            if changed.is_err() {
+                                // The listener task is gone; polling alone still works.
+                                notified = None;
+                            }
+                        }
+                    }
+                }
+                None => wait.await,
+            }
+            let full = last_full.elapsed() >= intervals.reconcile
+                || state.index.load().generation().is_none();
+            match state.refresh(&store, full).await {
+                Ok(()) => {
+                    state.record_ok();
+                    if full {
+                        last_full = Instant::now();
+                    }
+                }
+                Err(e) => state.record_error(e),
+            }
+        }
+    })
+}

@@ -1,0 +1,148 @@
+//! The listener's rustls configuration and its client certificate verifier.
+//!
+//! [`AskForClientCert`] asks every client for a certificate without requiring one and without
+//! naming any CA (naming them would list every tenant's CAs to anyone who connects). During
+//! the handshake it checks only that the client holds the certificate's private key (the
+//! handshake signature); any chain is accepted there, because the trust decision depends on
+//! the request's organization and project, which only the HTTP request carries. That decision
+//! is [`super::trust::decide`], made per request. `WebPkiClientVerifier` is not used: it aborts
+//! the handshake on an unknown chain (so no 403 body can be sent) and advertises CA names.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+
+/// The crypto provider used for the listener, the upstream client and chain checks.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Requests a client certificate, requires none, names no CA, checks possession of the key.
+#[derive(Debug)]
+pub struct AskForClientCert {
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl AskForClientCert {
+    pub fn new(provider: &CryptoProvider) -> Self {
+        AskForClientCert {
+            algs: provider.signature_verification_algorithms,
+        }
+    }
+}
+
+impl ClientCertVerifier for AskForClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // Deliberately accepts any chain: trust is decided per request, see the module doc.
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// The listener's configuration: our verifier, the server's own chain and key, ALPN `h2` and
+/// `http/1.1`.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> anyhow::Result<ServerConfig> {
+    let provider = provider();
+    let verifier = Arc::new(AskForClientCert::new(&provider));
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("the TLS certificate and key do not form a usable pair")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Reads the server's certificate chain (PEM, leaf first) and private key (PEM).
+pub fn load_identity(
+    cert_path: &Path,
+    key_path: &Path,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let chain = CertificateDer::pem_file_iter(cert_path)
+        .with_context(|| format!("reading TLS certificate {}", cert_path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing TLS certificate {}", cert_path.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no CERTIFICATE block", cert_path.display());
+    }
+    warn_if_readable_by_others(key_path);
+    // The error never includes the key material, only the kind of failure.
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .with_context(|| format!("reading TLS private key {}", key_path.display()))?;
+    Ok((chain, key))
+}
+
+/// Reads PEM certificates to trust for an https upstream with a private CA.
+pub fn load_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no CERTIFICATE block", path.display());
+    }
+    Ok(certs)
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "the TLS private key is readable by group or others; expected mode 0600");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
