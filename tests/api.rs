@@ -953,14 +953,21 @@ async fn modify_changes_only_the_name(app: TestApp) {
     let a = app.upload_new("Before").await;
     let path = format!("/organization/certificates/{a}");
     let before = app.get(&path).await.ok().clone();
-    assert_eq!(app.get("/organization/certificates").await.ok()["data"][0]["name"], "Before");
+    assert_eq!(
+        app.get("/organization/certificates").await.ok()["data"][0]["name"],
+        "Before"
+    );
     let m = app.post(&path, json!({"name": "After"})).await;
     assert_eq!(m.ok()["object"], "certificate");
     assert_eq!(m.ok()["name"], "After");
     assert!(m.ok().get("active").is_none());
     assert_eq!(m.ok()["certificate_details"], before["certificate_details"]);
     assert_eq!(m.ok()["created_at"], before["created_at"]);
-    assert_eq!(app.get("/organization/certificates").await.ok()["data"][0]["name"], "After", "lists see the rename");
+    assert_eq!(
+        app.get("/organization/certificates").await.ok()["data"][0]["name"],
+        "After",
+        "lists see the rename"
+    );
     app.post(&path, json!({})).await.ok();
     assert_eq!(
         app.get(&path).await.ok()["name"],

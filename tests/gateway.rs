@@ -1059,55 +1059,6 @@ async fn changes_apply_to_open_connections(app: TestApp) {
 
 // ------------------------------------------------------------------------------ outage
 
-/// A TCP proxy in front of PostgreSQL that the test can cut and restore.
-struct CuttableProxy {
-    addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    cuts: Arc<tokio::sync::watch::Sender<u64>>,
-}
-
-impl CuttableProxy {
-    async fn start(target: String) -> CuttableProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let (tx, _) = tokio::sync::watch::channel(0u64);
-        let cuts = Arc::new(tx);
-        let (up2, cuts2) = (up.clone(), cuts.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if !up2.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let target = target.clone();
-                let mut cut = cuts2.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        CuttableProxy { addr, up, cuts }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.cuts.send_modify(|g| *g += 1);
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
 /// PostgreSQL goes away: the gateway keeps enforcing what it loaded (admits the admitted,
 /// refuses the rest, drops an anchor at its expiry), reports not-ready, and catches up when
 /// the database returns.
@@ -1116,15 +1067,7 @@ async fn database_outage_keeps_the_last_state() {
     let Some(app) = TestApp::spawn(common::Db::Postgres).await else {
         return;
     };
-    let pg = common::pg_base_url();
-    let host_port = pg
-        .split('@')
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or("127.0.0.1:5432")
-        .to_owned();
-    let proxy = CuttableProxy::start(host_port.clone()).await;
-    let url = app.db.url.replacen(&host_port, &proxy.addr.to_string(), 1);
+    let (proxy, url) = common::CuttableProxy::in_front_of(&app.db.url).await;
     let mut options = StoreOptions::new(url);
     options.timeout = Duration::from_millis(500);
     options.max_connections = 2;

@@ -194,7 +194,13 @@ async fn replicas_keep_the_invariants(db: TestDb) {
         assert_eq!(t.await.unwrap(), 200);
     }
     // A write on one replica is seen by the very next read on the other.
-    let last = post(&bases[0], &key, "/organization/certificates/activate", json!({"certificate_ids": ten})).await;
+    let last = post(
+        &bases[0],
+        &key,
+        "/organization/certificates/activate",
+        json!({"certificate_ids": ten}),
+    )
+    .await;
     assert_eq!(last.0, 200);
     let (_, list) = get(&bases[1], &key, "/organization/certificates?limit=100").await;
     let states: HashSet<bool> = list["data"]
@@ -204,7 +210,11 @@ async fn replicas_keep_the_invariants(db: TestDb) {
         .filter(|c| ten.contains(&c["id"].as_str().unwrap().to_owned()))
         .map(|c| c["active"].as_bool().unwrap())
         .collect();
-    assert_eq!(states, HashSet::from([true]), "the ten end in one state, the last one written");
+    assert_eq!(
+        states,
+        HashSet::from([true]),
+        "the ten end in one state, the last one written"
+    );
 
     // Delete racing activate on one certificate, on different replicas: never both succeed.
     let (_, list) = get(&bases[0], &key, "/organization/certificates?limit=100").await;
@@ -333,60 +343,6 @@ async fn kill_9_keeps_acknowledged_writes(db: TestDb) {
     );
 }
 
-/// A TCP proxy in front of PostgreSQL that the test can cut and restore.
-struct CuttableProxy {
-    addr: std::net::SocketAddr,
-    up: Arc<AtomicBool>,
-    generation: Arc<tokio::sync::watch::Sender<u64>>,
-}
-
-impl CuttableProxy {
-    async fn start(target: String) -> CuttableProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let (tx, _) = tokio::sync::watch::channel(0u64);
-        let generation = Arc::new(tx);
-        let (up2, gen2) = (up.clone(), generation.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if !up2.load(Ordering::SeqCst) {
-                    drop(client); // refused while cut
-                    continue;
-                }
-                let target = target.clone();
-                let mut cut = gen2.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {} // dropping both ends severs the connection
-                    }
-                });
-            }
-        });
-        CuttableProxy {
-            addr,
-            up,
-            generation,
-        }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
 /// PostgreSQL vanishes under load: replicas answer 503 with OpenAI's body, promptly, report
 /// not-ready, stay live, and recover by themselves when it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,15 +351,7 @@ async fn postgres_outage_gives_503_and_recovers() {
         return;
     };
     let (_, key) = create_org(&db, "Outage");
-    let pg = common::pg_base_url();
-    let host_port = pg
-        .split('@')
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or("127.0.0.1:5432")
-        .to_owned();
-    let proxy = CuttableProxy::start(host_port.clone()).await;
-    let proxied_url = db.url.replacen(&host_port, &proxy.addr.to_string(), 1);
+    let (proxy, proxied_url) = common::CuttableProxy::in_front_of(&db.url).await;
     let server = Process::serve(
         &proxied_url,
         &[

@@ -17,19 +17,31 @@ use crate::domain::{self, DomainError, Order, Scope, ToggleIds};
 const ORG_ITEM: &str = "organization.certificate";
 const PROJECT_ITEM: &str = "organization.project.certificate";
 
-pub async fn list(State(s): State<AppState>, caller: AdminCaller, q: Query) -> Result<Response, ApiError> {
-    let key = PageKey { org_id: caller.org_id, project_id: None, page: q.page(Order::Desc)? };
+pub async fn list(
+    State(s): State<AppState>,
+    caller: AdminCaller,
+    q: Query,
+) -> Result<Response, ApiError> {
+    let key = PageKey {
+        org_id: caller.org_id,
+        project_id: None,
+        page: q.page(Order::Desc)?,
+    };
     if let Some(hit) = s.pages.get(&key, caller.version) {
         return Ok(json_bytes(hit));
     }
     let page = s.store.list_certificates(&key.org_id, &key.page).await?;
-    let bytes = to_bytes(&List::from_page(page, |c| CertificateObject::scoped(ORG_ITEM, c)))?;
+    let bytes = to_bytes(&List::from_page(page, |c| {
+        CertificateObject::scoped(ORG_ITEM, c)
+    }))?;
     s.pages.put(key, caller.version, bytes.clone());
     Ok(json_bytes(bytes))
 }
 
 fn to_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(value).map(Bytes::from).map_err(|_| ApiError::Internal)
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|_| ApiError::Internal)
 }
 
 fn json_bytes(bytes: Bytes) -> Response {
@@ -143,15 +155,29 @@ pub async fn deactivate(
     toggle(state, caller, Scope::Organization, body, false).await
 }
 
-pub async fn list_for_project(State(s): State<AppState>, caller: AdminCaller, project: PathParam, q: Query) -> Result<Response, ApiError> {
+pub async fn list_for_project(
+    State(s): State<AppState>,
+    caller: AdminCaller,
+    project: PathParam,
+    q: Query,
+) -> Result<Response, ApiError> {
     let project = path_id(project)?;
-    let key = PageKey { org_id: caller.org_id, project_id: Some(project), page: q.page(Order::Desc)? };
+    let key = PageKey {
+        org_id: caller.org_id,
+        project_id: Some(project),
+        page: q.page(Order::Desc)?,
+    };
     if let Some(hit) = s.pages.get(&key, caller.version) {
         return Ok(json_bytes(hit));
     }
     let project = key.project_id.as_deref().unwrap_or_default();
-    let page = s.store.list_project_certificates(&key.org_id, project, &key.page).await?;
-    let bytes = to_bytes(&List::from_page(page, |c| CertificateObject::scoped(PROJECT_ITEM, c)))?;
+    let page = s
+        .store
+        .list_project_certificates(&key.org_id, project, &key.page)
+        .await?;
+    let bytes = to_bytes(&List::from_page(page, |c| {
+        CertificateObject::scoped(PROJECT_ITEM, c)
+    }))?;
     s.pages.put(key, caller.version, bytes.clone());
     Ok(json_bytes(bytes))
 }

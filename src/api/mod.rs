@@ -29,7 +29,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store) -> Self {
-        AppState { store, pages: Default::default() }
+        AppState {
+            store,
+            pages: Default::default(),
+        }
     }
 }
 

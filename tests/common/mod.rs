@@ -313,3 +313,60 @@ pub fn run_cli(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A TCP proxy in front of PostgreSQL that a test can cut (severing every connection and
+/// refusing new ones) and restore, without touching the machine's server.
+pub struct CuttableProxy {
+    pub addr: SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    cuts: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl CuttableProxy {
+    /// Starts a proxy to the PostgreSQL server of `db_url`; returns it and the same URL
+    /// pointed through it.
+    pub async fn in_front_of(db_url: &str) -> (CuttableProxy, String) {
+        let target = db_url
+            .split('@')
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or("127.0.0.1:5432")
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let cuts = Arc::new(tokio::sync::watch::channel(0u64).0);
+        let (up2, cuts2, target2) = (up.clone(), cuts.clone(), target.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up2.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: refused while cut
+                }
+                let (target, mut cut) = (target2.clone(), cuts2.subscribe());
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {} // dropping both ends severs the connection
+                    }
+                });
+            }
+        });
+        let proxied = db_url.replacen(&target, &addr.to_string(), 1);
+        (CuttableProxy { addr, up, cuts }, proxied)
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.send_modify(|g| *g += 1);
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
