@@ -1,5 +1,5 @@
-//! certgate: an OpenAI-compatible Admin API for mTLS CA certificates, and (later) the gateway
-//! that enforces them. See ARCHITECTURE.md for the map.
+//! certgate: an OpenAI-compatible Admin API for mTLS CA certificates, and the gateway that
+//! enforces them. See ARCHITECTURE.md for the map.
 
 /// The Admin API's HTTP boundary (axum, JSON).
 pub mod api;
