@@ -121,7 +121,80 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     url: String,
+    timeout: Duration,
     clock: Arc<dyn Clock>,
+    /// SQLite only: the in-process writer queue and the change detector.
+    sqlite: Option<Arc<SqliteLocal>>,
+}
+
+/// What only an embedded SQLite database needs.
+struct SqliteLocal {
+    /// One writing transaction at a time in this process, in arrival order. SQLite allows one
+    /// writer anyway; queueing here instead of in SQLite's busy handler (which sleeps and
+    /// retries, unfairly) keeps write latency even. Other processes on the same file still
+    /// wait in the busy handler.
+    write_gate: tokio::sync::Mutex<()>,
+    /// Opened once the database file exists (after migrations).
+    changes: std::sync::OnceLock<ChangeDetector>,
+    keys: KeyCache,
+}
+
+/// A dedicated read-only connection whose `PRAGMA data_version` changes whenever any other
+/// connection, in this process or another, commits to the file. Reading it costs about a
+/// microsecond, against tens for a query through the pool, so "has anything changed since?"
+/// is cheap to ask on every request.
+struct ChangeDetector(std::sync::Mutex<rusqlite::Connection>);
+
+impl ChangeDetector {
+    fn open(url: &str) -> Option<ChangeDetector> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() || path.contains(":memory:") {
+            return None;
+        }
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        match rusqlite::Connection::open_with_flags(path, flags) {
+            Ok(conn) => Some(ChangeDetector(std::sync::Mutex::new(conn))),
+            Err(e) => {
+                tracing::warn!(error = %e, "no SQLite change detector; every request will query");
+                None
+            }
+        }
+    }
+
+    fn marker(&self) -> Option<i64> {
+        let conn = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached("PRAGMA data_version").ok()?;
+        stmt.query_row([], |row| row.get(0)).ok()
+    }
+}
+
+/// Admin keys verified while the database stood at a given change marker. An entry is used
+/// only while the marker is unchanged, i.e. while nothing at all was committed since the key
+/// (and its organization's write sequence) was read.
+#[derive(Default)]
+struct KeyCache(std::sync::Mutex<std::collections::HashMap<String, (i64, Authenticated)>>);
+
+impl KeyCache {
+    const MAX_ENTRIES: usize = 1024;
+
+    fn get(&self, digest: &str, marker: i64) -> Option<Authenticated> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(digest)
+            .filter(|(m, _)| *m == marker)
+            .map(|(_, a)| a.clone())
+    }
+
+    fn put(&self, digest: String, marker: i64, who: Authenticated) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= Self::MAX_ENTRIES && !map.contains_key(&digest) {
+            map.clear();
+        }
+        map.insert(digest, (marker, who));
+    }
 }
 
 /// A verified admin key's organization, with the organization's write sequence as of the
@@ -163,6 +236,7 @@ macro_rules! in_transaction {
         loop {
             attempt += 1;
             let outcome: Result<_> = async {
+                let _gate = $store.write_gate().await?;
                 let mut $tx = $store.pool.begin().await?;
                 let body_result: Result<_> = async { $body }.await;
                 let value = body_result?;
@@ -277,20 +351,53 @@ impl Store {
             })
             .connect_with(connect)
             .await?;
+        let sqlite = (backend == Backend::Sqlite).then(|| {
+            Arc::new(SqliteLocal {
+                write_gate: tokio::sync::Mutex::new(()),
+                changes: std::sync::OnceLock::new(),
+                keys: KeyCache::default(),
+            })
+        });
         Ok(Store {
             pool,
             backend,
             url: url_for_store,
+            timeout: options.timeout,
             clock,
+            sqlite,
         })
     }
 
+    /// Runs the migrations (and, on SQLite, opens the change detector once the file exists).
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
+        if let Some(local) = &self.sqlite {
+            if local.changes.get().is_none() {
+                if let Some(detector) = ChangeDetector::open(&self.url) {
+                    let _ = local.changes.set(detector);
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// On SQLite, waits (at most the database timeout) for this process's turn to write.
+    async fn write_gate(&self) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>> {
+        let Some(local) = &self.sqlite else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(self.timeout, local.write_gate.lock()).await {
+            Ok(guard) => Ok(Some(guard)),
+            Err(_) => Err(StoreError::Unavailable("timed out waiting to write".into())),
+        }
+    }
+
+    /// SQLite: a value that changes whenever anything is committed to the database file.
+    fn change_marker(&self) -> Option<i64> {
+        self.sqlite.as_ref()?.changes.get()?.marker()
     }
 
     pub fn backend(&self) -> Backend {
@@ -319,6 +426,14 @@ impl Store {
     pub async fn authenticate(&self, key: &str) -> Result<Option<Authenticated>> {
         use subtle::ConstantTimeEq;
         let digest = domain::admin_key_digest(key);
+        // Read before the query: a commit in between makes the entry's marker stale, never
+        // its contents.
+        let marker = self.change_marker();
+        if let (Some(m), Some(local)) = (marker, &self.sqlite) {
+            if let Some(hit) = local.keys.get(&digest, m) {
+                return Ok(Some(hit));
+            }
+        }
         let row = sqlx::query(
             "SELECT k.org_id, k.key_sha256, o.seq FROM admin_keys k JOIN organizations o ON o.id = k.org_id
              WHERE k.key_sha256 = $1 AND k.revoked_at IS NULL",
@@ -329,10 +444,14 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let stored: String = row.try_get("key_sha256")?;
         if bool::from(stored.as_bytes().ct_eq(digest.as_bytes())) {
-            Ok(Some(Authenticated {
+            let who = Authenticated {
                 org_id: row.try_get("org_id")?,
                 version: row.try_get("seq")?,
-            }))
+            };
+            if let (Some(m), Some(local)) = (marker, &self.sqlite) {
+                local.keys.put(digest, m, who.clone());
+            }
+            Ok(Some(who))
         } else {
             Ok(None)
         }
@@ -532,29 +651,63 @@ impl Store {
         if let Some(unknown) = ids.as_slice().iter().find(|id| !domain::plausible_id(id)) {
             return Err(DomainError::UnknownToggleId(unknown.clone()).into());
         }
-        let select = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL");
+        // One statement per step whatever the number of ids: the organization stays locked for
+        // as few round trips as possible.
+        let n = ids.as_slice().len();
+        let placeholders = |first: usize| {
+            (first..first + n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let select = format!(
+            "SELECT {CERT_COLUMNS} FROM certificates WHERE org_id = $1 AND deleted_at IS NULL AND id IN ({})",
+            placeholders(2)
+        );
+        // In the changing statement: $1 org, $2 the new flag or the project id, $3.. the ids.
+        let id_list = placeholders(3);
+        let change = match scope {
+            Scope::Organization => format!(
+                "UPDATE certificates SET active_org = $2 WHERE org_id = $1 AND active_org <> $2 AND id IN ({id_list})"
+            ),
+            Scope::Project(_) if activate => format!(
+                "INSERT INTO project_activations (certificate_id, project_id, org_id)
+                 SELECT id, $2, org_id FROM certificates WHERE org_id = $1 AND id IN ({id_list})
+                 ON CONFLICT DO NOTHING"
+            ),
+            Scope::Project(_) => format!(
+                "DELETE FROM project_activations WHERE org_id = $1 AND project_id = $2 AND certificate_id IN ({id_list})"
+            ),
+        };
         in_transaction!(self, |tx| {
             lock_organization(&mut tx, org).await?;
             let mut archived_project = false;
             if let Scope::Project(project) = scope {
-                let archived_at = project_archived_at(&mut tx, org, project).await?;
-                if archived_at.is_some() {
+                if project_archived_at(&mut tx, org, project).await?.is_some() {
                     if activate {
                         return Err(DomainError::ProjectArchived(project.clone()).into());
                     }
                     archived_project = true;
                 }
             }
-            let mut items = Vec::with_capacity(ids.as_slice().len());
+            let mut q = sqlx::query(&select).bind(org);
             for id in ids.as_slice() {
-                let row = sqlx::query(&select)
-                    .bind(id)
-                    .bind(org)
-                    .fetch_optional(&mut *tx)
-                    .await?
+                q = q.bind(id);
+            }
+            let mut found: std::collections::HashMap<String, Certificate> =
+                std::collections::HashMap::with_capacity(n);
+            for row in q.fetch_all(&mut *tx).await? {
+                let cert = certificate_from_row(&row, false)?;
+                found.insert(cert.id.clone(), cert);
+            }
+            // All or nothing: the first unknown id (in request order) refuses the whole call.
+            let mut items = Vec::with_capacity(n);
+            for id in ids.as_slice() {
+                let certificate = found
+                    .remove(id)
                     .ok_or_else(|| DomainError::UnknownToggleId(id.clone()))?;
                 items.push(ScopedCertificate {
-                    certificate: certificate_from_row(&row, false)?,
+                    certificate,
                     active: activate,
                 });
             }
@@ -562,25 +715,14 @@ impl Store {
                 // An archived project has no activations left: deactivating is a no-op.
                 return Ok(items);
             }
-            let mut changed = 0;
+            let mut q = match scope {
+                Scope::Organization => sqlx::query(&change).bind(org).bind(i64::from(activate)),
+                Scope::Project(p) => sqlx::query(&change).bind(org).bind(p),
+            };
             for id in ids.as_slice() {
-                let q = match (scope, activate) {
-                    (Scope::Organization, _) => sqlx::query("UPDATE certificates SET active_org = $1 WHERE id = $2 AND active_org <> $1")
-                        .bind(i64::from(activate))
-                        .bind(id),
-                    (Scope::Project(p), true) => sqlx::query(
-                        "INSERT INTO project_activations (certificate_id, project_id, org_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(id)
-                    .bind(p)
-                    .bind(org),
-                    (Scope::Project(p), false) => sqlx::query("DELETE FROM project_activations WHERE certificate_id = $1 AND project_id = $2")
-                        .bind(id)
-                        .bind(p),
-                };
-                changed += q.execute(&mut *tx).await?.rows_affected();
+                q = q.bind(id);
             }
-            if changed > 0 {
+            if q.execute(&mut *tx).await?.rows_affected() > 0 {
                 self.bump_trust_generation(&mut tx).await?;
             }
             Ok(items)

@@ -106,7 +106,8 @@ struct RequestIds;
 
 impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
-        let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+        // A thread-local CSPRNG: no system call per request, unlike a v4 UUID.
+        let id = format!("req_{:032x}", rand::random::<u128>());
         Some(RequestId::new(id.parse().ok()?))
     }
 }
