@@ -9,6 +9,10 @@ use crate::store::Store;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.db.options(), Arc::new(SystemClock)).await?;
+    // Bind before bootstrapping: a taken port must not cost the one showing of the key.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     if !args.no_bootstrap {
         if let Some((org, key)) = store.bootstrap().await? {
             // Printed once, to stderr, by the one replica that created the organization.
@@ -18,7 +22,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             eprintln!("{}", org_json(&org, &key));
         }
     }
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, backend = ?store.backend(), "certgate serve listening");
     let app = api::router(AppState::new(store.clone()));
     axum::serve(listener, app)

@@ -139,13 +139,19 @@ struct SqliteLocal {
     keys: KeyCache,
 }
 
-/// A dedicated read-only connection whose `PRAGMA data_version` changes whenever any other
+/// Dedicated read-only connections whose `PRAGMA data_version` changes whenever any other
 /// connection, in this process or another, commits to the file. Reading it costs about a
 /// microsecond, against tens for a query through the pool, so "has anything changed since?"
-/// is cheap to ask on every request.
-struct ChangeDetector(std::sync::Mutex<rusqlite::Connection>);
+/// is cheap to ask on every request. `data_version` values are per connection, so a marker is
+/// (connection, value); threads prefer a connection of their own to avoid contending.
+struct ChangeDetector(Vec<std::sync::Mutex<rusqlite::Connection>>);
+
+/// (detector connection, its `data_version`): equal markers mean nothing was committed between.
+type Marker = (usize, i64);
 
 impl ChangeDetector {
+    const CONNECTIONS: usize = 4;
+
     fn open(url: &str) -> Option<ChangeDetector> {
         let path = url
             .strip_prefix("sqlite://")
@@ -156,8 +162,11 @@ impl ChangeDetector {
         }
         let flags =
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        match rusqlite::Connection::open_with_flags(path, flags) {
-            Ok(conn) => Some(ChangeDetector(std::sync::Mutex::new(conn))),
+        let conns = (0..Self::CONNECTIONS)
+            .map(|_| rusqlite::Connection::open_with_flags(path, flags).map(std::sync::Mutex::new))
+            .collect::<Result<Vec<_>, _>>();
+        match conns {
+            Ok(conns) => Some(ChangeDetector(conns)),
             Err(e) => {
                 tracing::warn!(error = %e, "no SQLite change detector; every request will query");
                 None
@@ -165,10 +174,21 @@ impl ChangeDetector {
         }
     }
 
-    fn marker(&self) -> Option<i64> {
-        let conn = self.0.lock().unwrap_or_else(|p| p.into_inner());
+    fn marker(&self) -> Option<Marker> {
+        thread_local! {
+            static SLOT: usize = {
+                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            };
+        }
+        let own = SLOT.with(|s| *s) % self.0.len();
+        let (i, conn) = (0..self.0.len())
+            .map(|k| (own + k) % self.0.len())
+            .find_map(|i| self.0[i].try_lock().ok().map(|c| (i, c)))
+            .unwrap_or_else(|| (own, self.0[own].lock().unwrap_or_else(|p| p.into_inner())));
         let mut stmt = conn.prepare_cached("PRAGMA data_version").ok()?;
-        stmt.query_row([], |row| row.get(0)).ok()
+        let version = stmt.query_row([], |row| row.get(0)).ok()?;
+        Some((i, version))
     }
 }
 
@@ -176,19 +196,19 @@ impl ChangeDetector {
 /// only while the marker is unchanged, i.e. while nothing at all was committed since the key
 /// (and its organization's write sequence) was read.
 #[derive(Default)]
-struct KeyCache(std::sync::Mutex<std::collections::HashMap<String, (i64, Authenticated)>>);
+struct KeyCache(std::sync::Mutex<std::collections::HashMap<String, (Marker, Authenticated)>>);
 
 impl KeyCache {
     const MAX_ENTRIES: usize = 1024;
 
-    fn get(&self, digest: &str, marker: i64) -> Option<Authenticated> {
+    fn get(&self, digest: &str, marker: Marker) -> Option<Authenticated> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(digest)
             .filter(|(m, _)| *m == marker)
             .map(|(_, a)| a.clone())
     }
 
-    fn put(&self, digest: String, marker: i64, who: Authenticated) {
+    fn put(&self, digest: String, marker: Marker, who: Authenticated) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= Self::MAX_ENTRIES && !map.contains_key(&digest) {
             map.clear();
@@ -329,6 +349,9 @@ impl Store {
             .max_connections(options.max_connections.max(1))
             .min_connections(0)
             .acquire_timeout(options.timeout)
+            // A local file needs no liveness ping before each use (PostgreSQL keeps it, so a
+            // connection broken by an outage is replaced instead of failing a request).
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     match backend {
@@ -396,7 +419,7 @@ impl Store {
     }
 
     /// SQLite: a value that changes whenever anything is committed to the database file.
-    fn change_marker(&self) -> Option<i64> {
+    fn change_marker(&self) -> Option<Marker> {
         self.sqlite.as_ref()?.changes.get()?.marker()
     }
 

@@ -108,6 +108,15 @@ async fn org_create_and_bootstrap(db: TestDb) {
 }
 
 async fn replicas_bootstrap_exactly_once(db: TestDb) {
+    // A replica that cannot listen exits before bootstrapping: the key is not spent on it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (ok, _, err) = run_cli(&["serve", "--listen", &addr, "--database", &db.url]);
+    assert!(
+        !ok && err.contains("cannot listen") && !err.contains("sk-admin-"),
+        "{err}"
+    );
+
     let (ok, _, err) = run_cli(&["migrate", "--database", &db.url]);
     assert!(ok, "{err}");
     let (a, b) = tokio::join!(Process::serve(&db.url, &[]), Process::serve(&db.url, &[]));
