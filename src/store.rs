@@ -194,26 +194,32 @@ impl ChangeDetector {
 
 /// Admin keys verified while the database stood at a given change marker. An entry is used
 /// only while the marker is unchanged, i.e. while nothing at all was committed since the key
-/// (and its organization's write sequence) was read.
+/// (and its organization's write sequence) was read. Each key keeps one slot per detector
+/// connection, since markers of different connections are not comparable.
+type KeySlots = [Option<(i64, Authenticated)>; ChangeDetector::CONNECTIONS];
+
 #[derive(Default)]
-struct KeyCache(std::sync::Mutex<std::collections::HashMap<String, (Marker, Authenticated)>>);
+struct KeyCache(std::sync::Mutex<std::collections::HashMap<String, KeySlots>>);
 
 impl KeyCache {
     const MAX_ENTRIES: usize = 1024;
 
-    fn get(&self, digest: &str, marker: Marker) -> Option<Authenticated> {
+    fn get(&self, digest: &str, (conn, version): Marker) -> Option<Authenticated> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(digest)
-            .filter(|(m, _)| *m == marker)
-            .map(|(_, a)| a.clone())
+        match map.get(digest)?.get(conn)? {
+            Some((v, who)) if *v == version => Some(who.clone()),
+            _ => None,
+        }
     }
 
-    fn put(&self, digest: String, marker: Marker, who: Authenticated) {
+    fn put(&self, digest: String, (conn, version): Marker, who: Authenticated) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= Self::MAX_ENTRIES && !map.contains_key(&digest) {
             map.clear();
         }
-        map.insert(digest, (marker, who));
+        if let Some(slot) = map.entry(digest).or_default().get_mut(conn) {
+            *slot = Some((version, who));
+        }
     }
 }
 
