@@ -329,18 +329,7 @@ async fn once(gw: &Endpoint, id: Option<&Identity>, headers: &[(&str, &str)]) ->
 // Admin API helpers (through the real router).
 
 async fn admin(app: &TestApp, path: &str, body: Value) -> Value {
-    let res = app
-        .http
-        .post(format!("{}{path}", app.base))
-        .bearer_auth(&app.key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    let v: Value = res.json().await.unwrap();
-    assert!(status.is_success(), "{path}: {status} {v}");
-    v
+    admin_as(app, &app.key, path, body).await
 }
 
 async fn admin_as(app: &TestApp, key: &str, path: &str, body: Value) -> Value {
@@ -404,6 +393,26 @@ async fn activate_project(app: &TestApp, project: &str, id: &str) {
 async fn org_ca(app: &TestApp, ca: &pki::Ca) -> String {
     let id = upload(app, ca).await;
     activate_org(app, &id).await;
+    id
+}
+
+/// Uploads `ca` as the organization of `key` and activates it there; returns its id.
+async fn org_ca_as(app: &TestApp, key: &str, ca: &pki::Ca) -> String {
+    let v = admin_as(
+        app,
+        key,
+        "/organization/certificates",
+        json!({"certificate": ca.pem()}),
+    )
+    .await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    admin_as(
+        app,
+        key,
+        "/organization/certificates/activate",
+        json!({"certificate_ids": [id]}),
+    )
+    .await;
     id
 }
 
@@ -575,21 +584,7 @@ async fn untrusted_and_foreign_cas_are_refused(app: TestApp) {
     // Active, but for another organization.
     let (other_org, other_key) = app.other_org().await;
     let theirs = pki::ca("Their CA");
-    let v = admin_as(
-        &app,
-        &other_key,
-        "/organization/certificates",
-        json!({"certificate": theirs.pem()}),
-    )
-    .await;
-    let theirs_id = v["id"].as_str().unwrap().to_owned();
-    admin_as(
-        &app,
-        &other_key,
-        "/organization/certificates/activate",
-        json!({"certificate_ids": [theirs_id]}),
-    )
-    .await;
+    let theirs_id = org_ca_as(&app, &other_key, &theirs).await;
     caught_up(&app, &gw).await;
 
     let ours_hdr = [("openai-organization", app.org_id.as_str())];
@@ -771,21 +766,7 @@ async fn organization_header_and_inference(app: TestApp) {
     // The same CA uploaded and activated by a second organization: the certificate alone no
     // longer says which organization is meant.
     let (other, key) = app.other_org().await;
-    let v = admin_as(
-        &app,
-        &key,
-        "/organization/certificates",
-        json!({"certificate": ca.pem()}),
-    )
-    .await;
-    let their_id = v["id"].as_str().unwrap().to_owned();
-    admin_as(
-        &app,
-        &key,
-        "/organization/certificates/activate",
-        json!({"certificate_ids": [their_id]}),
-    )
-    .await;
+    let their_id = org_ca_as(&app, &key, &ca).await;
     caught_up(&app, &gw).await;
     once(&gw, Some(&id), &[])
         .await

@@ -64,16 +64,25 @@ pub fn ca_from_params(params: CertificateParams) -> Ca {
 
 /// A client certificate signed by `ca`, usable for TLS client auth.
 pub fn leaf(ca: &Ca, cn: &str, not_before: i64, not_after: i64) -> Leaf {
-    let mut p = CertificateParams::new(vec![format!("{cn}.clients.test")]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::ExplicitNoCa;
+    let mut p = leaf_params(cn, not_before, not_after);
     p.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    sign_leaf(p, ca)
+}
+
+fn leaf_params(cn: &str, not_before: i64, not_after: i64) -> CertificateParams {
+    let mut p = CertificateParams::new(vec![format!("{cn}.clients.test")]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::ExplicitNoCa;
     p.not_before = time(not_before);
     p.not_after = time(not_after);
+    p
+}
+
+fn sign_leaf(mut p: CertificateParams, ca: &Ca) -> Leaf {
     p.use_authority_key_identifier_extension = true;
     let key = KeyPair::generate().unwrap();
     let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
@@ -98,22 +107,12 @@ pub fn server_leaf(ca: &Ca) -> Leaf {
     p.distinguished_name.push(DnType::CommonName, "localhost");
     p.is_ca = IsCa::ExplicitNoCa;
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    p.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    Leaf { cert, key }
+    sign_leaf(p, ca)
 }
 
 /// A certificate signed by `ca` that is not usable for client authentication (server EKU only).
 pub fn server_only_leaf(ca: &Ca, cn: &str, not_before: i64, not_after: i64) -> Leaf {
-    let mut p = CertificateParams::new(vec![format!("{cn}.clients.test")]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::ExplicitNoCa;
+    let mut p = leaf_params(cn, not_before, not_after);
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    p.not_before = time(not_before);
-    p.not_after = time(not_after);
-    p.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    Leaf { cert, key }
+    sign_leaf(p, ca)
 }
