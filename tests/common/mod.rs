@@ -32,6 +32,37 @@ pub struct TestDb {
     pub url: String,
     pub kind: Db,
     _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL schema to drop when the test is over.
+    schema: Option<String>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(schema) = self.schema.take() else {
+            return;
+        };
+        let base = pg_base_url();
+        // Drop may run inside a runtime: do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&base).await.ok()?;
+                sqlx::query("SET lock_timeout = '2s'")
+                    .execute(&mut conn)
+                    .await
+                    .ok()?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
 }
 
 impl TestDb {
@@ -44,6 +75,7 @@ impl TestDb {
                     url,
                     kind,
                     _dir: Some(dir),
+                    schema: None,
                 })
             }
             Db::Postgres => {
@@ -85,6 +117,7 @@ impl TestDb {
                     url,
                     kind,
                     _dir: None,
+                    schema: Some(schema),
                 })
             }
         }
