@@ -22,17 +22,47 @@ pub async fn list(
     caller: AdminCaller,
     q: Query,
 ) -> Result<Response, ApiError> {
+    certificate_list(&s, caller, None, &q).await
+}
+
+pub async fn list_for_project(
+    State(s): State<AppState>,
+    caller: AdminCaller,
+    project: PathParam,
+    q: Query,
+) -> Result<Response, ApiError> {
+    certificate_list(&s, caller, Some(path_id(project)?), &q).await
+}
+
+/// Either certificate list, served from the page cache while the organization is unchanged.
+async fn certificate_list(
+    s: &AppState,
+    caller: AdminCaller,
+    project: Option<String>,
+    q: &Query,
+) -> Result<Response, ApiError> {
     let key = PageKey {
         org_id: caller.org_id,
-        project_id: None,
+        project_id: project,
         page: q.page(Order::Desc)?,
     };
     if let Some(hit) = s.pages.get(&key, caller.version) {
         return Ok(json_bytes(hit));
     }
-    let page = s.store.list_certificates(&key.org_id, &key.page).await?;
+    let (page, item) = match &key.project_id {
+        None => (
+            s.store.list_certificates(&key.org_id, &key.page).await?,
+            ORG_ITEM,
+        ),
+        Some(project) => (
+            s.store
+                .list_project_certificates(&key.org_id, project, &key.page)
+                .await?,
+            PROJECT_ITEM,
+        ),
+    };
     let bytes = to_bytes(&List::from_page(page, |c| {
-        CertificateObject::scoped(ORG_ITEM, c)
+        CertificateObject::scoped(item, c)
     }))?;
     s.pages.put(key, caller.version, bytes.clone());
     Ok(json_bytes(bytes))
@@ -153,33 +183,6 @@ pub async fn deactivate(
     body: JsonObject,
 ) -> Result<Json<Toggled>, ApiError> {
     toggle(state, caller, Scope::Organization, body, false).await
-}
-
-pub async fn list_for_project(
-    State(s): State<AppState>,
-    caller: AdminCaller,
-    project: PathParam,
-    q: Query,
-) -> Result<Response, ApiError> {
-    let project = path_id(project)?;
-    let key = PageKey {
-        org_id: caller.org_id,
-        project_id: Some(project),
-        page: q.page(Order::Desc)?,
-    };
-    if let Some(hit) = s.pages.get(&key, caller.version) {
-        return Ok(json_bytes(hit));
-    }
-    let project = key.project_id.as_deref().unwrap_or_default();
-    let page = s
-        .store
-        .list_project_certificates(&key.org_id, project, &key.page)
-        .await?;
-    let bytes = to_bytes(&List::from_page(page, |c| {
-        CertificateObject::scoped(PROJECT_ITEM, c)
-    }))?;
-    s.pages.put(key, caller.version, bytes.clone());
-    Ok(json_bytes(bytes))
 }
 
 pub async fn activate_for_project(
