@@ -195,14 +195,28 @@ fn client_config(dir: &Path) -> Result<Arc<rustls::ClientConfig>, BoxError> {
     Ok(Arc::new(config))
 }
 
-/// One fresh connection, one request; returns the status.
-async fn one(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<u16, BoxError> {
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+type Driver = hyper::client::conn::http1::Connection<
+    TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    Empty<Bytes>,
+>;
+
+/// A full TLS handshake to the gateway, then an HTTP/1.1 connection over it.
+async fn connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<(Sender, Driver), BoxError> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(ServerName::try_from("localhost")?, tcp)
         .await?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    Ok(hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?)
+}
+
+/// One fresh connection, one request; returns the status.
+async fn one(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<u16, BoxError> {
+    let (mut send, conn) = connect(addr, config).await?;
     let driver = tokio::spawn(conn);
     let req = hyper::Request::builder()
         .uri("/v1/models")
@@ -217,9 +231,7 @@ async fn one(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<u16,
     Ok(status)
 }
 
-async fn status(
-    send: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
-) -> Result<u16, BoxError> {
+async fn status(send: &mut Sender) -> Result<u16, BoxError> {
     send.ready().await?;
     let req = hyper::Request::builder()
         .uri("/v1/models")
@@ -314,12 +326,7 @@ async fn propagate(
         }
     };
     // A persistent connection, polled as fast as the gateway answers.
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    let (mut send, conn) = connect(addr, config).await?;
     tokio::spawn(conn);
     let mut activate_ms = Vec::new();
     let mut deactivate_ms = Vec::new();

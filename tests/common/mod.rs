@@ -179,46 +179,39 @@ impl TestApp {
     }
 }
 
-/// Runs each named `async fn(TestApp)` once per backend:
-/// `backend_tests!(upload_roundtrip, ...)` makes `upload_roundtrip::sqlite` and `::postgres`.
+/// Runs each named test once per backend, handing it what `$make(Db)` (an async constructor
+/// returning `Option`) built. The PostgreSQL half is skipped when `$make` says so.
 #[macro_export]
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {$(
+macro_rules! per_backend {
+    ($make:path; $($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = $crate::common::TestApp::spawn($crate::common::Db::Sqlite).await.unwrap();
-                super::$name(app).await
+                let made = $make($crate::common::Db::Sqlite).await.unwrap();
+                super::$name(made).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(app) = $crate::common::TestApp::spawn($crate::common::Db::Postgres).await {
-                    super::$name(app).await
+                if let Some(made) = $make($crate::common::Db::Postgres).await {
+                    super::$name(made).await
                 }
             }
         }
     )*};
 }
 
+/// Runs each named `async fn(TestApp)` once per backend:
+/// `backend_tests!(upload_roundtrip, ...)` makes `upload_roundtrip::sqlite` and `::postgres`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => { $crate::per_backend!($crate::common::TestApp::spawn; $($name),*); };
+}
+
 /// Runs each named `async fn(TestDb)` once per backend, like [`backend_tests!`], for tests
 /// that start `certgate` processes themselves.
 #[macro_export]
 macro_rules! db_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = $crate::common::TestDb::new($crate::common::Db::Sqlite).await.unwrap();
-                super::$name(db).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(db) = $crate::common::TestDb::new($crate::common::Db::Postgres).await {
-                    super::$name(db).await
-                }
-            }
-        }
-    )*};
+    ($($name:ident),* $(,)?) => { $crate::per_backend!($crate::common::TestDb::new; $($name),*); };
 }
 
 /// A `certgate` process started by a test; killed when dropped.
