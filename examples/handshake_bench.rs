@@ -123,7 +123,7 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
     for i in 0..orgs.max(1) {
         let (org, key) = store.create_organization(&format!("Bench org {i}")).await?;
         if i == 0 {
-            first_key = key.value;
+            first_key = key.value.expose().to_owned();
         }
         org_ids.push(org.id);
     }
@@ -144,9 +144,9 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
             .upload_certificate(&org_ids[org], None, &pem, &parsed)
             .await?;
         if i == 0 {
-            client_cert_id = cert.id.clone();
+            client_cert_id = cert.id.to_string();
         }
-        per_org[org].push(cert.id);
+        per_org[org].push(cert.id.into_string());
     }
     for (org, ids) in org_ids.iter().zip(&per_org) {
         for chunk in ids.chunks(10) {
@@ -162,7 +162,7 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
     }
     write("bundle.pem", &bundle)?;
     let info = json!({
-        "organization": org_ids[0],
+        "organization": org_ids[0].as_str(),
         "admin_key": first_key,
         "client_certificate_id": client_cert_id,
         "cas": cas,

@@ -5,15 +5,21 @@
 pub mod api;
 /// Command line parsing and dispatch.
 pub mod cli;
-/// Rules, ids, limits and the clock; no I/O.
+/// Rules, ids, limits, admin key values and the clock; no I/O.
 pub mod domain;
 /// The mTLS gateway (`certgate gateway`); the only module that imports rustls.
 pub mod gateway;
+/// OpenAI's error body, shared by the Admin API and the gateway.
+pub mod openai_error;
+/// What long-running processes share: the shutdown signal.
+pub mod runtime;
 /// `certgate serve`.
 pub mod serve;
 /// Persistence on SQLite or PostgreSQL.
 pub mod store;
 /// Logging set-up.
 pub mod telemetry;
+/// The trust decision: which active CA (if any) admits a client certificate chain; pure.
+pub mod trust;
 /// Pure X.509 upload checks.
 pub mod x509;

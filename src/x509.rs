@@ -7,10 +7,7 @@ use sha2::Digest;
 use x509_parser::oid_registry as oids;
 use x509_parser::prelude::*;
 
-use crate::domain::DomainError;
-
-/// Largest accepted certificate text (OpenAI: "total certificate size … less than 16kb").
-pub const MAX_CERTIFICATE_BYTES: usize = 16 * 1024;
+use crate::domain::{DomainError, MAX_CERTIFICATE_BYTES};
 /// A CA expiring within this many seconds is refused ("is not set to expire within 1 day").
 pub const MIN_REMAINING_VALIDITY_SECS: i64 = 24 * 60 * 60;
 

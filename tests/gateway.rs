@@ -141,6 +141,7 @@ async fn gateway(store: Store, upstream: &str, tweak: impl FnOnce(&mut GatewayOp
         gateway.router(),
         tcp,
         Arc::new(config),
+        certgate::gateway::HandshakeLimits::default(),
         std::future::pending(),
     ));
     Gw {

@@ -6,44 +6,110 @@
 //! the labels match, so a read after any acknowledged write (on any replica) never sees an
 //! older page. The page itself is read after the sequence, so an entry can only be newer than
 //! its label, never older.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//!
+//! Memory is bounded by bytes (keys and pages), with real eviction (quick_cache's CLOCK-style policy), whatever
+//! clients ask for.
 
 use axum::body::Bytes;
 
-use crate::domain::PageRequest;
+use crate::domain::{OrgId, PageRequest, ProjectId};
 
-/// Entries kept before the cache starts over; bounds memory whatever clients ask for.
-const MAX_ENTRIES: usize = 4096;
+/// Bytes of pages and keys kept; about 16 MiB whatever the page sizes.
+const MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// A typical entry (a 20-item page), to size the cache's bookkeeping.
+const TYPICAL_ENTRY_BYTES: u64 = 8 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageKey {
-    pub org_id: String,
-    pub project_id: Option<String>,
+    pub org_id: OrgId,
+    pub project_id: Option<ProjectId>,
     pub page: PageRequest,
 }
 
-#[derive(Default)]
+#[derive(Clone)]
+struct Weigh;
+
+impl quick_cache::Weighter<PageKey, (i64, Bytes)> for Weigh {
+    fn weight(&self, key: &PageKey, (_, bytes): &(i64, Bytes)) -> u64 {
+        let key_bytes = key.org_id.as_str().len()
+            + key.project_id.as_ref().map_or(0, |p| p.as_str().len())
+            + key.page.after.as_ref().map_or(0, String::len)
+            + 64;
+        (bytes.len() + key_bytes) as u64
+    }
+}
+
 pub struct PageCache {
-    entries: Mutex<HashMap<PageKey, (i64, Bytes)>>,
+    entries: quick_cache::sync::Cache<PageKey, (i64, Bytes), Weigh>,
+}
+
+impl Default for PageCache {
+    fn default() -> Self {
+        PageCache::with_capacity_bytes(MAX_BYTES)
+    }
 }
 
 impl PageCache {
+    pub fn with_capacity_bytes(max_bytes: u64) -> Self {
+        let items = usize::try_from(max_bytes / TYPICAL_ENTRY_BYTES)
+            .unwrap_or(usize::MAX)
+            .max(16);
+        PageCache {
+            entries: quick_cache::sync::Cache::with_weighter(items, max_bytes, Weigh),
+        }
+    }
+
     /// The cached page if it was built at `version`.
     pub fn get(&self, key: &PageKey, version: i64) -> Option<Bytes> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match entries.get(key) {
-            Some((v, bytes)) if *v == version => Some(bytes.clone()),
+        match self.entries.get(key) {
+            Some((v, bytes)) if v == version => Some(bytes),
             _ => None,
         }
     }
 
     pub fn put(&self, key: PageKey, version: i64, bytes: Bytes) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
-            entries.clear();
+        self.entries.insert(key, (version, bytes));
+    }
+
+    /// Bytes currently held (keys and pages).
+    pub fn weight(&self) -> u64 {
+        self.entries.weight()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Limit;
+
+    fn key(org: &str, after: usize) -> PageKey {
+        PageKey {
+            org_id: OrgId::parse(org).unwrap(),
+            project_id: None,
+            page: PageRequest {
+                limit: Limit::DEFAULT,
+                after: Some(format!("cert_{after}")),
+                order: crate::domain::Order::Desc,
+            },
         }
-        entries.insert(key, (version, bytes));
+    }
+
+    #[test]
+    fn bounded_by_bytes_with_eviction_not_a_wipe() {
+        let cache = PageCache::with_capacity_bytes(256 * 1024);
+        let page = Bytes::from(vec![b'x'; 4096]);
+        for i in 0..1000 {
+            cache.put(key("org-a", i), 1, page.clone());
+            assert!(cache.weight() <= 256 * 1024, "over budget at {i}");
+        }
+        // Entries were evicted one by one, not wiped: the newest survive, and about as many
+        // as fit are kept.
+        assert!(cache.get(&key("org-a", 999), 1).is_some());
+        let kept = (0..1000)
+            .filter(|&i| cache.get(&key("org-a", i), 1).is_some())
+            .count();
+        assert!((30..=64).contains(&kept), "kept {kept}");
+        // A label mismatch is a miss.
+        assert!(cache.get(&key("org-a", 999), 2).is_none());
     }
 }

@@ -7,12 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::cache::PageKey;
-
 use super::dto::{CertificateObject, Deleted, List, Toggled};
 use super::error::ApiError;
-use super::extract::{path_id, AdminCaller, JsonObject, Query};
-use super::{AppState, PathParam};
-use crate::domain::{self, DomainError, Order, Scope, ToggleIds};
+use super::extract::{AdminCaller, JsonObject, PathId, Query};
+use super::AppState;
+use crate::domain::{
+    self, CertificateKind, DomainError, Order, ProjectId, ProjectKind, Scope, ToggleIds,
+};
 
 const ORG_ITEM: &str = "organization.certificate";
 const PROJECT_ITEM: &str = "organization.project.certificate";
@@ -28,17 +29,17 @@ pub async fn list(
 pub async fn list_for_project(
     State(s): State<AppState>,
     caller: AdminCaller,
-    project: PathParam,
+    PathId(project): PathId<ProjectKind>,
     q: Query,
 ) -> Result<Response, ApiError> {
-    certificate_list(&s, caller, Some(path_id(project)?), &q).await
+    certificate_list(&s, caller, Some(project), &q).await
 }
 
 /// Either certificate list, served from the page cache while the organization is unchanged.
 async fn certificate_list(
     s: &AppState,
     caller: AdminCaller,
-    project: Option<String>,
+    project: Option<ProjectId>,
     q: &Query,
 ) -> Result<Response, ApiError> {
     let key = PageKey {
@@ -71,7 +72,7 @@ async fn certificate_list(
 fn to_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, ApiError> {
     serde_json::to_vec(value)
         .map(Bytes::from)
-        .map_err(|_| ApiError::Internal)
+        .map_err(|e| ApiError::Internal(e.into()))
 }
 
 fn json_bytes(bytes: Bytes) -> Response {
@@ -109,10 +110,9 @@ pub async fn upload(
 pub async fn get(
     State(s): State<AppState>,
     caller: AdminCaller,
-    id: PathParam,
+    PathId(id): PathId<CertificateKind>,
     q: Query,
 ) -> Result<Json<CertificateObject>, ApiError> {
-    let id = path_id(id)?;
     let mut with_content = false;
     for value in q.all("include") {
         match value {
@@ -139,10 +139,9 @@ pub async fn get(
 pub async fn modify(
     State(s): State<AppState>,
     caller: AdminCaller,
-    id: PathParam,
+    PathId(id): PathId<CertificateKind>,
     mut body: JsonObject,
 ) -> Result<Json<CertificateObject>, ApiError> {
-    let id = path_id(id)?;
     let name = body
         .nullable_string("name")?
         .map(|n| n.map(|n| domain::parse_name("name", n)).transpose())
@@ -158,14 +157,13 @@ pub async fn modify(
 pub async fn delete(
     State(s): State<AppState>,
     caller: AdminCaller,
-    id: PathParam,
+    PathId(id): PathId<CertificateKind>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let id = path_id(id)?;
     s.store.delete_certificate(&caller.org_id, &id).await?;
     tracing::info!(org = %caller.org_id, certificate = %id, "certificate deleted");
     Ok(Json(Deleted {
         object: "certificate.deleted",
-        id,
+        id: id.into_string(),
     }))
 }
 
@@ -188,26 +186,19 @@ pub async fn deactivate(
 pub async fn activate_for_project(
     state: State<AppState>,
     caller: AdminCaller,
-    project: PathParam,
+    PathId(project): PathId<ProjectKind>,
     body: JsonObject,
 ) -> Result<Json<Toggled>, ApiError> {
-    toggle(state, caller, Scope::Project(path_id(project)?), body, true).await
+    toggle(state, caller, Scope::Project(project), body, true).await
 }
 
 pub async fn deactivate_for_project(
     state: State<AppState>,
     caller: AdminCaller,
-    project: PathParam,
+    PathId(project): PathId<ProjectKind>,
     body: JsonObject,
 ) -> Result<Json<Toggled>, ApiError> {
-    toggle(
-        state,
-        caller,
-        Scope::Project(path_id(project)?),
-        body,
-        false,
-    )
-    .await
+    toggle(state, caller, Scope::Project(project), body, false).await
 }
 
 async fn toggle(

@@ -39,7 +39,7 @@ impl CertificateObject {
     fn build(object: &'static str, c: Certificate, active: Option<bool>) -> Self {
         CertificateObject {
             object,
-            id: c.id,
+            id: c.id.into_string(),
             name: c.name,
             created_at: c.created_at,
             certificate_details: CertificateDetails {
@@ -123,7 +123,7 @@ impl From<Project> for ProjectObject {
             } else {
                 "active"
             },
-            id: p.id,
+            id: p.id.into_string(),
             name: p.name,
             created_at: p.created_at,
             archived_at: p.archived_at,

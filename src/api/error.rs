@@ -1,12 +1,13 @@
 //! `ApiError`: every refusal the Admin API gives, mapped in one `match` to a status and
-//! OpenAI's four-key error body `{"error":{"message","type","param","code"}}`.
+//! OpenAI's four-key error body (built by [`crate::openai_error`]).
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 use crate::domain::DomainError;
-use crate::store::StoreError;
+use crate::openai_error::{OpenAiError, INVALID_REQUEST, SERVER};
+use crate::store::{BoxError, StoreError};
+use crate::telemetry::ErrorChain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -27,10 +28,12 @@ pub enum ApiError {
     NoSuchRoute { method: String, path: String },
     #[error("Method {method} is not allowed on {path}.")]
     MethodNotAllowed { method: String, path: String },
+    /// The database is down or too slow; the source says why (logged, never sent).
     #[error("The database is unavailable right now; try again shortly.")]
-    Unavailable,
+    Unavailable(#[source] BoxError),
+    /// A bug or an unexpected database answer; the source says what (logged, never sent).
     #[error("The server had an error while processing your request. Sorry about that!")]
-    Internal,
+    Internal(#[source] BoxError),
 }
 
 impl ApiError {
@@ -51,103 +54,79 @@ impl ApiError {
         Option<&'static str>,
     ) {
         use DomainError as D;
-        const INVALID: &str = "invalid_request_error";
         let cert = || Some("certificate".to_owned());
+        let bad = StatusCode::BAD_REQUEST;
         match self {
             ApiError::Domain(d) => match d {
                 D::CertificateLimitReached => (
-                    StatusCode::BAD_REQUEST,
-                    INVALID,
+                    bad,
+                    INVALID_REQUEST,
                     cert(),
                     Some("certificate_limit_reached"),
                 ),
                 D::CertificateAlreadyExists { .. } => (
                     StatusCode::CONFLICT,
-                    INVALID,
+                    INVALID_REQUEST,
                     cert(),
                     Some("certificate_already_exists"),
                 ),
                 D::PrivateKeyNotAllowed => (
-                    StatusCode::BAD_REQUEST,
-                    INVALID,
+                    bad,
+                    INVALID_REQUEST,
                     cert(),
                     Some("private_key_not_allowed"),
                 ),
-                D::CertificateTooLarge { .. } => (
-                    StatusCode::BAD_REQUEST,
-                    INVALID,
-                    cert(),
-                    Some("certificate_too_large"),
-                ),
-                D::InvalidCertificate(_) => (
-                    StatusCode::BAD_REQUEST,
-                    INVALID,
-                    cert(),
-                    Some("invalid_certificate"),
-                ),
-                D::InvalidToggleIds(_) => (
-                    StatusCode::BAD_REQUEST,
-                    INVALID,
-                    Some("certificate_ids".into()),
-                    None,
-                ),
+                D::CertificateTooLarge { .. } => {
+                    (bad, INVALID_REQUEST, cert(), Some("certificate_too_large"))
+                }
+                D::InvalidCertificate(_) => {
+                    (bad, INVALID_REQUEST, cert(), Some("invalid_certificate"))
+                }
+                D::InvalidToggleIds(_) => {
+                    (bad, INVALID_REQUEST, Some("certificate_ids".into()), None)
+                }
                 D::UnknownToggleId(_) => (
                     StatusCode::NOT_FOUND,
-                    INVALID,
+                    INVALID_REQUEST,
                     Some("certificate_ids".into()),
                     None,
                 ),
                 D::CertificateInUse(_) => (
                     StatusCode::CONFLICT,
-                    INVALID,
+                    INVALID_REQUEST,
                     None,
                     Some("certificate_in_use"),
                 ),
-                D::ProjectArchived(_) => (
-                    StatusCode::BAD_REQUEST,
-                    INVALID,
-                    None,
-                    Some("project_archived"),
-                ),
-                D::NotFound { .. } => (StatusCode::NOT_FOUND, INVALID, None, None),
-                D::InvalidParam { param, .. } => (
-                    StatusCode::BAD_REQUEST,
-                    INVALID,
-                    Some((*param).to_owned()),
-                    None,
-                ),
+                D::ProjectArchived(_) => (bad, INVALID_REQUEST, None, Some("project_archived")),
+                D::NotFound { .. } => (StatusCode::NOT_FOUND, INVALID_REQUEST, None, None),
+                D::InvalidParam { param, .. } => {
+                    (bad, INVALID_REQUEST, Some((*param).to_owned()), None)
+                }
             },
             ApiError::Unauthorized(_) => (
                 StatusCode::UNAUTHORIZED,
-                INVALID,
+                INVALID_REQUEST,
                 None,
                 Some("invalid_api_key"),
             ),
-            ApiError::BadRequest { param, .. } => {
-                (StatusCode::BAD_REQUEST, INVALID, param.clone(), None)
-            }
+            ApiError::BadRequest { param, .. } => (bad, INVALID_REQUEST, param.clone(), None),
             ApiError::BodyTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                INVALID,
+                INVALID_REQUEST,
                 None,
                 Some("request_too_large"),
             ),
-            ApiError::NoSuchRoute { .. } => (StatusCode::NOT_FOUND, INVALID, None, None),
+            ApiError::NoSuchRoute { .. } => (StatusCode::NOT_FOUND, INVALID_REQUEST, None, None),
             ApiError::MethodNotAllowed { .. } => {
-                (StatusCode::METHOD_NOT_ALLOWED, INVALID, None, None)
+                (StatusCode::METHOD_NOT_ALLOWED, INVALID_REQUEST, None, None)
             }
-            ApiError::Unavailable => (
+            ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
+                SERVER,
                 None,
                 Some("database_unavailable"),
             ),
-            ApiError::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                None,
-                None,
-            ),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, SERVER, None, None),
         }
     }
 }
@@ -156,64 +135,32 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Rule(d) => ApiError::Domain(d),
-            StoreError::Unavailable(why) | StoreError::Retryable(why) => {
-                tracing::warn!(%why, "database unavailable");
-                ApiError::Unavailable
-            }
-            StoreError::Internal(why) => {
-                tracing::error!(%why, "internal store error");
-                ApiError::Internal
-            }
+            StoreError::Unavailable(why) | StoreError::Retryable(why) => ApiError::Unavailable(why),
+            StoreError::Internal(why) => ApiError::Internal(why),
         }
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: ErrorObject<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorObject<'a> {
-    message: String,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<String>,
-    code: Option<&'a str>,
-}
-
-/// The four-key body for an arbitrary refusal (used by the gateway too).
-pub fn error_response(
-    status: StatusCode,
-    kind: &str,
-    message: String,
-    param: Option<String>,
-    code: Option<&str>,
-) -> Response {
-    let mut res = (
-        status,
-        axum::Json(Body {
-            error: ErrorObject {
-                message,
-                kind,
-                param,
-                code,
-            },
-        }),
-    )
-        .into_response();
-    if status.is_client_error() {
-        // The SDKs retry 409 (and 408/429) unless told not to; certgate's 4xx are deterministic.
-        res.headers_mut()
-            .insert("x-should-retry", HeaderValue::from_static("false"));
-    }
-    res
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The causes of 5xx answers are logged here, once, with their whole chain; the client
+        // gets only the generic message.
+        match &self {
+            ApiError::Unavailable(_) => {
+                tracing::warn!(error = %ErrorChain(&self), "database unavailable");
+            }
+            ApiError::Internal(_) => tracing::error!(error = %ErrorChain(&self), "internal error"),
+            _ => {}
+        }
         let (status, kind, param, code) = self.parts();
-        error_response(status, kind, self.to_string(), param, code)
+        OpenAiError {
+            status,
+            kind,
+            message: self.to_string(),
+            param,
+            code,
+        }
+        .into_response()
     }
 }
 
@@ -234,52 +181,175 @@ mod tests {
         (status, serde_json::from_slice(&bytes).unwrap(), retry)
     }
 
+    /// Every variant (and every `DomainError` variant): status, the four keys, `code`,
+    /// `param`, and `x-should-retry: false` on every 4xx.
     #[tokio::test]
-    async fn every_variant_has_the_four_keys() {
-        let cases = [
+    async fn every_variant_maps_to_its_status_code_and_param() {
+        let d = |e: DomainError| ApiError::Domain(e);
+        let cases: Vec<(ApiError, u16, Option<&str>, Option<&str>)> = vec![
             (
-                ApiError::Domain(DomainError::CertificateLimitReached),
+                d(DomainError::CertificateLimitReached),
                 400,
                 Some("certificate_limit_reached"),
+                Some("certificate"),
             ),
             (
-                ApiError::Domain(DomainError::CertificateAlreadyExists {
+                d(DomainError::CertificateAlreadyExists {
                     existing_id: "cert_x".into(),
                 }),
                 409,
                 Some("certificate_already_exists"),
+                Some("certificate"),
             ),
             (
-                ApiError::Domain(DomainError::CertificateInUse("x".into())),
-                409,
-                Some("certificate_in_use"),
+                d(DomainError::PrivateKeyNotAllowed),
+                400,
+                Some("private_key_not_allowed"),
+                Some("certificate"),
             ),
             (
-                ApiError::Domain(DomainError::UnknownToggleId("cert_x".into())),
+                d(DomainError::CertificateTooLarge { len: 20_000 }),
+                400,
+                Some("certificate_too_large"),
+                Some("certificate"),
+            ),
+            (
+                d(DomainError::InvalidCertificate("x".into())),
+                400,
+                Some("invalid_certificate"),
+                Some("certificate"),
+            ),
+            (
+                d(DomainError::InvalidToggleIds("x".into())),
+                400,
+                None,
+                Some("certificate_ids"),
+            ),
+            (
+                d(DomainError::UnknownToggleId("cert_x".into())),
                 404,
                 None,
+                Some("certificate_ids"),
+            ),
+            (
+                d(DomainError::CertificateInUse("x".into())),
+                409,
+                Some("certificate_in_use"),
+                None,
+            ),
+            (
+                d(DomainError::ProjectArchived("proj_x".into())),
+                400,
+                Some("project_archived"),
+                None,
+            ),
+            (
+                d(DomainError::NotFound {
+                    kind: "project",
+                    id: "proj_x".into(),
+                }),
+                404,
+                None,
+                None,
+            ),
+            (
+                d(DomainError::invalid("limit", "bad")),
+                400,
+                None,
+                Some("limit"),
             ),
             (
                 ApiError::Unauthorized("no".into()),
                 401,
                 Some("invalid_api_key"),
+                None,
             ),
-            (ApiError::BodyTooLarge, 413, Some("request_too_large")),
-            (ApiError::Unavailable, 503, Some("database_unavailable")),
-            (ApiError::Internal, 500, None),
+            (
+                ApiError::bad_request(Some("name"), "bad"),
+                400,
+                None,
+                Some("name"),
+            ),
+            (ApiError::BodyTooLarge, 413, Some("request_too_large"), None),
+            (
+                ApiError::NoSuchRoute {
+                    method: "GET".into(),
+                    path: "/x".into(),
+                },
+                404,
+                None,
+                None,
+            ),
+            (
+                ApiError::MethodNotAllowed {
+                    method: "PUT".into(),
+                    path: "/x".into(),
+                },
+                405,
+                None,
+                None,
+            ),
+            (
+                ApiError::Unavailable("down".into()),
+                503,
+                Some("database_unavailable"),
+                None,
+            ),
+            (ApiError::Internal("bug".into()), 500, None, None),
         ];
-        for (err, status, code) in cases {
+        for (err, status, code, param) in cases {
+            every_variant_is_listed(&err);
+            let shown = format!("{err:?}");
             let (s, v, retry) = body(err).await;
-            assert_eq!(s.as_u16(), status);
+            assert_eq!(s.as_u16(), status, "{shown}");
             let e = v["error"].as_object().unwrap();
             assert_eq!(e.len(), 4, "{v}");
             assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
-            assert_eq!(e["code"].as_str(), code);
+            assert_eq!(e["code"].as_str(), code, "{shown}");
+            assert_eq!(e["param"].as_str(), param, "{shown}");
+            let kind = if status < 500 {
+                INVALID_REQUEST
+            } else {
+                SERVER
+            };
+            assert_eq!(e["type"], kind, "{shown}");
             assert_eq!(
-                retry.is_some(),
-                status < 500,
-                "4xx carry x-should-retry: false"
+                retry.as_deref(),
+                (status < 500).then_some("false"),
+                "{shown}"
             );
         }
+    }
+
+    /// Adding a variant without a case above fails to compile here, not silently.
+    fn every_variant_is_listed(e: &ApiError) {
+        match e {
+            ApiError::Domain(
+                DomainError::CertificateLimitReached
+                | DomainError::CertificateAlreadyExists { .. }
+                | DomainError::PrivateKeyNotAllowed
+                | DomainError::CertificateTooLarge { .. }
+                | DomainError::InvalidCertificate(_)
+                | DomainError::InvalidToggleIds(_)
+                | DomainError::UnknownToggleId(_)
+                | DomainError::CertificateInUse(_)
+                | DomainError::ProjectArchived(_)
+                | DomainError::NotFound { .. }
+                | DomainError::InvalidParam { .. },
+            )
+            | ApiError::Unauthorized(_)
+            | ApiError::BadRequest { .. }
+            | ApiError::BodyTooLarge
+            | ApiError::NoSuchRoute { .. }
+            | ApiError::MethodNotAllowed { .. }
+            | ApiError::Unavailable(_)
+            | ApiError::Internal(_) => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn server_errors_never_show_their_cause() {
+        let (_, v, _) = body(ApiError::Internal("secret detail".into())).await;
+        assert!(!v.to_string().contains("secret detail"));
     }
 }

@@ -1,20 +1,20 @@
 //! Request extraction: the admin caller, JSON bodies and query strings, each refusing bad
 //! input with OpenAI's error body (never axum's plain-text rejections).
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::{Limit, Order, PageRequest};
+use crate::domain::{Id, IdKind, Limit, Order, OrgId, PageRequest};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A caller whose admin key was verified. Handlers that take one cannot run unauthenticated.
 pub struct AdminCaller {
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The organization's write sequence when the key was checked (see `api::cache`).
     pub version: i64,
 }
@@ -206,16 +206,24 @@ impl Query {
 
     /// `limit`, `after` and `order` (with the given default order).
     pub fn page(&self, default_order: Order) -> Result<PageRequest, ApiError> {
-        let limit = self
-            .get("limit")
-            .map(Limit::parse)
-            .transpose()?
-            .unwrap_or(Limit::DEFAULT);
         let order = self
             .get("order")
             .map(Order::parse)
             .transpose()?
             .unwrap_or(default_order);
+        Ok(PageRequest {
+            order,
+            ..self.ascending_page()?
+        })
+    }
+
+    /// `limit` and `after` of a list that has no `order` (always oldest first).
+    pub fn ascending_page(&self) -> Result<PageRequest, ApiError> {
+        let limit = self
+            .get("limit")
+            .map(Limit::parse)
+            .transpose()?
+            .unwrap_or(Limit::DEFAULT);
         let after = self
             .get("after")
             .filter(|a| !a.is_empty())
@@ -223,7 +231,7 @@ impl Query {
         Ok(PageRequest {
             limit,
             after,
-            order,
+            order: Order::Asc,
         })
     }
 
@@ -239,14 +247,22 @@ impl Query {
     }
 }
 
-/// The single path parameter of a route, or a 404 in OpenAI's shape.
-pub fn path_id(
-    path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<String, ApiError> {
-    path.map(|p| p.0).map_err(|_| {
-        ApiError::bad_request(
-            None,
-            "The id in the URL is not valid percent-encoded UTF-8.",
-        )
-    })
+/// The id in a route's single path parameter, parsed into its kind: a malformed one is
+/// answered 404 like an unknown one, in OpenAI's shape, before any handler runs.
+pub struct PathId<K>(pub Id<K>);
+
+impl<S: Send + Sync, K: IdKind> FromRequestParts<S> for PathId<K> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                ApiError::bad_request(
+                    None,
+                    "The id in the URL is not valid percent-encoded UTF-8.",
+                )
+            })?;
+        Ok(PathId(Id::parse(&raw)?))
+    }
 }

@@ -8,7 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod projects;
 
-use axum::extract::{rejection::PathRejection, Path, State};
+use axum::extract::State;
 use axum::http::{HeaderName, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,9 +35,6 @@ impl AppState {
         }
     }
 }
-
-/// The path parameter of a route, kept as a `Result` so a bad one gets OpenAI's error body.
-pub type PathParam = Result<Path<String>, PathRejection>;
 
 /// The whole Admin API. Tests and `certgate serve` build it through here.
 pub fn router(state: AppState) -> Router {

@@ -3,7 +3,8 @@
 //!
 //! A background task accepts TCP connections and spawns one task per handshake; finished
 //! handshakes are handed to [`TlsListener::accept`] through a channel, so a slow or silent
-//! client never stalls the accept loop.
+//! client never stalls the accept loop. Handshakes are bounded in number (a semaphore: past
+//! the limit, new connections wait in the kernel's listen backlog) and in time.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,10 +17,25 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::trust::{Admission, PeerChain, Rejection};
+use crate::trust::{Admission, PeerChain, Rejection};
 
-/// Longest a client may take to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds on TLS handshakes in progress.
+#[derive(Debug, Clone, Copy)]
+pub struct HandshakeLimits {
+    /// Most handshakes in progress at once.
+    pub max_in_flight: usize,
+    /// Longest a client may take to complete its handshake.
+    pub timeout: Duration,
+}
+
+impl Default for HandshakeLimits {
+    fn default() -> Self {
+        HandshakeLimits {
+            max_in_flight: 1024,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 pub struct TlsListener {
     incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -29,14 +45,28 @@ pub struct TlsListener {
 impl TlsListener {
     /// Starts accepting on `tcp`. Handshakes finished but not yet served wait in a bounded
     /// queue; the accept task stops when the listener is dropped.
-    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
+    pub fn new(
+        tcp: TcpListener,
+        acceptor: TlsAcceptor,
+        limits: HandshakeLimits,
+    ) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(256);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
         tokio::spawn(async move {
             loop {
+                // A free handshake slot first: while all are taken, connections stay queued in
+                // the kernel rather than in memory here.
+                let permit = tokio::select! {
+                    permit = handshakes.clone().acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                    () = tx.closed() => return,
+                };
                 let accepted = tokio::select! {
                     accepted = tcp.accept() => accepted,
-                    _ = tx.closed() => return,
+                    () = tx.closed() => return,
                 };
                 let (socket, remote) = match accepted {
                     Ok(pair) => pair,
@@ -51,7 +81,10 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                    let handshake =
+                        tokio::time::timeout(limits.timeout, acceptor.accept(socket)).await;
+                    drop(permit);
+                    match handshake {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, remote)).await;
                         }

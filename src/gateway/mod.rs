@@ -9,18 +9,16 @@
 //! - [`tls`]: the rustls configuration and the verifier that asks for, but never requires or
 //!   judges, a client certificate;
 //! - [`listener`]: the TLS listener for `axum::serve` and the per-connection identity;
-//! - [`trust`]: the index of active anchors and the per-request decision;
-//! - [`reload`]: keeping the index current, and readiness;
-//! - [`proxy`]: forwarding and the error bodies.
+//! - [`reload`]: keeping the [`crate::trust`] index current, and readiness;
+//! - [`proxy`]: the request handler (decide, then forward) and the refusals.
 //!
-//! Invariant: this is the only module that imports rustls, and nothing here writes to the
-//! database.
+//! Invariant: this is the only module that imports rustls, nothing here writes to the
+//! database, and nothing here imports `api`, `cli` or `serve`.
 
 pub mod listener;
 pub mod proxy;
 pub mod reload;
 pub mod tls;
-pub mod trust;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,58 +30,32 @@ use anyhow::Context;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use clap::Args;
 use rustls_pki_types::CertificateDer;
 
-use crate::cli::{parse_duration, DbArgs};
 use crate::domain::SystemClock;
-use crate::store::{Backend, Store};
+use crate::store::{Backend, Store, StoreOptions};
+pub use listener::HandshakeLimits;
 use listener::{PeerIdentity, TlsListener};
 use proxy::{Shared, Upstream};
 use reload::{TrustState, WatchIntervals};
 
-#[derive(Args, Debug)]
-pub struct GatewayArgs {
-    /// Address the TLS listener binds.
-    #[arg(
-        long,
-        env = "CERTGATE_GATEWAY_LISTEN",
-        default_value = "127.0.0.1:8443"
-    )]
+/// Settings of `certgate gateway` (the command line fills them; see `cli::args`).
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
     pub listen: SocketAddr,
-    #[command(flatten)]
-    pub db: DbArgs,
-    /// The gateway's own certificate chain, PEM, leaf first.
-    #[arg(long, env = "CERTGATE_TLS_CERT")]
+    pub store: StoreOptions,
     pub tls_cert: PathBuf,
-    /// The private key of `--tls-cert`, PEM (PKCS#8, PKCS#1 or SEC1); keep it mode 0600.
-    #[arg(long, env = "CERTGATE_TLS_KEY")]
     pub tls_key: PathBuf,
-    /// Where admitted requests go: http://HOST[:PORT][/PREFIX] or https://….
-    #[arg(long, env = "CERTGATE_UPSTREAM")]
     pub upstream: String,
-    /// Longest wait for the upstream's response headers (bodies may stream for longer),
-    /// e.g. `30s` or `10m`; past it the client gets 504.
-    #[arg(long, env = "CERTGATE_UPSTREAM_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub upstream_timeout: Duration,
-    /// Extra CA certificates (PEM) to trust for an https upstream, besides the public roots.
-    #[arg(long, env = "CERTGATE_UPSTREAM_CA")]
     pub upstream_ca: Option<PathBuf>,
-    /// Forward OpenAI-Organization and OpenAI-Project to the upstream (by default the gateway
-    /// consumes them, since upstream ids usually differ from certgate's).
-    #[arg(long, env = "CERTGATE_FORWARD_SCOPE_HEADERS")]
     pub forward_scope_headers: bool,
-    /// Plain-HTTP address for `/healthz` (alive) and `/readyz` (trust state loaded and the
-    /// database answering). Off when not given.
-    #[arg(long, env = "CERTGATE_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
-    /// How often to read the trust generation [default: 100ms on SQLite, 1s on PostgreSQL,
-    /// where LISTEN/NOTIFY wakes the gateway at once].
-    #[arg(long, env = "CERTGATE_TRUST_POLL", value_parser = parse_duration)]
+    /// `None`: 100 ms on SQLite, 1 s on PostgreSQL (where LISTEN/NOTIFY wakes it at once).
     pub trust_poll: Option<Duration>,
-    /// How often to reload the whole trust state even without a change.
-    #[arg(long, env = "CERTGATE_TRUST_RECONCILE", default_value = "60s", value_parser = parse_duration)]
     pub trust_reconcile: Duration,
+    pub max_handshakes: usize,
+    pub handshake_timeout: Duration,
 }
 
 /// Settings of a [`Gateway`], independent of the command line.
@@ -203,9 +175,10 @@ pub async fn serve_tls(
     router: Router,
     tcp: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    limits: HandshakeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = TlsListener::new(tcp, tokio_rustls::TlsAcceptor::from(tls))?;
+    let listener = TlsListener::new(tcp, tokio_rustls::TlsAcceptor::from(tls), limits)?;
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<PeerIdentity>(),
@@ -214,35 +187,35 @@ pub async fn serve_tls(
     .await
 }
 
-pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
-    let (chain, key) = tls::load_identity(&args.tls_cert, &args.tls_key)?;
+pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
+    let (chain, key) = tls::load_identity(&config.tls_cert, &config.tls_key)?;
     let tls_config = Arc::new(tls::server_config(chain, key)?);
-    let upstream_roots = match &args.upstream_ca {
+    let upstream_roots = match &config.upstream_ca {
         Some(path) => tls::load_certificates(path)?,
         None => Vec::new(),
     };
-    let store = connect_with_retry(&args.db).await;
-    let trust_poll = args.trust_poll.unwrap_or(match store.backend() {
+    let store = connect_with_retry(&config.store).await;
+    let trust_poll = config.trust_poll.unwrap_or(match store.backend() {
         Backend::Sqlite => Duration::from_millis(100),
         Backend::Postgres => Duration::from_secs(1),
     });
     let gateway = Gateway::start(
         store.clone(),
         GatewayOptions {
-            upstream: args.upstream.clone(),
-            upstream_timeout: args.upstream_timeout,
+            upstream: config.upstream.clone(),
+            upstream_timeout: config.upstream_timeout,
             upstream_roots,
-            forward_scope_headers: args.forward_scope_headers,
+            forward_scope_headers: config.forward_scope_headers,
             trust_poll,
-            trust_reconcile: args.trust_reconcile,
+            trust_reconcile: config.trust_reconcile,
         },
     )
     .await?;
-    if let Some(addr) = args.health_listen {
+    if let Some(addr) = config.health_listen {
         let health = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the health listener {addr}"))?;
-        tracing::info!(listen = %addr, "gateway health endpoint listening");
+        tracing::info!(listen = %health.local_addr()?, "gateway health endpoint listening");
         let router = gateway.health_router();
         tokio::spawn(async move {
             if let Err(e) = axum::serve(health, router).await {
@@ -250,13 +223,13 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let tcp = tokio::net::TcpListener::bind(args.listen)
+    let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("binding {}", args.listen))?;
+        .with_context(|| format!("binding {}", config.listen))?;
     let r = gateway.trust().readiness();
     tracing::info!(
         listen = %tcp.local_addr()?,
-        upstream = %args.upstream,
+        upstream = %config.upstream,
         backend = ?store.backend(),
         generation = ?r.generation,
         anchors = r.anchors,
@@ -266,7 +239,11 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         gateway.router(),
         tcp,
         tls_config,
-        crate::serve::shutdown_signal(),
+        HandshakeLimits {
+            max_in_flight: config.max_handshakes,
+            timeout: config.handshake_timeout,
+        },
+        crate::runtime::shutdown_signal(),
     )
     .await?;
     store.close().await;
@@ -276,10 +253,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
 
 /// Connects to the database, waiting for it if it is not up yet (the gateway cannot decide
 /// anything before it has read the trust state once).
-async fn connect_with_retry(db: &DbArgs) -> Store {
+async fn connect_with_retry(options: &StoreOptions) -> Store {
     let mut delay = Duration::from_millis(250);
     loop {
-        match Store::connect(&db.options(), Arc::new(SystemClock)).await {
+        match Store::connect(options, Arc::new(SystemClock)).await {
             Ok(store) => return store,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the database yet");

@@ -13,16 +13,17 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{StatusCode, Uri, Version};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::listener::PeerIdentity;
 use super::reload::TrustState;
-use super::trust::{self, Admission, Rejection, Scope};
-use crate::api::error::error_response;
+use crate::openai_error::{OpenAiError, INVALID_REQUEST, PERMISSION, SERVER};
 use crate::store::Store;
+use crate::telemetry::ErrorChain;
+use crate::trust::{self, Admission, Rejection, Scope};
 
 pub const ORGANIZATION_HEADER: &str = "openai-organization";
 pub const PROJECT_HEADER: &str = "openai-project";
@@ -204,11 +205,10 @@ async fn forward(
 ) -> Response {
     let (mut parts, body) = req.into_parts();
     let Some(uri) = shared.upstream.uri_for(&parts.uri) else {
-        return error_response(
+        return refusal(
             StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "The request path cannot be forwarded.".into(),
-            None,
+            INVALID_REQUEST,
+            "The request path cannot be forwarded.",
             None,
         );
     };
@@ -262,12 +262,11 @@ async fn forward(
             Response::from_parts(parts, Body::new(body))
         }
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
-            error_response(
+            tracing::warn!(error = %ErrorChain(&e), "upstream request failed");
+            refusal(
                 StatusCode::BAD_GATEWAY,
-                "server_error",
-                "The upstream server could not be reached or answered badly.".into(),
-                None,
+                SERVER,
+                "The upstream server could not be reached or answered badly.",
                 Some("upstream_unavailable"),
             )
         }
@@ -276,11 +275,10 @@ async fn forward(
                 timeout_ms = shared.upstream_timeout.as_millis() as u64,
                 "upstream timed out"
             );
-            error_response(
+            refusal(
                 StatusCode::GATEWAY_TIMEOUT,
-                "server_error",
-                "The upstream server did not answer in time.".into(),
-                None,
+                SERVER,
+                "The upstream server did not answer in time.",
                 Some("upstream_timeout"),
             )
         }
@@ -317,46 +315,62 @@ pub fn reject(rejection: Rejection) -> Response {
     let (status, kind, code, message) = match rejection {
         Rejection::TrustStateUnavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
+            SERVER,
             "trust_state_unavailable",
             "The gateway has not loaded its trust state yet; try again shortly.",
         ),
         Rejection::CertificateRequired => (
             StatusCode::FORBIDDEN,
-            "permission_error",
+            PERMISSION,
             "client_certificate_required",
             "A client certificate is required: connect with a certificate signed by a CA active for this organization or project.",
         ),
         Rejection::UnknownOrganization => (
             StatusCode::BAD_REQUEST,
-            "invalid_request_error",
+            INVALID_REQUEST,
             "unknown_organization",
             "The OpenAI-Organization header does not name a known organization.",
         ),
         Rejection::OrganizationAmbiguous => (
             StatusCode::BAD_REQUEST,
-            "invalid_request_error",
+            INVALID_REQUEST,
             "organization_required",
             "The client certificate is trusted by several organizations: send an OpenAI-Organization header.",
         ),
         Rejection::Untrusted => (
             StatusCode::FORBIDDEN,
-            "permission_error",
+            PERMISSION,
             "client_certificate_untrusted",
             "The client certificate does not chain to a CA certificate active for this organization.",
         ),
         Rejection::Expired => (
             StatusCode::FORBIDDEN,
-            "permission_error",
+            PERMISSION,
             "client_certificate_expired",
             "The client certificate, or the CA certificate it chains to, is outside its validity period.",
         ),
         Rejection::NotActiveForProject => (
             StatusCode::FORBIDDEN,
-            "permission_error",
+            PERMISSION,
             "client_certificate_not_active_for_project",
             "The client certificate's CA is not active for this project (send OpenAI-Project for a project-level CA).",
         ),
     };
-    error_response(status, kind, message.to_owned(), None, Some(code))
+    refusal(status, kind, message, Some(code))
+}
+
+fn refusal(
+    status: StatusCode,
+    kind: &'static str,
+    message: &str,
+    code: Option<&'static str>,
+) -> Response {
+    OpenAiError {
+        status,
+        kind,
+        message: message.to_owned(),
+        param: None,
+        code,
+    }
+    .into_response()
 }

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use super::trust::TrustIndex;
 use crate::store::Store;
+use crate::telemetry::ErrorChain;
+use crate::trust::TrustIndex;
 
 /// Longest a single read of the trust state may take before it counts as a failure.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,7 +46,6 @@ pub struct Readiness {
     pub anchors: usize,
     /// Milliseconds since the database last answered.
     pub last_ok_ms_ago: Option<u128>,
-    pub error: Option<String>,
 }
 
 impl TrustState {
@@ -74,7 +74,6 @@ impl TrustState {
             generation: index.generation(),
             anchors: index.len(),
             last_ok_ms_ago: health.last_ok.map(|t| t.elapsed().as_millis()),
-            error: health.error,
         }
     }
 
@@ -102,14 +101,14 @@ impl TrustState {
         let generation = tokio::time::timeout(READ_TIMEOUT, store.trust_generation())
             .await
             .map_err(|_| "timed out reading the trust generation".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ErrorChain(&e).to_string())?;
         if !full && current == Some(generation) {
             return Ok(());
         }
         let snapshot = tokio::time::timeout(READ_TIMEOUT, store.trust_snapshot())
             .await
             .map_err(|_| "timed out reading the trust snapshot".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ErrorChain(&e).to_string())?;
         let started = Instant::now();
         let previous = self.index.load_full();
         let next = TrustIndex::build(&snapshot, &previous);

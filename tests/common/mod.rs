@@ -166,8 +166,8 @@ impl TestApp {
             clock,
             addr,
             base: format!("http://{addr}/v1"),
-            key: key.value,
-            org_id: org.id,
+            key: key.value.expose().to_owned(),
+            org_id: org.id.into_string(),
             http: reqwest::Client::new(),
         })
     }
@@ -175,7 +175,7 @@ impl TestApp {
     /// Another organization on the same database, with its own key.
     pub async fn other_org(&self) -> (String, String) {
         let (org, key) = self.store.create_organization("Other Org").await.unwrap();
-        (org.id, key.value)
+        (org.id.into_string(), key.value.expose().to_owned())
     }
 }
 

@@ -1,13 +1,15 @@
 //! The trust decision: which active anchors a client certificate chains to, and whether one of
 //! them is active for the request's organization and project at this instant.
 //!
-//! A [`TrustIndex`] is built from a [`TrustSnapshot`] (each anchor's PEM parsed once, reused
+//! A [`TrustIndex`] is built from a [`TrustSnapshot`] (each anchor's PEM decoded once, reused
 //! across rebuilds by certificate id) and indexes the distinct anchor certificates by subject
-//! DER and Subject Key Identifier. A request looks up candidates through the issuer name and
+//! DER and Subject Key Identifier, as the store recorded them at upload. A request looks up candidates through the issuer name and
 //! Authority Key Identifier of every certificate the client sent, so the cost of a decision does
 //! not grow with the number of active anchors; webpki then checks the chain against each
 //! candidate alone. webpki does not look at a trust anchor's own validity window, so
 //! [`decide`] does, against the store's clock.
+//!
+//! This module knows no HTTP, SQL or sockets: the gateway asks it, per request.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -29,8 +31,6 @@ const MAX_CANDIDATES: usize = 32;
 struct ParsedAnchor {
     der: CertificateDer<'static>,
     anchor: TrustAnchor<'static>,
-    subject: Vec<u8>,
-    ski: Option<Vec<u8>>,
 }
 
 /// One certificate object's activations.
@@ -92,7 +92,7 @@ impl TrustIndex {
         for a in stored {
             let parsed = match previous.parsed_by_id.get(&a.certificate_id) {
                 Some(p) => p.clone(),
-                None => match parse_anchor(&a.pem) {
+                None => match decode_anchor(&a.pem) {
                     Some(p) => Arc::new(p),
                     None => {
                         tracing::warn!(certificate_id = %a.certificate_id, "active certificate could not be parsed as a trust anchor; ignored");
@@ -117,12 +117,10 @@ impl TrustIndex {
             by_der.insert(parsed.der.clone(), i);
             index
                 .by_subject
-                .entry(parsed.subject.clone())
+                .entry(a.subject_der.clone())
                 .or_default()
                 .push(i);
-            if let Some(ski) = &parsed.ski {
-                index.by_ski.entry(ski.clone()).or_default().push(i);
-            }
+            index.by_ski.entry(a.ski.clone()).or_default().push(i);
             index.anchors.push(IndexedAnchor {
                 parsed,
                 valid_at: a.valid_at,
@@ -167,28 +165,14 @@ impl TrustIndex {
     }
 }
 
-fn parse_anchor(pem_text: &str) -> Option<ParsedAnchor> {
+fn decode_anchor(pem_text: &str) -> Option<ParsedAnchor> {
     let block = ::pem::parse(pem_text.as_bytes()).ok()?;
     if block.tag() != "CERTIFICATE" {
         return None;
     }
     let der = CertificateDer::from(block.into_contents());
     let anchor = webpki::anchor_from_trusted_cert(&der).ok()?.to_owned();
-    let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
-    let subject = cert.subject().as_raw().to_vec();
-    let ski = cert
-        .extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-            _ => None,
-        });
-    Some(ParsedAnchor {
-        der,
-        anchor,
-        subject,
-        ski,
-    })
+    Some(ParsedAnchor { der, anchor })
 }
 
 /// Where one certificate of the client's chain says it comes from.

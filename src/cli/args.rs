@@ -1,0 +1,143 @@
+//! Every flag of every subcommand, each with its `CERTGATE_*` environment variable. Parsing
+//! ends here: the subcommands receive plain settings structs, never clap types.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::Args;
+
+use crate::store::StoreOptions;
+
+#[derive(Args, Debug, Clone)]
+pub struct DbArgs {
+    /// Database URL: sqlite://PATH (embedded default) or postgres://USER@HOST:PORT/DB.
+    #[arg(
+        long = "database",
+        env = "CERTGATE_DATABASE_URL",
+        default_value = "sqlite://certgate.db"
+    )]
+    pub url: String,
+    /// Most database connections this process opens.
+    #[arg(
+        long = "db-max-connections",
+        env = "CERTGATE_DB_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub max_connections: u32,
+    /// Longest wait for a connection and longest statement, e.g. `5s` or `500ms`.
+    #[arg(long = "db-timeout", env = "CERTGATE_DB_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+impl DbArgs {
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions {
+            url: self.url.clone(),
+            max_connections: self.max_connections,
+            timeout: self.timeout,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the log line says which).
+    #[arg(long, env = "CERTGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Do not create a default organization on an empty database (true/false, 1/0, yes/no).
+    #[arg(long, env = "CERTGATE_NO_BOOTSTRAP", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub no_bootstrap: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GatewayArgs {
+    /// Address the TLS listener binds (port 0 picks a free port; the log line says which).
+    #[arg(
+        long,
+        env = "CERTGATE_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8443"
+    )]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The gateway's own certificate chain, PEM, leaf first.
+    #[arg(long, env = "CERTGATE_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// The private key of `--tls-cert`, PEM (PKCS#8, PKCS#1 or SEC1); keep it mode 0600.
+    #[arg(long, env = "CERTGATE_TLS_KEY")]
+    pub tls_key: PathBuf,
+    /// Where admitted requests go: http://HOST[:PORT][/PREFIX] or https://….
+    #[arg(long, env = "CERTGATE_UPSTREAM")]
+    pub upstream: String,
+    /// Longest wait for the upstream's response headers (bodies may stream for longer),
+    /// e.g. `30s` or `10m`; past it the client gets 504.
+    #[arg(long, env = "CERTGATE_UPSTREAM_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+    /// Extra CA certificates (PEM) to trust for an https upstream, besides the public roots.
+    #[arg(long, env = "CERTGATE_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Forward OpenAI-Organization and OpenAI-Project to the upstream (by default the gateway
+    /// consumes them, since upstream ids usually differ from certgate's).
+    #[arg(long, env = "CERTGATE_FORWARD_SCOPE_HEADERS", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub forward_scope_headers: bool,
+    /// Plain-HTTP address for `/healthz` (alive) and `/readyz` (trust state loaded and the
+    /// database answering). Off when not given.
+    #[arg(long, env = "CERTGATE_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+    /// How often to read the trust generation [default: 100ms on SQLite, 1s on PostgreSQL,
+    /// where LISTEN/NOTIFY wakes the gateway at once].
+    #[arg(long, env = "CERTGATE_TRUST_POLL", value_parser = parse_duration)]
+    pub trust_poll: Option<Duration>,
+    /// How often to reload the whole trust state even without a change.
+    #[arg(long, env = "CERTGATE_TRUST_RECONCILE", default_value = "60s", value_parser = parse_duration)]
+    pub trust_reconcile: Duration,
+    /// Most TLS handshakes in progress at once; further connections wait in the listen
+    /// backlog until one finishes.
+    #[arg(long, env = "CERTGATE_MAX_HANDSHAKES", default_value_t = 1024)]
+    pub max_handshakes: usize,
+    /// Longest a client may take to complete its TLS handshake.
+    #[arg(long, env = "CERTGATE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+}
+
+/// `250ms`, `5s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (num, unit) = match raw.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => raw.split_at(i),
+        None => (raw, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration '{raw}': use e.g. 500ms, 5s or 1m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("invalid duration unit in '{raw}': use ms, s or m")),
+    };
+    if !(secs > 0.0 && secs < 86_400.0) {
+        return Err(format!(
+            "duration '{raw}' must be more than 0 and less than a day"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! Every refusal a rule can give. The API layer maps each variant to a status and OpenAI's
+//! error body; the messages are written for the person reading them.
+
+use super::rules::{MAX_CERTIFICATES_PER_ORG, MAX_CERTIFICATE_BYTES};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("This organization already has {MAX_CERTIFICATES_PER_ORG} certificates, the most allowed. Delete an unused certificate before uploading another.")]
+    CertificateLimitReached,
+    #[error("This certificate was already uploaded to this organization as '{existing_id}'.")]
+    CertificateAlreadyExists { existing_id: String },
+    #[error("The certificate field contains a private key. Upload only the CA certificate (a PEM 'CERTIFICATE' block); keep private keys secret.")]
+    PrivateKeyNotAllowed,
+    #[error("The certificate is {len} bytes; the limit is {MAX_CERTIFICATE_BYTES} bytes (16 KB).")]
+    CertificateTooLarge { len: usize },
+    #[error("Invalid certificate: {0}")]
+    InvalidCertificate(String),
+    #[error("{0}")]
+    InvalidToggleIds(String),
+    #[error("No certificate found with id '{0}'. Nothing was changed.")]
+    UnknownToggleId(String),
+    #[error("{0}")]
+    CertificateInUse(String),
+    #[error("Project '{0}' is archived; archived projects cannot be changed or have certificates activated.")]
+    ProjectArchived(String),
+    #[error("No {kind} found with id '{id}'.")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{message}")]
+    InvalidParam {
+        param: &'static str,
+        message: String,
+    },
+}
+
+impl DomainError {
+    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+        DomainError::InvalidParam {
+            param,
+            message: message.into(),
+        }
+    }
+}

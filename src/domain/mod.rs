@@ -1,0 +1,28 @@
+//! The rules of certgate: identifiers, limits, scopes, toggles, the delete guard, admin key
+//! values and the clock.
+//!
+//! Nothing here performs I/O or knows HTTP, JSON or SQL. The store calls these rules *inside*
+//! its writing transactions, so a rule is checked against the state it is about to change.
+
+mod clock;
+mod error;
+mod ids;
+mod keys;
+mod model;
+mod page;
+mod rules;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::DomainError;
+pub use ids::{
+    echo, CertificateId, CertificateKind, Id, IdKind, KeyId, KeyKind, OrgId, OrgKind, ProjectId,
+    ProjectKind, MAX_ID_LEN,
+};
+pub use keys::{admin_key_digest, AdminKeySecret};
+pub use model::{Certificate, NewAdminKey, Organization, Project, ScopedCertificate};
+pub use page::{unknown_cursor, Limit, Order, Page, PageRequest};
+pub use rules::{
+    check_certificate_limit, check_deletable, parse_name, parse_required_name, parse_residency,
+    Scope, ToggleIds, MAX_CERTIFICATES_PER_ORG, MAX_CERTIFICATE_BYTES, MAX_NAME_CHARS,
+    MAX_TOGGLE_IDS, RESIDENCIES,
+};

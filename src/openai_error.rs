@@ -1,0 +1,58 @@
+//! OpenAI's error body, `{"error":{"message","type","param","code"}}`: the one place it is
+//! built, for the Admin API's refusals and the gateway's alike.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// The `type` of client errors.
+pub const INVALID_REQUEST: &str = "invalid_request_error";
+/// The `type` of the gateway's trust refusals (403).
+pub const PERMISSION: &str = "permission_error";
+/// The `type` of errors on certgate's side (5xx).
+pub const SERVER: &str = "server_error";
+
+/// One refusal, ready to send.
+#[derive(Debug, Clone)]
+pub struct OpenAiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+    pub code: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Fields<'a>,
+}
+
+#[derive(Serialize)]
+struct Fields<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Fields {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code,
+            },
+        };
+        let mut res = (self.status, axum::Json(body)).into_response();
+        if self.status.is_client_error() {
+            // The SDKs retry 409 (and 408/429) unless told not to; certgate's 4xx are
+            // deterministic, so retrying would only repeat the refusal.
+            res.headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        res
+    }
+}

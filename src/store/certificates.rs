@@ -1,0 +1,363 @@
+//! Certificates: upload, read, rename, delete (as a tombstone), toggles, and both lists.
+
+use std::collections::HashMap;
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::projects::project_archived_at;
+use super::tx::{bump_trust_generation, in_transaction, lock_organization};
+use super::{Result, Store};
+use crate::domain::{
+    self, unknown_cursor, Certificate, CertificateId, DomainError, Order, OrgId, Page, PageRequest,
+    ProjectId, Scope, ScopedCertificate, ToggleIds,
+};
+use crate::x509::ParsedCa;
+
+const CERT_COLUMNS: &str = "id, name, created_at, valid_at, expires_at";
+
+fn certificate_from_row(row: &AnyRow, with_content: bool) -> Result<Certificate, sqlx::Error> {
+    Ok(Certificate {
+        id: CertificateId::trusted(row.try_get("id")?),
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        valid_at: row.try_get("valid_at")?,
+        expires_at: row.try_get("expires_at")?,
+        content: if with_content {
+            Some(row.try_get("content")?)
+        } else {
+            None
+        },
+    })
+}
+
+pub(super) fn order_sql(order: Order) -> (&'static str, &'static str) {
+    match order {
+        Order::Asc => (">", "ASC"),
+        Order::Desc => ("<", "DESC"),
+    }
+}
+
+impl Store {
+    pub async fn upload_certificate(
+        &self,
+        org: &OrgId,
+        name: Option<String>,
+        content: &str,
+        parsed: &ParsedCa,
+    ) -> Result<Certificate> {
+        let now = self.now();
+        in_transaction!(self, |tx| {
+            let seq = lock_organization(&mut tx, org).await?;
+            if let Some(row) = sqlx::query(
+                "SELECT id FROM certificates WHERE org_id = $1 AND sha256 = $2 AND deleted_at IS NULL",
+            )
+            .bind(org.as_str())
+            .bind(&parsed.sha256)
+            .fetch_optional(&mut *tx)
+            .await?
+            {
+                return Err(DomainError::CertificateAlreadyExists {
+                    existing_id: row.try_get("id")?,
+                }
+                .into());
+            }
+            let count: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM certificates WHERE org_id = $1 AND deleted_at IS NULL",
+            )
+            .bind(org.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            domain::check_certificate_limit(count)?;
+            let id = CertificateId::generate();
+            sqlx::query(
+                "INSERT INTO certificates (id, org_id, name, content, sha256, subject_der, ski, valid_at, expires_at, created_at, seq, active_org)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0)",
+            )
+            .bind(id.as_str())
+            .bind(org.as_str())
+            .bind(name.clone())
+            .bind(content)
+            .bind(&parsed.sha256)
+            .bind(&parsed.subject_der)
+            .bind(&parsed.ski)
+            .bind(parsed.valid_at)
+            .bind(parsed.expires_at)
+            .bind(now)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            Ok(Certificate {
+                id,
+                name: name.clone(),
+                created_at: now,
+                valid_at: parsed.valid_at,
+                expires_at: parsed.expires_at,
+                content: None,
+            })
+        })
+    }
+
+    pub async fn get_certificate(
+        &self,
+        org: &OrgId,
+        id: &CertificateId,
+        with_content: bool,
+    ) -> Result<Certificate> {
+        let sql = format!("SELECT {CERT_COLUMNS}, content FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .bind(org.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(certificate_from_row(&row, with_content)?),
+            None => Err(id.not_found().into()),
+        }
+    }
+
+    /// Changes the name (the only mutable field). `None` leaves it as it is.
+    pub async fn rename_certificate(
+        &self,
+        org: &OrgId,
+        id: &CertificateId,
+        name: Option<Option<String>>,
+    ) -> Result<Certificate> {
+        let Some(name) = name else {
+            return self.get_certificate(org, id, false).await;
+        };
+        let sql = format!("UPDATE certificates SET name = $1 WHERE id = $2 AND org_id = $3 AND deleted_at IS NULL RETURNING {CERT_COLUMNS}");
+        in_transaction!(self, |tx| {
+            // Moves the organization's version, like every write (list caches depend on it).
+            lock_organization(&mut tx, org).await?;
+            match sqlx::query(&sql)
+                .bind(name.clone())
+                .bind(id.as_str())
+                .bind(org.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                Some(row) => Ok(certificate_from_row(&row, false)?),
+                None => Err(id.not_found().into()),
+            }
+        })
+    }
+
+    /// Deletes a certificate that is inactive everywhere; it stays as a tombstone (content
+    /// cleared) so its id remains a valid list cursor.
+    pub async fn delete_certificate(&self, org: &OrgId, id: &CertificateId) -> Result<()> {
+        let now = self.now();
+        in_transaction!(self, |tx| {
+            lock_organization(&mut tx, org).await?;
+            let row = sqlx::query(
+                "SELECT active_org FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL",
+            )
+            .bind(id.as_str())
+            .bind(org.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| id.not_found())?;
+            let active_org: i64 = row.try_get("active_org")?;
+            let projects: Vec<String> = sqlx::query(
+                "SELECT project_id FROM project_activations WHERE certificate_id = $1 ORDER BY project_id",
+            )
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("project_id"))
+            .collect::<Result<_, _>>()?;
+            domain::check_deletable(id, org.as_str(), active_org != 0, &projects)?;
+            sqlx::query(
+                "UPDATE certificates SET deleted_at = $1, content = '', name = NULL WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Activates or deactivates every named certificate in `scope`, or none of them.
+    pub async fn toggle_certificates(
+        &self,
+        org: &OrgId,
+        scope: &Scope,
+        ids: &ToggleIds,
+        activate: bool,
+    ) -> Result<Vec<ScopedCertificate>> {
+        // One statement per step whatever the number of ids: the organization stays locked for
+        // as few round trips as possible.
+        let n = ids.as_slice().len();
+        let placeholders = |first: usize| {
+            (first..first + n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let select = format!(
+            "SELECT {CERT_COLUMNS} FROM certificates WHERE org_id = $1 AND deleted_at IS NULL AND id IN ({})",
+            placeholders(2)
+        );
+        // In the changing statement: $1 org, $2 the new flag or the project id, $3.. the ids.
+        let id_list = placeholders(3);
+        let change = match scope {
+            Scope::Organization => format!(
+                "UPDATE certificates SET active_org = $2 WHERE org_id = $1 AND active_org <> $2 AND id IN ({id_list})"
+            ),
+            Scope::Project(_) if activate => format!(
+                "INSERT INTO project_activations (certificate_id, project_id, org_id)
+                 SELECT id, $2, org_id FROM certificates WHERE org_id = $1 AND id IN ({id_list})
+                 ON CONFLICT DO NOTHING"
+            ),
+            Scope::Project(_) => format!(
+                "DELETE FROM project_activations WHERE org_id = $1 AND project_id = $2 AND certificate_id IN ({id_list})"
+            ),
+        };
+        in_transaction!(self, |tx| {
+            lock_organization(&mut tx, org).await?;
+            let mut archived_project = false;
+            if let Scope::Project(project) = scope {
+                if project_archived_at(&mut tx, org, project).await?.is_some() {
+                    if activate {
+                        return Err(DomainError::ProjectArchived(project.to_string()).into());
+                    }
+                    archived_project = true;
+                }
+            }
+            let mut q = sqlx::query(&select).bind(org.as_str());
+            for id in ids.as_slice() {
+                q = q.bind(id.as_str());
+            }
+            let mut found: HashMap<CertificateId, Certificate> = HashMap::with_capacity(n);
+            for row in q.fetch_all(&mut *tx).await? {
+                let cert = certificate_from_row(&row, false)?;
+                found.insert(cert.id.clone(), cert);
+            }
+            // All or nothing: the first unknown id (in request order) refuses the whole call.
+            let mut items = Vec::with_capacity(n);
+            for id in ids.as_slice() {
+                let certificate = found
+                    .remove(id)
+                    .ok_or_else(|| DomainError::UnknownToggleId(id.to_string()))?;
+                items.push(ScopedCertificate {
+                    certificate,
+                    active: activate,
+                });
+            }
+            if archived_project {
+                // An archived project has no activations left: deactivating is a no-op.
+                return Ok(items);
+            }
+            let mut q = match scope {
+                Scope::Organization => sqlx::query(&change)
+                    .bind(org.as_str())
+                    .bind(i64::from(activate)),
+                Scope::Project(p) => sqlx::query(&change).bind(org.as_str()).bind(p.as_str()),
+            };
+            for id in ids.as_slice() {
+                q = q.bind(id.as_str());
+            }
+            if q.execute(&mut *tx).await?.rows_affected() > 0 {
+                bump_trust_generation(&mut tx, self.backend).await?;
+            }
+            Ok(items)
+        })
+    }
+
+    /// The organization's certificates; `active` is the organization-level flag.
+    pub async fn list_certificates(
+        &self,
+        org: &OrgId,
+        page: &PageRequest,
+    ) -> Result<Page<ScopedCertificate>> {
+        self.certificate_page(org, None, page).await
+    }
+
+    /// Every certificate of the organization; `active` means active for `project`.
+    pub async fn list_project_certificates(
+        &self,
+        org: &OrgId,
+        project: &ProjectId,
+        page: &PageRequest,
+    ) -> Result<Page<ScopedCertificate>> {
+        let mut conn = self.pool.acquire().await?;
+        project_archived_at(&mut conn, org, project).await?;
+        drop(conn);
+        self.certificate_page(org, Some(project), page).await
+    }
+
+    async fn certificate_page(
+        &self,
+        org: &OrgId,
+        project: Option<&ProjectId>,
+        page: &PageRequest,
+    ) -> Result<Page<ScopedCertificate>> {
+        let cursor = self.certificate_cursor(org, page.after.as_deref()).await?;
+        let (cmp, dir) = order_sql(page.order);
+        // Parameters: $1 org, $2 limit, then the project (if any), then the cursor (if any).
+        let (active, join, next) = match project {
+            None => ("c.active_org", "", 3),
+            Some(_) => (
+                "CAST(CASE WHEN pa.project_id IS NULL THEN 0 ELSE 1 END AS BIGINT)",
+                "LEFT JOIN project_activations pa ON pa.certificate_id = c.id AND pa.project_id = $3",
+                4,
+            ),
+        };
+        let cursor_sql = match cursor {
+            Some(_) => format!("AND (c.created_at, c.seq) {cmp} (${next}, ${})", next + 1),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT c.id, c.name, c.created_at, c.valid_at, c.expires_at, {active} AS active
+             FROM certificates c {join}
+             WHERE c.org_id = $1 AND c.deleted_at IS NULL {cursor_sql}
+             ORDER BY c.created_at {dir}, c.seq {dir} LIMIT $2"
+        );
+        let limit = i64::from(page.limit.get());
+        let mut q = sqlx::query(&sql).bind(org.as_str()).bind(limit + 1);
+        if let Some(p) = project {
+            q = q.bind(p.as_str());
+        }
+        if let Some((at, seq)) = cursor {
+            q = q.bind(at).bind(seq);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let has_more = rows.len() > page.limit.get() as usize;
+        let items = rows
+            .iter()
+            .take(page.limit.get() as usize)
+            .map(|row| {
+                Ok(ScopedCertificate {
+                    certificate: certificate_from_row(row, false)?,
+                    active: row.try_get::<i64, _>("active")? != 0,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(Page { items, has_more })
+    }
+
+    /// Position of a cursor id, deleted or not; ids this list never handed out are refused.
+    async fn certificate_cursor(
+        &self,
+        org: &OrgId,
+        after: Option<&str>,
+    ) -> Result<Option<(i64, i64)>> {
+        let Some(after) = after else { return Ok(None) };
+        let Some(id) = CertificateId::parse_opt(after) else {
+            return Err(unknown_cursor("after", after).into());
+        };
+        let row =
+            sqlx::query("SELECT created_at, seq FROM certificates WHERE id = $1 AND org_id = $2")
+                .bind(id.as_str())
+                .bind(org.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some(row) => Ok(Some((row.try_get("created_at")?, row.try_get("seq")?))),
+            None => Err(unknown_cursor("after", after).into()),
+        }
+    }
+}

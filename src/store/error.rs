@@ -1,0 +1,83 @@
+//! How database failures reach the rest of certgate: a refused rule, an unavailable database
+//! (503), a transient conflict (retried inside the store, never surfaced), or an internal
+//! error (500). The driver's error is kept as the source, so logs show the whole chain.
+
+use crate::domain::DomainError;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A rule refused the change; nothing was written.
+    #[error(transparent)]
+    Rule(#[from] DomainError),
+    /// The database could not be reached or did not answer in time.
+    #[error("database unavailable")]
+    Unavailable(#[source] BoxError),
+    /// A conflict that running the transaction again resolves (retried inside the store).
+    #[error("transient conflict")]
+    Retryable(#[source] BoxError),
+    #[error("internal store error")]
+    Internal(#[source] BoxError),
+}
+
+impl StoreError {
+    pub(super) fn unavailable(why: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable(why.into())
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match classify(&e) {
+            Class::Retryable => StoreError::Retryable(Box::new(e)),
+            Class::Unavailable => StoreError::Unavailable(Box::new(e)),
+            Class::Internal => StoreError::Internal(Box::new(e)),
+        }
+    }
+}
+
+enum Class {
+    Retryable,
+    Unavailable,
+    Internal,
+}
+
+fn classify(e: &sqlx::Error) -> Class {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.as_str() {
+                // PostgreSQL serialization failure and deadlock.
+                "40001" | "40P01" => Class::Retryable,
+                // SQLite BUSY: the busy timeout has already been waited out.
+                "5" => Class::Unavailable,
+                // SQLite LOCKED and the extended BUSY codes (e.g. BUSY_SNAPSHOT), which keep
+                // the primary code in the low byte: run the transaction again.
+                c if c
+                    .parse::<i32>()
+                    .is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6) =>
+                {
+                    Class::Retryable
+                }
+                // query_canceled (statement_timeout), lock_not_available (lock_timeout),
+                // shutdown, connection exceptions.
+                c if c == "57014"
+                    || c == "55P03"
+                    || c.starts_with("57P")
+                    || c.starts_with("08") =>
+                {
+                    Class::Unavailable
+                }
+                _ => Class::Internal,
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => Class::Unavailable,
+        _ => Class::Internal,
+    }
+}

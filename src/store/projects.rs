@@ -1,0 +1,214 @@
+//! Projects: create, read, rename, archive (ending its activations), list.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::certificates::order_sql;
+use super::tx::{bump_trust_generation, in_transaction, lock_organization};
+use super::{Result, Store};
+use crate::domain::{
+    unknown_cursor, DomainError, Order, OrgId, Page, PageRequest, Project, ProjectId,
+};
+
+const PROJECT_COLUMNS: &str = "id, name, created_at, archived_at, external_key_id, residency";
+
+fn project_from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
+    Ok(Project {
+        id: ProjectId::trusted(row.try_get("id")?),
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        archived_at: row.try_get("archived_at")?,
+        external_key_id: row.try_get("external_key_id")?,
+        residency: row.try_get("residency")?,
+    })
+}
+
+/// The project's `archived_at`, or 404 if the organization has no such project.
+pub(super) async fn project_archived_at(
+    conn: &mut sqlx::AnyConnection,
+    org: &OrgId,
+    project: &ProjectId,
+) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT archived_at FROM projects WHERE id = $1 AND org_id = $2")
+        .bind(project.as_str())
+        .bind(org.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| project.not_found())?;
+    Ok(row.try_get("archived_at")?)
+}
+
+impl Store {
+    pub async fn create_project(
+        &self,
+        org: &OrgId,
+        name: &str,
+        external_key_id: Option<String>,
+        residency: Option<String>,
+    ) -> Result<Project> {
+        let now = self.now();
+        in_transaction!(self, |tx| {
+            let seq = lock_organization(&mut tx, org).await?;
+            let project = Project {
+                id: ProjectId::generate(),
+                name: name.to_owned(),
+                created_at: now,
+                archived_at: None,
+                external_key_id: external_key_id.clone(),
+                residency: residency.clone(),
+            };
+            sqlx::query(
+                "INSERT INTO projects (id, org_id, name, created_at, seq, archived_at, external_key_id, residency)
+                 VALUES ($1, $2, $3, $4, $5, NULL, $6, $7)",
+            )
+            .bind(project.id.as_str())
+            .bind(org.as_str())
+            .bind(&project.name)
+            .bind(now)
+            .bind(seq)
+            .bind(project.external_key_id.clone())
+            .bind(project.residency.clone())
+            .execute(&mut *tx)
+            .await?;
+            Ok(project)
+        })
+    }
+
+    pub async fn get_project(&self, org: &OrgId, id: &ProjectId) -> Result<Project> {
+        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1 AND org_id = $2");
+        match sqlx::query(&sql)
+            .bind(id.as_str())
+            .bind(org.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            Some(row) => Ok(project_from_row(&row)?),
+            None => Err(id.not_found().into()),
+        }
+    }
+
+    /// Changes name and/or external key id; archived projects cannot be changed.
+    pub async fn update_project(
+        &self,
+        org: &OrgId,
+        id: &ProjectId,
+        name: Option<String>,
+        external_key_id: Option<Option<String>>,
+    ) -> Result<Project> {
+        let select = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1");
+        in_transaction!(self, |tx| {
+            lock_organization(&mut tx, org).await?;
+            if project_archived_at(&mut tx, org, id).await?.is_some() {
+                return Err(DomainError::ProjectArchived(id.to_string()).into());
+            }
+            if let Some(name) = &name {
+                sqlx::query("UPDATE projects SET name = $1 WHERE id = $2")
+                    .bind(name)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(ext) = &external_key_id {
+                sqlx::query("UPDATE projects SET external_key_id = $1 WHERE id = $2")
+                    .bind(ext.clone())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(project_from_row(
+                &sqlx::query(&select)
+                    .bind(id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?,
+            )?)
+        })
+    }
+
+    /// Archives a project (idempotent) and ends its certificate activations.
+    pub async fn archive_project(&self, org: &OrgId, id: &ProjectId) -> Result<Project> {
+        let now = self.now();
+        let select = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1");
+        in_transaction!(self, |tx| {
+            lock_organization(&mut tx, org).await?;
+            if project_archived_at(&mut tx, org, id).await?.is_none() {
+                sqlx::query("UPDATE projects SET archived_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                let ended = sqlx::query("DELETE FROM project_activations WHERE project_id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                if ended.rows_affected() > 0 {
+                    bump_trust_generation(&mut tx, self.backend).await?;
+                }
+            }
+            Ok(project_from_row(
+                &sqlx::query(&select)
+                    .bind(id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?,
+            )?)
+        })
+    }
+
+    /// Projects in creation order (oldest first), as OpenAI lists them; `page.order` is
+    /// ignored (OpenAI's project list has none).
+    pub async fn list_projects(
+        &self,
+        org: &OrgId,
+        page: &PageRequest,
+        include_archived: bool,
+    ) -> Result<Page<Project>> {
+        let cursor = match page.after.as_deref() {
+            None => None,
+            Some(after) => {
+                let id =
+                    ProjectId::parse_opt(after).ok_or_else(|| unknown_cursor("after", after))?;
+                let row = sqlx::query(
+                    "SELECT created_at, seq FROM projects WHERE id = $1 AND org_id = $2",
+                )
+                .bind(id.as_str())
+                .bind(org.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| unknown_cursor("after", after))?;
+                Some((
+                    row.try_get::<i64, _>("created_at")?,
+                    row.try_get::<i64, _>("seq")?,
+                ))
+            }
+        };
+        let (cmp, dir) = order_sql(Order::Asc);
+        let archived_sql = if include_archived {
+            ""
+        } else {
+            "AND archived_at IS NULL"
+        };
+        let cursor_sql = if cursor.is_some() {
+            format!("AND (created_at, seq) {cmp} ($3, $4)")
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE org_id = $1 {archived_sql} {cursor_sql}
+             ORDER BY created_at {dir}, seq {dir} LIMIT $2"
+        );
+        let limit = page.limit.get() as usize;
+        let mut q = sqlx::query(&sql)
+            .bind(org.as_str())
+            .bind(i64::from(page.limit.get()) + 1);
+        if let Some((at, seq)) = cursor {
+            q = q.bind(at).bind(seq);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let has_more = rows.len() > limit;
+        let items = rows
+            .iter()
+            .take(limit)
+            .map(project_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, has_more })
+    }
+}
