@@ -5,6 +5,14 @@
 //!
 //! Usage: `bare_axum [ADDR]` (default 127.0.0.1:8090). `--size` prints the page's byte count.
 
+// Benchmark arithmetic on counts and durations: precision loss is irrelevant here.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 use axum::body::Bytes;
 use axum::http::header;
 use axum::routing::get;

@@ -11,6 +11,14 @@
 //!   CA through the Admin API, measuring from each write's acknowledgement to the first
 //!   request through the gateway that sees it; prints percentiles as a JSON line.
 
+// Benchmark arithmetic on counts and durations: precision loss is irrelevant here.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -61,8 +69,7 @@ async fn main() -> Result<(), BoxError> {
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn ca(cn: &str) -> Result<(rcgen::Certificate, KeyPair), BoxError> {
@@ -123,7 +130,7 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
     for i in 0..orgs.max(1) {
         let (org, key) = store.create_organization(&format!("Bench org {i}")).await?;
         if i == 0 {
-            first_key = key.value.expose().to_owned();
+            key.value.expose().clone_into(&mut first_key);
         }
         org_ids.push(org.id);
     }
@@ -151,12 +158,7 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
     for (org, ids) in org_ids.iter().zip(&per_org) {
         for chunk in ids.chunks(10) {
             store
-                .toggle_certificates(
-                    org,
-                    &Scope::Organization,
-                    &ToggleIds::parse(chunk.to_vec())?,
-                    true,
-                )
+                .toggle_certificates(org, &Scope::Organization, &ToggleIds::parse(chunk)?, true)
                 .await?;
         }
     }
@@ -286,7 +288,7 @@ async fn load(
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    latencies.sort_by(|a, b| a.total_cmp(b));
+    latencies.sort_by(f64::total_cmp);
     println!(
         "{}",
         json!({
@@ -353,7 +355,7 @@ async fn propagate(
         }
     }
     for v in [&mut activate_ms, &mut deactivate_ms] {
-        v.sort_by(|a, b| a.total_cmp(b));
+        v.sort_by(f64::total_cmp);
     }
     println!(
         "{}",
@@ -363,7 +365,7 @@ async fn propagate(
             "activate_p99_ms": percentile(&activate_ms, 0.99),
             "deactivate_p50_ms": percentile(&deactivate_ms, 0.5),
             "deactivate_p99_ms": percentile(&deactivate_ms, 0.99),
-            "max_ms": activate_ms.iter().chain(&deactivate_ms).cloned().fold(0.0, f64::max),
+            "max_ms": activate_ms.iter().chain(&deactivate_ms).copied().fold(0.0, f64::max),
         })
     );
     Ok(())

@@ -3,10 +3,10 @@
 //! logged: spans carry method, path and request id only.
 
 pub fn init() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    use std::io::IsTerminal;
     // Colour only for a person at a terminal; files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -7,7 +7,7 @@
 //! older page. The page itself is read after the sequence, so an entry can only be newer than
 //! its label, never older.
 //!
-//! Memory is bounded by bytes (keys and pages), with real eviction (quick_cache's CLOCK-style policy), whatever
+//! Memory is bounded by bytes (keys and pages), with real eviction (`quick_cache`'s CLOCK-style policy), whatever
 //! clients ask for.
 
 use axum::body::Bytes;

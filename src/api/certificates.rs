@@ -218,7 +218,7 @@ async fn toggle(
             "Missing required parameter: 'certificate_ids' (an array of 1 to 10 certificate ids).",
         )
     })?;
-    let ids = ToggleIds::parse(ids)?;
+    let ids = ToggleIds::parse(&ids)?;
     let items = s
         .store
         .toggle_certificates(&caller.org_id, &scope, &ids, activate)

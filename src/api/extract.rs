@@ -74,7 +74,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             .await
             .map_err(|e| {
                 let too_large = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                    .is_some_and(<dyn std::error::Error>::is::<http_body_util::LengthLimitError>);
                 if too_large {
                     ApiError::BodyTooLarge
                 } else {
@@ -237,8 +237,8 @@ impl Query {
 
     pub fn bool(&self, name: &str) -> Result<bool, ApiError> {
         match self.get(name) {
-            None | Some("false") | Some("0") => Ok(false),
-            Some("true") | Some("1") => Ok(true),
+            None | Some("false" | "0") => Ok(false),
+            Some("true" | "1") => Ok(true),
             Some(_) => Err(ApiError::bad_request(
                 Some(name),
                 format!("Invalid '{name}': expected true or false."),

@@ -31,7 +31,7 @@ impl AppState {
     pub fn new(store: Store) -> Self {
         AppState {
             store,
-            pages: Default::default(),
+            pages: std::sync::Arc::default(),
         }
     }
 }

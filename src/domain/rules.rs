@@ -38,7 +38,7 @@ pub const RESIDENCIES: &[&str] = &[
 pub struct ToggleIds(Vec<CertificateId>);
 
 impl ToggleIds {
-    pub fn parse(ids: Vec<String>) -> Result<ToggleIds, DomainError> {
+    pub fn parse(ids: &[String]) -> Result<ToggleIds, DomainError> {
         if ids.is_empty() {
             return Err(DomainError::InvalidToggleIds(
                 "'certificate_ids' must name at least 1 certificate.".into(),
@@ -163,14 +163,16 @@ mod tests {
 
     #[test]
     fn toggle_ids() {
-        assert!(ToggleIds::parse(vec![]).is_err());
-        assert!(ToggleIds::parse((0..11).map(|i| format!("cert_{i}")).collect()).is_err());
-        assert!(ToggleIds::parse(vec!["cert_a".into(), "cert_a".into()]).is_err());
+        assert!(ToggleIds::parse(&[]).is_err());
+        assert!(
+            ToggleIds::parse(&(0..11).map(|i| format!("cert_{i}")).collect::<Vec<_>>()).is_err()
+        );
+        assert!(ToggleIds::parse(&["cert_a".into(), "cert_a".into()]).is_err());
         assert_eq!(
-            ToggleIds::parse(vec!["cert_a".into(), "nope".into()]),
+            ToggleIds::parse(&["cert_a".into(), "nope".into()]),
             Err(DomainError::UnknownToggleId("nope".into()))
         );
-        let ids = ToggleIds::parse(vec!["cert_b".into(), "cert_a".into()]).unwrap();
+        let ids = ToggleIds::parse(&["cert_b".into(), "cert_a".into()]).unwrap();
         let raw: Vec<&str> = ids.as_slice().iter().map(CertificateId::as_str).collect();
         assert_eq!(raw, ["cert_b", "cert_a"]);
     }

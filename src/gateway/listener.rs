@@ -89,7 +89,7 @@ impl TlsListener {
                             let _ = tx.send((tls, remote)).await;
                         }
                         Ok(Err(e)) => {
-                            tracing::debug!(%remote, error = %e, "TLS handshake failed")
+                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
                         }
                         Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                     }

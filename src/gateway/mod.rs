@@ -138,7 +138,7 @@ impl Gateway {
                 "/healthz",
                 get(|| async { Json(serde_json::json!({"status": "ok"})) }),
             )
-            .route("/readyz", get(move || readyz(trust.clone())))
+            .route("/readyz", get(move || std::future::ready(readyz(&trust))))
     }
 }
 
@@ -148,7 +148,7 @@ impl Drop for Gateway {
     }
 }
 
-async fn readyz(trust: Arc<TrustState>) -> Response {
+fn readyz(trust: &TrustState) -> Response {
     let r = trust.readiness();
     let status = if r.ready {
         "ready"
@@ -259,7 +259,7 @@ async fn connect_with_retry(options: &StoreOptions) -> Store {
         match Store::connect(options, Arc::new(SystemClock)).await {
             Ok(store) => return store,
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the database yet");
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot connect to the database yet");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

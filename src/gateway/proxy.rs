@@ -83,7 +83,9 @@ impl Upstream {
     }
 
     fn uri_for(&self, original: &Uri) -> Option<Uri> {
-        let pq = original.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let pq = original
+            .path_and_query()
+            .map_or("/", axum::http::uri::PathAndQuery::as_str);
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -141,20 +143,18 @@ pub async fn handle(
     ConnectInfo(peer): ConnectInfo<PeerIdentity>,
     req: Request,
 ) -> Response {
-    let organization = match scope_header(req.headers(), ORGANIZATION_HEADER) {
-        Ok(v) => v,
-        Err(()) => return reject(Rejection::UnknownOrganization),
+    let Ok(organization) = scope_header(req.headers(), ORGANIZATION_HEADER) else {
+        return reject(&Rejection::UnknownOrganization);
     };
-    let project = match scope_header(req.headers(), PROJECT_HEADER) {
-        Ok(v) => v,
-        Err(()) => return reject(Rejection::NotActiveForProject),
+    let Ok(project) = scope_header(req.headers(), PROJECT_HEADER) else {
+        return reject(&Rejection::NotActiveForProject);
     };
     let verdict = decide(&shared, &peer, organization, project.clone());
     match verdict {
         Ok(admission) => forward(&shared, &peer, admission, project, req).await,
         Err(rejection) => {
             tracing::info!(remote = %peer.remote(), ?rejection, "request refused");
-            reject(rejection)
+            reject(&rejection)
         }
     }
 }
@@ -272,7 +272,7 @@ async fn forward(
         }
         Err(_) => {
             tracing::warn!(
-                timeout_ms = shared.upstream_timeout.as_millis() as u64,
+                timeout = ?shared.upstream_timeout,
                 "upstream timed out"
             );
             refusal(
@@ -311,7 +311,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The refusal for `rejection`, with OpenAI's four-key error body.
-pub fn reject(rejection: Rejection) -> Response {
+pub fn reject(rejection: &Rejection) -> Response {
     let (status, kind, code, message) = match rejection {
         Rejection::TrustStateUnavailable => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -65,10 +65,13 @@ impl TrustState {
 
     pub fn readiness(&self) -> Readiness {
         let index = self.index.load();
-        let health = self.health.lock().map(|h| h.clone()).unwrap_or(Health {
-            last_ok: None,
-            error: Some("health state poisoned".into()),
-        });
+        let health = self.health.lock().map_or(
+            Health {
+                last_ok: None,
+                error: Some("health state poisoned".into()),
+            },
+            |h| h.clone(),
+        );
         Readiness {
             ready: index.generation().is_some() && health.error.is_none(),
             generation: index.generation(),
@@ -115,7 +118,7 @@ impl TrustState {
         tracing::debug!(
             generation = snapshot.generation,
             anchors = next.len(),
-            build_ms = started.elapsed().as_millis() as u64,
+            build_time = ?started.elapsed(),
             "trust state loaded"
         );
         self.index.store(Arc::new(next));
@@ -151,7 +154,7 @@ pub async fn spawn_watcher(
             match notified.as_mut() {
                 Some(rx) => {
                     tokio::select! {
-                        _ = wait => {}
+                        () = wait => {}
                         changed = rx.changed() => {
                             if changed.is_err() {
                                 // The listener task is gone; polling alone still works.

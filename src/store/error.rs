@@ -46,7 +46,10 @@ enum Class {
 fn classify(e: &sqlx::Error) -> Class {
     match e {
         sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let code = db
+                .code()
+                .map(std::borrow::Cow::into_owned)
+                .unwrap_or_default();
             match code.as_str() {
                 // PostgreSQL serialization failure and deadlock.
                 "40001" | "40P01" => Class::Retryable,

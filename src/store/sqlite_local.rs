@@ -78,7 +78,14 @@ impl ChangeDetector {
         let (i, conn) = (0..self.0.len())
             .map(|k| (own + k) % self.0.len())
             .find_map(|i| self.0[i].try_lock().ok().map(|c| (i, c)))
-            .unwrap_or_else(|| (own, self.0[own].lock().unwrap_or_else(|p| p.into_inner())));
+            .unwrap_or_else(|| {
+                (
+                    own,
+                    self.0[own]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                )
+            });
         let mut stmt = conn.prepare_cached("PRAGMA data_version").ok()?;
         let version = stmt.query_row([], |row| row.get(0)).ok()?;
         Some((i, version))

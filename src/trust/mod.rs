@@ -92,13 +92,14 @@ impl TrustIndex {
         for a in stored {
             let parsed = match previous.parsed_by_id.get(&a.certificate_id) {
                 Some(p) => p.clone(),
-                None => match decode_anchor(&a.pem) {
-                    Some(p) => Arc::new(p),
-                    None => {
+                None => {
+                    if let Some(p) = decode_anchor(&a.pem) {
+                        Arc::new(p)
+                    } else {
                         tracing::warn!(certificate_id = %a.certificate_id, "active certificate could not be parsed as a trust anchor; ignored");
                         continue;
                     }
-                },
+                }
             };
             index
                 .parsed_by_id
@@ -332,24 +333,23 @@ pub fn decide(
             && now <= anchor.expires_at
             && act.covers(scope.project)
     };
-    let org = match scope.organization {
-        Some(org) => org.to_owned(),
-        None => {
-            let orgs: HashSet<&str> = relevant.iter().map(|r| r.1.org_id.as_str()).collect();
-            match orgs.len() {
-                0 => return Err(Rejection::Untrusted),
-                1 => orgs.into_iter().next().unwrap_or_default().to_owned(),
-                _ => {
-                    let admitting: HashSet<&str> = relevant
-                        .iter()
-                        .filter(|r| admits(r))
-                        .map(|r| r.1.org_id.as_str())
-                        .collect();
-                    if admitting.len() == 1 {
-                        admitting.into_iter().next().unwrap_or_default().to_owned()
-                    } else {
-                        return Err(Rejection::OrganizationAmbiguous);
-                    }
+    let org = if let Some(org) = scope.organization {
+        org.to_owned()
+    } else {
+        let orgs: HashSet<&str> = relevant.iter().map(|r| r.1.org_id.as_str()).collect();
+        match orgs.len() {
+            0 => return Err(Rejection::Untrusted),
+            1 => orgs.into_iter().next().unwrap_or_default().to_owned(),
+            _ => {
+                let admitting: HashSet<&str> = relevant
+                    .iter()
+                    .filter(|r| admits(r))
+                    .map(|r| r.1.org_id.as_str())
+                    .collect();
+                if admitting.len() == 1 {
+                    admitting.into_iter().next().unwrap_or_default().to_owned()
+                } else {
+                    return Err(Rejection::OrganizationAmbiguous);
                 }
             }
         }
@@ -384,7 +384,7 @@ fn check_chain(
             algs,
             std::slice::from_ref(&anchor.parsed.anchor),
             intermediates,
-            UnixTime::since_unix_epoch(std::time::Duration::from_secs(at.max(0) as u64)),
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(at.try_into().unwrap_or(0))),
             KeyUsage::client_auth(),
             None,
             None,
