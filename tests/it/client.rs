@@ -131,6 +131,12 @@ impl Api {
         a
     }
 
+    /// Like a POST of `body`, but a failure to get an answer is returned, not a panic: for
+    /// writers that run until the server is gone.
+    pub async fn try_post(&self, path: &str, body: Value) -> Result<Answer, String> {
+        read(self.request(Method::POST, path).json(&body)).await
+    }
+
     /// `method` on `path`, with `body` as JSON if there is one.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         let req = self.request(method, path);
@@ -183,6 +189,16 @@ impl Api {
     /// Uploads a fresh CA named `name`; returns its id.
     pub async fn upload_new(&self, name: &str) -> String {
         self.upload(&pki::ca(name).pem(), Some(name)).await.id()
+    }
+
+    /// `POST /organization/certificates/{activate|deactivate}` of `ids`; asserts success.
+    pub async fn toggle_org(&self, verb: &str, ids: &[&str]) {
+        self.post(
+            &format!("/organization/certificates/{verb}"),
+            json!({"certificate_ids": ids}),
+        )
+        .await
+        .ok();
     }
 
     /// Creates a project; returns its id.

@@ -5,5 +5,8 @@
 mod client;
 mod helpers;
 mod pki;
+mod process;
 
 mod api;
+mod outage;
+mod replicas;
