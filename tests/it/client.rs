@@ -191,10 +191,27 @@ impl Api {
         self.upload(&pki::ca(name).pem(), Some(name)).await.id()
     }
 
+    /// Uploads `ca` and activates it for the whole organization; returns its id.
+    pub async fn upload_active(&self, ca: &pki::Ca) -> String {
+        let id = self.upload(&ca.pem(), None).await.id();
+        self.toggle_org("activate", &[&id]).await;
+        id
+    }
+
     /// `POST /organization/certificates/{activate|deactivate}` of `ids`; asserts success.
     pub async fn toggle_org(&self, verb: &str, ids: &[&str]) {
         self.post(
             &format!("/organization/certificates/{verb}"),
+            json!({"certificate_ids": ids}),
+        )
+        .await
+        .ok();
+    }
+
+    /// The same for one project; asserts success.
+    pub async fn toggle_project(&self, project: &str, verb: &str, ids: &[&str]) {
+        self.post(
+            &format!("/organization/projects/{project}/certificates/{verb}"),
             json!({"certificate_ids": ids}),
         )
         .await

@@ -8,5 +8,6 @@ mod pki;
 mod process;
 
 mod api;
+mod gateway;
 mod outage;
 mod replicas;

@@ -216,6 +216,29 @@ pub fn run_cli(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// A local port that nobody is given while this lives, and where nothing accepts connections:
+/// a socket bound with `SO_REUSEADDR` that never listens. The kernel skips it when handing
+/// out port 0 and refuses connections to it, yet a process binding it with `SO_REUSEADDR`
+/// (tokio's listeners do) can still take it over. No bind-then-drop race either way.
+pub struct ReservedPort {
+    socket: tokio::net::TcpSocket,
+}
+
+impl ReservedPort {
+    pub fn new() -> ReservedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind 127.0.0.1:0");
+        ReservedPort { socket }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().expect("bound address")
+    }
+}
+
 /// A TCP proxy in front of PostgreSQL that a test can cut (severing every connection and
 /// refusing new ones) and restore, without touching the machine's server.
 pub struct CuttableProxy {
