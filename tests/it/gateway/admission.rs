@@ -52,6 +52,10 @@ async fn untrusted_and_foreign_cas_are_refused(app: TestApp) {
     caught_up(&app, &gw).await;
 
     let ours_hdr = [("openai-organization", app.org_id.as_str())];
+    // Control: our CA admits, so the refusals below are about the other CAs alone.
+    once(&gw, Some(&good_leaf(&ours)), &ours_hdr)
+        .await
+        .admitted();
     for ca in [&stranger, &inactive, &impostor] {
         once(&gw, Some(&good_leaf(ca)), &[])
             .await
@@ -275,6 +279,8 @@ async fn leaf_must_allow_client_auth(app: TestApp) {
     let ca = pki::ca("Org CA");
     app.api.upload_active(&ca).await;
     caught_up(&app, &gw).await;
+    // Control: the CA is active, so the refusal below is about the leaf's usage alone.
+    once(&gw, Some(&good_leaf(&ca)), &[]).await.admitted();
     let server_only = identity(
         &pki::server_only_leaf(&ca, "srv", now - DAY, now + DAY),
         &[],

@@ -34,25 +34,48 @@ async fn admits_and_rewrites_headers(app: TestApp) {
     caught_up(&app, &gw).await;
     let id = good_leaf(&ca);
     let project = app.api.create_project("p").await;
-    let reply = once(
-        &gw,
-        Some(&id),
-        &[
-            ("authorization", "Bearer sk-test-123"),
-            ("openai-organization", app.org_id.as_str()),
-            ("openai-project", project.as_str()),
-            ("x-certgate-organization", "org-forged"),
-            ("x-certgate-project", "proj_forged"),
-            ("x-certgate-certificate-id", "cert_forged"),
-            ("x-certgate-anything", "forged"),
-            ("x-client-cert-sha256", "00"),
-            ("connection", "keep-alive, x-hop"),
-            ("x-hop", "dropped"),
-            ("keep-alive", "timeout=5"),
-            ("x-custom", "kept"),
-        ],
-    )
-    .await;
+    let sent = [
+        ("authorization", "Bearer sk-test-123"),
+        ("openai-organization", app.org_id.as_str()),
+        ("openai-project", project.as_str()),
+        ("x-certgate-organization", "org-forged"),
+        ("x-certgate-project", "proj_forged"),
+        ("x-certgate-certificate-id", "cert_forged"),
+        ("x-certgate-anything", "forged"),
+        ("x-client-cert-sha256", "00"),
+        ("connection", "keep-alive, x-hop"),
+        ("x-hop", "dropped"),
+        ("keep-alive", "timeout=5"),
+        ("x-custom", "kept"),
+    ];
+    let gone = [
+        "openai-organization",
+        "openai-project",
+        "x-certgate-anything",
+        "x-hop",
+        "keep-alive",
+        "connection",
+    ];
+    // Control: sent straight to the upstream, the headers the gateway must drop do arrive,
+    // so their absence below is the gateway's doing and not the client's.
+    let mut direct = reqwest::Client::new().get(format!("http://{}/v1/models", up.addr));
+    for (name, value) in sent {
+        direct = direct.header(name, value);
+    }
+    let direct: Value = direct
+        .send()
+        .await
+        .expect("straight to the upstream")
+        .json()
+        .await
+        .expect("echo");
+    for name in gone {
+        assert!(
+            direct["headers"].get(name).is_some(),
+            "the client sends {name}: {direct}"
+        );
+    }
+    let reply = once(&gw, Some(&id), &sent).await;
     let h = reply.admitted();
     let one = |name: &str| -> Vec<&str> {
         h.get(name)
@@ -67,14 +90,7 @@ async fn admits_and_rewrites_headers(app: TestApp) {
     assert_eq!(one("x-certgate-certificate-id"), [cert_id.as_str()]);
     assert_eq!(one("x-client-cert-sha256"), [id.leaf_sha256.as_str()]);
     assert_eq!(one("x-custom"), ["kept"]);
-    for gone in [
-        "openai-organization",
-        "openai-project",
-        "x-certgate-anything",
-        "x-hop",
-        "keep-alive",
-        "connection",
-    ] {
+    for gone in gone {
         assert!(
             !h.contains_key(gone),
             "{gone} must not reach the upstream: {h:?}"
@@ -250,6 +266,10 @@ async fn upstream_failures(app: TestApp) {
     once(&gw, Some(&id), &[])
         .await
         .refused(502, "upstream_unavailable");
+    // Untrusted clients never reach a failing upstream: the refusal comes first.
+    once(&gw, None, &[])
+        .await
+        .refused(403, "client_certificate_required");
     // Too slow: `/never` never answers, so a 504 can only be the gateway's own timeout. The
     // outer bound turns a gateway that waits forever into a failure instead of a hang.
     let up = upstream().await;
@@ -265,8 +285,10 @@ async fn upstream_failures(app: TestApp) {
     .await
     .expect("the gateway gives up on a silent upstream");
     r.refused(504, "upstream_timeout");
-    // Untrusted clients never reach a failing upstream: the refusal comes first.
-    once(&gw, None, &[])
+    // Nor a silent one.
+    connect(&gw, None, false)
+        .await
+        .call("GET", "/v1/never", &[], "")
         .await
         .refused(403, "client_certificate_required");
 }
