@@ -1,8 +1,8 @@
 //! A test PKI made in the tests with rcgen: CAs (good and deliberately flawed) and leaves.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyIdMethod, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose,
 };
 
 pub struct Ca {
@@ -52,8 +52,26 @@ pub fn ca_valid(cn: &str, not_before: i64, not_after: i64) -> Ca {
 
 /// A CA valid from a day ago for a year.
 pub fn ca(cn: &str) -> Ca {
-    let now = super::wall_clock();
+    let now = crate::helpers::wall_clock();
     ca_valid(cn, now - 86_400, now + 365 * 86_400)
+}
+
+/// A CA that is complete but for its Subject Key Identifier. rcgen writes that extension for
+/// every CA it makes (`IsCa::Ca`), so this one is made as a non-CA, which has neither a
+/// Subject Key Identifier nor basicConstraints, with basicConstraints CA:TRUE added back by
+/// hand.
+pub fn ca_without_ski(cn: &str) -> Ca {
+    let now = crate::helpers::wall_clock();
+    let mut params = ca_params(cn, now - 86_400, now + 30 * 86_400);
+    params.is_ca = IsCa::NoCa;
+    // Self-signed: no Authority Key Identifier either (it would carry the missing key id).
+    params.use_authority_key_identifier_extension = false;
+    // basicConstraints (2.5.29.19), critical: SEQUENCE { cA BOOLEAN TRUE }.
+    let mut basic =
+        CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x03, 0x01, 0x01, 0xff]);
+    basic.set_criticality(true);
+    params.custom_extensions.push(basic);
+    ca_from_params(params)
 }
 
 pub fn ca_from_params(params: CertificateParams) -> Ca {

@@ -1,0 +1,16 @@
+//! certgate's integration tests, in one binary: the Admin API over real HTTP, the mTLS
+//! gateway through real TLS handshakes, and the `certgate` binary as operators run it. Every
+//! API and gateway case runs on SQLite and on PostgreSQL (`backend_tests!`, `db_tests!`).
+
+// Test code: a failed unwrap is a failed test, and helpers are `pub` for the sibling modules.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod client;
+mod helpers;
+mod pki;
+mod process;
+
+mod api;
+mod gateway;
+mod outage;
+mod replicas;
