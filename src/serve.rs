@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::api::{self, AppState};
 use crate::domain::{NewAdminKey, Organization, SystemClock};
+use crate::runtime::{ConnectionLimits, ConnectionSlots, TcpIncoming};
 use crate::store::{Store, StoreOptions};
 
 /// Settings of `certgate serve`.
@@ -14,6 +15,7 @@ pub struct ServeConfig {
     pub store: StoreOptions,
     /// Create a default organization on an empty database.
     pub bootstrap: bool,
+    pub limits: ConnectionLimits,
 }
 
 /// Runs until SIGTERM or Ctrl-C. `on_bootstrap` receives the default organization and its
@@ -32,11 +34,19 @@ pub async fn run(
             on_bootstrap(&org, &key)?;
         }
     }
+    let shutdown = crate::runtime::shutdown_signal();
     tracing::info!(listen = %listener.local_addr()?, backend = ?store.backend(), "certgate serve listening");
-    let app = api::router(AppState::new(store.clone()));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::runtime::shutdown_signal())
-        .await?;
+    let limits = config
+        .limits
+        .fit_to_file_limit(config.store.max_connections as usize + 64);
+    crate::runtime::serve(
+        TcpIncoming::new(listener, ConnectionSlots::new(limits.max_connections)),
+        api::router(AppState::new(store.clone())),
+        |_, _| None,
+        limits,
+        shutdown,
+    )
+    .await;
     store.close().await;
     tracing::info!("certgate serve stopped");
     Ok(())

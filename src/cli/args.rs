@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::Args;
 
+use crate::runtime::ConnectionLimits;
 use crate::store::StoreOptions;
 
 #[derive(Args, Debug, Clone)]
@@ -41,6 +42,39 @@ impl DbArgs {
     }
 }
 
+/// Bounds on the connections of `serve` and `gateway` (spec §12.9).
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// Longest an HTTP/1 request head may take to arrive, from its first byte.
+    #[arg(long, env = "CERTGATE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Longest a connection may stay open with no request in flight (HTTP/2 gets a GOAWAY).
+    #[arg(long, env = "CERTGATE_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Most connections open at once; beyond it new ones wait in the listen backlog. Lowered
+    /// at start if the open-file limit cannot hold that many.
+    #[arg(
+        long = "max-connections",
+        env = "CERTGATE_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub connection_cap: usize,
+    /// On SIGTERM, how long requests in flight may run on before the process exits anyway.
+    #[arg(long, env = "CERTGATE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl ConnectionArgs {
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.connection_cap,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the log line says which).
@@ -51,6 +85,8 @@ pub struct ServeArgs {
     pub no_bootstrap: bool,
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +138,12 @@ pub struct GatewayArgs {
     /// Longest a client may take to complete its TLS handshake.
     #[arg(long, env = "CERTGATE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+    /// The organization of requests that send no OpenAI-Organization header (a default, not
+    /// a restriction). Without it such requests are refused with `organization_required`.
+    #[arg(long, env = "CERTGATE_GATEWAY_ORGANIZATION")]
+    pub organization: Option<String>,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 /// `250ms`, `5s`, `2m`, or a bare number of seconds.

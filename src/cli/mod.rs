@@ -25,6 +25,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the Admin API (creates a default organization on an empty database).
@@ -59,6 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 listen: args.listen,
                 store: args.db.options(),
                 bootstrap: !args.no_bootstrap,
+                limits: args.connections.limits(),
             };
             crate::serve::run(config, |org, key| {
                 // Printed once, to stderr, by the one replica that created the organization.
@@ -104,6 +107,8 @@ fn gateway_config(args: GatewayArgs) -> GatewayConfig {
         trust_reconcile: args.trust_reconcile,
         max_handshakes: args.max_handshakes,
         handshake_timeout: args.handshake_timeout,
+        default_organization: args.organization,
+        limits: args.connections.limits(),
     }
 }
 

@@ -1,23 +1,22 @@
-//! A TLS listener for `axum::serve`, with handshakes run off the accept path, and the
-//! per-connection [`PeerIdentity`] that handlers receive as `ConnectInfo`.
+//! TLS connections for [`crate::runtime::serve`], with handshakes run off the accept path, and
+//! the per-connection [`PeerIdentity`] handlers receive as `ConnectInfo`.
 //!
-//! A background task accepts TCP connections and spawns one task per handshake; finished
-//! handshakes are handed to [`TlsListener::accept`] through a channel, so a slow or silent
-//! client never stalls the accept loop. Handshakes are bounded in number (a semaphore: past
-//! the limit, new connections wait in the kernel's listen backlog) and in time.
+//! A background task takes a connection slot, accepts a TCP connection and spawns one task per
+//! handshake; finished handshakes are handed over through a channel, so a slow or silent client
+//! never stalls the accept loop. Handshakes are bounded in number (a semaphore: past the limit,
+//! new connections wait in the kernel's listen backlog) and in time.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::trust::{Admission, PeerChain, Rejection};
+use crate::runtime::{Accepted, ConnectionSlots, Incoming};
+use crate::trust::{ChainChecks, PeerChain};
 
 /// Bounds on TLS handshakes in progress.
 #[derive(Debug, Clone, Copy)]
@@ -38,8 +37,7 @@ impl Default for HandshakeLimits {
 }
 
 pub struct TlsListener {
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+    incoming: mpsc::Receiver<Accepted<TlsStream<TcpStream>>>,
 }
 
 impl TlsListener {
@@ -48,19 +46,19 @@ impl TlsListener {
     pub fn new(
         tcp: TcpListener,
         acceptor: TlsAcceptor,
+        slots: ConnectionSlots,
         limits: HandshakeLimits,
-    ) -> std::io::Result<TlsListener> {
-        let local = tcp.local_addr()?;
+    ) -> TlsListener {
         let (tx, rx) = mpsc::channel(256);
         let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
         tokio::spawn(async move {
             loop {
-                // A free handshake slot first: while all are taken, connections stay queued in
-                // the kernel rather than in memory here.
-                let permit = tokio::select! {
-                    permit = handshakes.clone().acquire_owned() => match permit {
-                        Ok(p) => p,
-                        Err(_) => return,
+                // A connection slot and a handshake slot first: while they are all taken,
+                // connections stay queued in the kernel rather than in memory here.
+                let (slot, permit) = tokio::select! {
+                    slots = async { (slots.acquire().await, handshakes.clone().acquire_owned().await.ok()) } => match slots {
+                        (Some(slot), Some(permit)) => (slot, permit),
+                        _ => return,
                     },
                     () = tx.closed() => return,
                 };
@@ -85,8 +83,8 @@ impl TlsListener {
                         tokio::time::timeout(limits.timeout, acceptor.accept(socket)).await;
                     drop(permit);
                     match handshake {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, remote)).await;
+                        Ok(Ok(io)) => {
+                            let _ = tx.send(Accepted { io, remote, slot }).await;
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -96,95 +94,60 @@ impl TlsListener {
                 });
             }
         });
-        Ok(TlsListener {
-            incoming: rx,
-            local,
-        })
+        TlsListener { incoming: rx }
     }
 }
 
-impl axum::serve::Listener for TlsListener {
+impl Incoming for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.incoming.recv().await {
-            Some(pair) => pair,
-            // The accept task only ends once this receiver is gone, so this cannot happen
-            // while `self` exists; wait forever rather than panic.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+    async fn next(&mut self) -> Option<Accepted<Self::Io>> {
+        self.incoming.recv().await
     }
 }
 
 /// Who is on the other end of one TLS connection: the chain it presented (parsed once), and
-/// the last verdict, reused by later requests with the same scope, trust generation and second.
+/// what checking that chain against anchors has found so far (reused by every later request
+/// on the connection, whatever its headers, and across trust generations).
 #[derive(Clone)]
 pub struct PeerIdentity(Arc<PeerInner>);
 
 struct PeerInner {
     remote: SocketAddr,
-    chain: Option<PeerChain>,
-    cache: Mutex<Option<CachedVerdict>>,
-}
-
-/// (generation, organization header, project header, now) → verdict.
-struct CachedVerdict {
-    key: (i64, Option<String>, Option<String>, i64),
-    verdict: Result<Admission, Rejection>,
+    chain: Option<Arc<PeerChain>>,
+    /// Locked across a request's chain work, so concurrent requests of one connection (HTTP/2)
+    /// wait for one another instead of repeating it.
+    checks: tokio::sync::Mutex<ChainChecks>,
 }
 
 impl PeerIdentity {
     pub fn new(remote: SocketAddr, chain: Option<PeerChain>) -> Self {
         PeerIdentity(Arc::new(PeerInner {
             remote,
-            chain,
-            cache: Mutex::new(None),
+            chain: chain.map(Arc::new),
+            checks: tokio::sync::Mutex::new(ChainChecks::default()),
         }))
+    }
+
+    /// The identity of a TLS connection, from the certificates the client sent.
+    pub fn of(io: &TlsStream<TcpStream>, remote: SocketAddr) -> Self {
+        let (_, conn) = io.get_ref();
+        let chain = conn
+            .peer_certificates()
+            .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+            .and_then(PeerChain::new);
+        PeerIdentity::new(remote, chain)
     }
 
     pub fn remote(&self) -> SocketAddr {
         self.0.remote
     }
 
-    pub fn chain(&self) -> Option<&PeerChain> {
+    pub fn chain(&self) -> Option<&Arc<PeerChain>> {
         self.0.chain.as_ref()
     }
 
-    /// The verdict for `key` if this connection already decided it.
-    pub fn cached(
-        &self,
-        key: &(i64, Option<String>, Option<String>, i64),
-    ) -> Option<Result<Admission, Rejection>> {
-        let cache = self.0.cache.lock().ok()?;
-        cache
-            .as_ref()
-            .filter(|c| &c.key == key)
-            .map(|c| c.verdict.clone())
-    }
-
-    pub fn remember(
-        &self,
-        key: (i64, Option<String>, Option<String>, i64),
-        verdict: Result<Admission, Rejection>,
-    ) {
-        if let Ok(mut cache) = self.0.cache.lock() {
-            *cache = Some(CachedVerdict { key, verdict });
-        }
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for PeerIdentity {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        let (_, conn) = stream.io().get_ref();
-        let chain = conn
-            .peer_certificates()
-            .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
-            .and_then(PeerChain::new);
-        PeerIdentity::new(*stream.remote_addr(), chain)
+    pub fn checks(&self) -> &tokio::sync::Mutex<ChainChecks> {
+        &self.0.checks
     }
 }

@@ -10,11 +10,14 @@
 //!   judges, a client certificate;
 //! - [`listener`]: the TLS listener for `axum::serve` and the per-connection identity;
 //! - [`reload`]: keeping the [`crate::trust`] index current, and readiness;
-//! - [`proxy`]: the request handler (decide, then forward) and the refusals.
+//! - [`handler`]: the one request handler: scope, decision (chain work on a bounded pool),
+//!   refusals and their logging;
+//! - [`proxy`]: forwarding to the upstream, path and header rules.
 //!
 //! Invariant: this is the only module that imports rustls, nothing here writes to the
 //! database, and nothing here imports `api`, `cli` or `serve`.
 
+pub mod handler;
 pub mod listener;
 pub mod proxy;
 pub mod reload;
@@ -33,6 +36,7 @@ use axum::{Json, Router};
 use rustls_pki_types::CertificateDer;
 
 use crate::domain::SystemClock;
+use crate::runtime::{ConnectionLimits, ConnectionSlots};
 use crate::store::{Backend, Store, StoreOptions};
 pub use listener::HandshakeLimits;
 use listener::{PeerIdentity, TlsListener};
@@ -56,6 +60,9 @@ pub struct GatewayConfig {
     pub trust_reconcile: Duration,
     pub max_handshakes: usize,
     pub handshake_timeout: Duration,
+    /// The organization of requests without an `OpenAI-Organization` header.
+    pub default_organization: Option<String>,
+    pub limits: ConnectionLimits,
 }
 
 /// Settings of a [`Gateway`], independent of the command line.
@@ -65,6 +72,9 @@ pub struct GatewayOptions {
     pub upstream_timeout: Duration,
     pub upstream_roots: Vec<CertificateDer<'static>>,
     pub forward_scope_headers: bool,
+    /// The organization of requests without an `OpenAI-Organization` header (a default, not a
+    /// restriction); without it such requests are refused.
+    pub default_organization: Option<String>,
     pub trust_poll: Duration,
     pub trust_reconcile: Duration,
 }
@@ -77,6 +87,7 @@ impl GatewayOptions {
             upstream_timeout: Duration::from_secs(600),
             upstream_roots: Vec::new(),
             forward_scope_headers: false,
+            default_organization: None,
             trust_poll: Duration::from_millis(100),
             trust_reconcile: Duration::from_secs(60),
         }
@@ -113,7 +124,10 @@ impl Gateway {
                 upstream,
                 upstream_timeout: options.upstream_timeout,
                 forward_scope_headers: options.forward_scope_headers,
+                default_organization: options.default_organization,
                 algs: tls::provider().signature_verification_algorithms,
+                chain_pool: handler::ChainPool::for_this_machine(),
+                refusals: handler::RefusalLog::default(),
             }),
             watcher,
         })
@@ -126,7 +140,7 @@ impl Gateway {
     /// The proxy: every method and path goes through the trust decision.
     pub fn router(&self) -> Router {
         Router::new()
-            .fallback(proxy::handle)
+            .fallback(handler::handle)
             .with_state(self.shared.clone())
     }
 
@@ -170,21 +184,31 @@ fn readyz(trust: &TrustState) -> Response {
     }
 }
 
-/// Serves `router` over TLS on `tcp` until `shutdown` resolves, then lets open requests finish.
+/// Serves `router` over TLS on `tcp` until `shutdown` resolves, then drains (see
+/// [`crate::runtime::serve`]). Each request carries the connection's [`PeerIdentity`] as
+/// `ConnectInfo`.
 pub async fn serve_tls(
     router: Router,
     tcp: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    limits: HandshakeLimits,
+    handshakes: HandshakeLimits,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = TlsListener::new(tcp, tokio_rustls::TlsAcceptor::from(tls), limits)?;
-    axum::serve(
+) {
+    let slots = ConnectionSlots::new(limits.max_connections);
+    let listener = TlsListener::new(tcp, tokio_rustls::TlsAcceptor::from(tls), slots, handshakes);
+    crate::runtime::serve(
         listener,
-        router.into_make_service_with_connect_info::<PeerIdentity>(),
+        router,
+        |io, remote| {
+            let mut extensions = axum::http::Extensions::new();
+            extensions.insert(axum::extract::ConnectInfo(PeerIdentity::of(io, remote)));
+            Some(extensions)
+        },
+        limits,
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .await;
 }
 
 pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
@@ -206,6 +230,7 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
             upstream_timeout: config.upstream_timeout,
             upstream_roots,
             forward_scope_headers: config.forward_scope_headers,
+            default_organization: config.default_organization.clone(),
             trust_poll,
             trust_reconcile: config.trust_reconcile,
         },
@@ -226,6 +251,7 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let shutdown = crate::runtime::shutdown_signal();
     let r = gateway.trust().readiness();
     tracing::info!(
         listen = %tcp.local_addr()?,
@@ -243,9 +269,12 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
             max_in_flight: config.max_handshakes,
             timeout: config.handshake_timeout,
         },
-        crate::runtime::shutdown_signal(),
+        config
+            .limits
+            .fit_to_file_limit(config.store.max_connections as usize + 256),
+        shutdown,
     )
-    .await?;
+    .await;
     store.close().await;
     tracing::info!("certgate gateway stopped");
     Ok(())

@@ -4,13 +4,14 @@
 //! events and chunked bodies reach the client as the upstream sends them. Hop-by-hop headers
 //! are dropped both ways; `Host` becomes the upstream's; the `X-Certgate-*` and
 //! `X-Client-Cert-Sha256` headers are always the gateway's own (anything a client sent under
-//! those names is removed first).
+//! those names, in any case and with `_` for `-`, is removed first); the scope headers reach
+//! the upstream only with `--forward-scope-headers`, and then only in their checked form.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
@@ -18,15 +19,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::handler::{ChainPool, RefusalLog, ORGANIZATION_HEADER, PROJECT_HEADER};
 use super::listener::PeerIdentity;
 use super::reload::TrustState;
-use crate::openai_error::{OpenAiError, INVALID_REQUEST, PERMISSION, SERVER};
+use crate::openai_error::{OpenAiError, INVALID_REQUEST, SERVER};
 use crate::store::Store;
 use crate::telemetry::ErrorChain;
-use crate::trust::{self, Admission, Rejection, Scope};
-
-pub const ORGANIZATION_HEADER: &str = "openai-organization";
-pub const PROJECT_HEADER: &str = "openai-project";
+use crate::trust::Admission;
 const X_ORGANIZATION: HeaderName = HeaderName::from_static("x-certgate-organization");
 const X_PROJECT: HeaderName = HeaderName::from_static("x-certgate-project");
 const X_CERTIFICATE_ID: HeaderName = HeaderName::from_static("x-certgate-certificate-id");
@@ -103,7 +102,11 @@ pub struct Shared {
     pub upstream: Upstream,
     pub upstream_timeout: Duration,
     pub forward_scope_headers: bool,
+    /// The organization of requests without an `OpenAI-Organization` header.
+    pub default_organization: Option<String>,
     pub algs: rustls::crypto::WebPkiSupportedAlgorithms,
+    pub chain_pool: ChainPool,
+    pub refusals: RefusalLog,
 }
 
 /// Builds the upstream client: http and https (webpki roots, plus `extra_roots`), HTTP/1.1 and
@@ -137,70 +140,11 @@ pub fn upstream_client(
         .build(connector))
 }
 
-/// The gateway's only handler: every method and path.
-pub async fn handle(
-    State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
-    req: Request,
-) -> Response {
-    let Ok(organization) = scope_header(req.headers(), ORGANIZATION_HEADER) else {
-        return reject(&Rejection::UnknownOrganization);
-    };
-    let Ok(project) = scope_header(req.headers(), PROJECT_HEADER) else {
-        return reject(&Rejection::NotActiveForProject);
-    };
-    let verdict = decide(&shared, &peer, organization, project.clone());
-    match verdict {
-        Ok(admission) => forward(&shared, &peer, admission, project, req).await,
-        Err(rejection) => {
-            tracing::info!(remote = %peer.remote(), ?rejection, "request refused");
-            reject(&rejection)
-        }
-    }
-}
-
-fn decide(
-    shared: &Shared,
-    peer: &PeerIdentity,
-    organization: Option<String>,
-    project: Option<String>,
-) -> Result<Admission, Rejection> {
-    let index = shared.trust.index();
-    let now = shared.store.now();
-    let key = (index.generation().unwrap_or(-1), organization, project, now);
-    if let Some(v) = peer.cached(&key) {
-        return v;
-    }
-    let verdict = trust::decide(
-        &index,
-        peer.chain(),
-        Scope {
-            organization: key.1.as_deref(),
-            project: key.2.as_deref(),
-        },
-        now,
-        shared.algs.all,
-    );
-    peer.remember(key, verdict.clone());
-    verdict
-}
-
-/// A scope header's value: `Ok(None)` when absent or empty, `Err` when not visible ASCII.
-fn scope_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ()> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => {
-            let s = v.to_str().map_err(|_| ())?.trim();
-            Ok((!s.is_empty()).then(|| s.to_owned()))
-        }
-    }
-}
-
-async fn forward(
+/// Forwards an admitted request and streams the answer back.
+pub async fn forward(
     shared: &Shared,
     peer: &PeerIdentity,
     admission: Admission,
-    project: Option<String>,
     req: Request,
 ) -> Response {
     let (mut parts, body) = req.into_parts();
@@ -215,32 +159,24 @@ async fn forward(
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
-    for name in [
-        &X_ORGANIZATION,
-        &X_PROJECT,
-        &X_CERTIFICATE_ID,
-        &X_CLIENT_CERT_SHA256,
-    ] {
-        headers.remove(name);
-    }
-    // Anything else in the gateway's own namespace is refused too.
-    let own: Vec<HeaderName> = headers
+    let dropped: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-certgate-"))
+        .filter(|name| {
+            is_reserved(name)
+                || (is_scope_header(name)
+                    && !(shared.forward_scope_headers
+                        && (*name == ORGANIZATION_HEADER || *name == PROJECT_HEADER)))
+        })
         .cloned()
         .collect();
-    for name in own {
+    for name in dropped {
         headers.remove(name);
-    }
-    if !shared.forward_scope_headers {
-        headers.remove(ORGANIZATION_HEADER);
-        headers.remove(PROJECT_HEADER);
     }
     if let Ok(v) = HeaderValue::from_str(shared.upstream.authority.as_str()) {
         headers.insert(header::HOST, v);
     }
     insert(&mut headers, X_ORGANIZATION, &admission.organization);
-    if let Some(p) = &project {
+    if let Some(p) = &admission.project {
         insert(&mut headers, X_PROJECT, p);
     }
     insert(&mut headers, X_CERTIFICATE_ID, &admission.certificate_id);
@@ -310,55 +246,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-/// The refusal for `rejection`, with OpenAI's four-key error body.
-pub fn reject(rejection: &Rejection) -> Response {
-    let (status, kind, code, message) = match rejection {
-        Rejection::TrustStateUnavailable => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            SERVER,
-            "trust_state_unavailable",
-            "The gateway has not loaded its trust state yet; try again shortly.",
-        ),
-        Rejection::CertificateRequired => (
-            StatusCode::FORBIDDEN,
-            PERMISSION,
-            "client_certificate_required",
-            "A client certificate is required: connect with a certificate signed by a CA active for this organization or project.",
-        ),
-        Rejection::UnknownOrganization => (
-            StatusCode::BAD_REQUEST,
-            INVALID_REQUEST,
-            "unknown_organization",
-            "The OpenAI-Organization header does not name a known organization.",
-        ),
-        Rejection::OrganizationAmbiguous => (
-            StatusCode::BAD_REQUEST,
-            INVALID_REQUEST,
-            "organization_required",
-            "The client certificate is trusted by several organizations: send an OpenAI-Organization header.",
-        ),
-        Rejection::Untrusted => (
-            StatusCode::FORBIDDEN,
-            PERMISSION,
-            "client_certificate_untrusted",
-            "The client certificate does not chain to a CA certificate active for this organization.",
-        ),
-        Rejection::Expired => (
-            StatusCode::FORBIDDEN,
-            PERMISSION,
-            "client_certificate_expired",
-            "The client certificate, or the CA certificate it chains to, is outside its validity period.",
-        ),
-        Rejection::NotActiveForProject => (
-            StatusCode::FORBIDDEN,
-            PERMISSION,
-            "client_certificate_not_active_for_project",
-            "The client certificate's CA is not active for this project (send OpenAI-Project for a project-level CA).",
-        ),
-    };
-    refusal(status, kind, message, Some(code))
-}
-
 fn refusal(
     status: StatusCode,
     kind: &'static str,
@@ -373,4 +260,41 @@ fn refusal(
         code,
     }
     .into_response()
+}
+
+/// Refuses a path with a `.` or `..` segment, raw or percent-encoded: the upstream (or a proxy
+/// between) would resolve it, and the request could escape the upstream's path prefix.
+pub fn check_path(uri: &Uri) -> Result<(), String> {
+    for segment in uri.path().split('/') {
+        let decoded = percent_decode(segment);
+        if decoded == "." || decoded == ".." {
+            return Err(format!(
+                "The request path has a '{decoded}' segment; send a normalized path."
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Percent-decodes a path segment (invalid escapes are kept as they are).
+fn percent_decode(segment: &str) -> String {
+    form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Whether a client's header name is, read case-insensitively with `_` as `-`, one of the
+/// gateway's own (`X-Client-Cert-Sha256`, `X-Certgate-*`): such headers are always removed,
+/// since an upstream (a WSGI one, say) may read `X_Certgate_Project` as `X-Certgate-Project`.
+fn is_reserved(name: &HeaderName) -> bool {
+    let normalized = name.as_str().replace('_', "-");
+    normalized == "x-client-cert-sha256" || normalized.starts_with("x-certgate-")
+}
+
+/// Whether a header is, read the same way, a scope header (`OpenAI-Organization`,
+/// `OpenAI-Project`).
+fn is_scope_header(name: &HeaderName) -> bool {
+    let normalized = name.as_str().replace('_', "-");
+    normalized == ORGANIZATION_HEADER || normalized == PROJECT_HEADER
 }

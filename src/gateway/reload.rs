@@ -63,6 +63,11 @@ impl TrustState {
         self.index.load()
     }
 
+    /// The current index, to hold across awaits.
+    pub fn index_arc(&self) -> Arc<TrustIndex> {
+        self.index.load_full()
+    }
+
     pub fn readiness(&self) -> Readiness {
         let index = self.index.load();
         let health = self.health.lock().map_or(

@@ -35,7 +35,6 @@ use sqlx::{AnyPool, Executor};
 use crate::domain::{Clock, OrgId};
 pub use error::{BoxError, StoreError};
 use sqlite_local::{ChangeDetector, Marker, SqliteLocal};
-pub use trust::{TrustAnchor, TrustSnapshot};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::tx::in_transaction;
-use super::{Authenticated, Result, Store};
+use super::tx::{bump_trust_generation, in_transaction};
+use super::{Authenticated, Backend, Result, Store};
 use crate::domain::{self, AdminKeySecret, KeyId, NewAdminKey, OrgId, Organization};
 
 impl Store {
@@ -46,7 +46,9 @@ impl Store {
     /// Creates an organization with its first admin key.
     pub async fn create_organization(&self, name: &str) -> Result<(Organization, NewAdminKey)> {
         let now = self.now();
-        in_transaction!(self, |tx| { insert_organization(&mut tx, name, now).await })
+        in_transaction!(self, |tx| {
+            insert_organization(&mut tx, name, now, self.backend).await
+        })
     }
 
     /// On an empty database, creates the default organization, exactly once however many
@@ -72,7 +74,7 @@ impl Store {
                 return Ok(None);
             }
             Ok(Some(
-                insert_organization(&mut tx, "Default Organization", now).await?,
+                insert_organization(&mut tx, "Default Organization", now, self.backend).await?,
             ))
         })
     }
@@ -82,6 +84,7 @@ async fn insert_organization(
     tx: &mut sqlx::AnyConnection,
     name: &str,
     now: i64,
+    backend: Backend,
 ) -> Result<(Organization, NewAdminKey)> {
     let org = Organization {
         id: OrgId::generate(),
@@ -113,5 +116,7 @@ async fn insert_organization(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    // Gateways answer `unknown_organization` for organizations they do not know of.
+    bump_trust_generation(tx, backend).await?;
     Ok((org, key))
 }

@@ -70,6 +70,8 @@ impl Store {
             .bind(project.residency.clone())
             .execute(&mut *tx)
             .await?;
+            // Gateways accept a project header only for projects they know of.
+            bump_trust_generation(&mut tx, self.backend).await?;
             Ok(project)
         })
     }
@@ -136,13 +138,12 @@ impl Store {
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
-                let ended = sqlx::query("DELETE FROM project_activations WHERE project_id = $1")
+                sqlx::query("DELETE FROM project_activations WHERE project_id = $1")
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
-                if ended.rows_affected() > 0 {
-                    bump_trust_generation(&mut tx, self.backend).await?;
-                }
+                // Its activations end, and gateways stop accepting it as a project header.
+                bump_trust_generation(&mut tx, self.backend).await?;
             }
             Ok(project_from_row(
                 &sqlx::query(&select)

@@ -14,7 +14,7 @@ backend_tests!(
     leaf_validity_is_enforced,
     anchor_validity_is_enforced_at_its_boundaries,
     project_scope,
-    organization_header_and_inference,
+    organization_comes_from_the_header_or_the_default,
     intermediates_sent_by_the_client,
     leaf_must_allow_client_auth,
 );
@@ -76,12 +76,12 @@ async fn untrusted_and_foreign_cas_are_refused(app: TestApp) {
     )
     .await
     .refused(403, "client_certificate_untrusted");
-    // Their CA admits into their organization, inferred or named.
-    let r = once(&gw, Some(&good_leaf(&theirs)), &[]).await;
-    assert_eq!(
-        r.admitted()["x-certgate-organization"][0],
-        other_org.as_str()
-    );
+    // Their CA admits into their organization when the request names it, and never into the
+    // gateway's default organization (ours) when it does not: the organization is never
+    // inferred from the certificate.
+    once(&gw, Some(&good_leaf(&theirs)), &[])
+        .await
+        .refused(403, "client_certificate_untrusted");
     let r = once(
         &gw,
         Some(&good_leaf(&theirs)),
@@ -212,10 +212,10 @@ async fn project_scope(app: TestApp) {
     }
 }
 
-async fn organization_header_and_inference(app: TestApp) {
-    let (gw, _up) = setup(&app).await;
+async fn organization_comes_from_the_header_or_the_default(app: TestApp) {
+    let (gw, up) = setup(&app).await;
     let ca = pki::ca("Org CA");
-    app.api.upload_active(&ca).await;
+    let ours = app.api.upload_active(&ca).await;
     caught_up(&app, &gw).await;
     let id = good_leaf(&ca);
     once(
@@ -225,34 +225,52 @@ async fn organization_header_and_inference(app: TestApp) {
     )
     .await
     .refused(400, "unknown_organization");
+    // No header: the gateway's default organization.
     let r = once(&gw, Some(&id), &[]).await;
     assert_eq!(
         r.admitted()["x-certgate-organization"][0],
         app.org_id.as_str()
     );
 
-    // The same CA uploaded and activated by a second organization: the certificate alone no
-    // longer says which organization is meant.
+    // Another tenant uploads and activates a copy of our (public) CA: our header-less clients
+    // still get in, into our organization; theirs need their header.
     let (other, other_api) = app.other_org().await;
     let their_id = other_api.upload_active(&ca).await;
     caught_up(&app, &gw).await;
-    once(&gw, Some(&id), &[])
-        .await
-        .refused(400, "organization_required");
+    let r = once(&gw, Some(&id), &[]).await;
+    assert_eq!(r.admitted()["x-certgate-certificate-id"][0], ours.as_str());
+    assert_eq!(
+        r.admitted()["x-certgate-organization"][0],
+        app.org_id.as_str()
+    );
     let r = once(&gw, Some(&id), &[("openai-organization", other.as_str())]).await;
     assert_eq!(
         r.admitted()["x-certgate-certificate-id"][0],
         their_id.as_str()
     );
+    // When we deactivate our CA, our clients are out, not silently let in as the other
+    // tenant's.
+    app.api.toggle_org("deactivate", &[&ours]).await;
+    caught_up(&app, &gw).await;
+    once(&gw, Some(&id), &[])
+        .await
+        .refused(403, "client_certificate_untrusted");
+
+    // A gateway without a default organization refuses header-less requests.
+    let strict = super::gateway(app.store.clone(), &format!("http://{}", up.addr), |_| {}).await;
+    caught_up(&app, &strict).await;
+    once(&strict, Some(&id), &[])
+        .await
+        .refused(400, "organization_required");
     let r = once(
-        &gw,
+        &strict,
         Some(&id),
-        &[("openai-organization", app.org_id.as_str())],
+        &[("openai-organization", other.as_str())],
     )
     .await;
     assert_eq!(
-        r.admitted()["x-certgate-organization"][0],
-        app.org_id.as_str()
+        r.admitted()["x-certgate-certificate-id"][0],
+        their_id.as_str()
     );
 }
 

@@ -4,7 +4,7 @@ use super::{eventually, good_leaf, once, upstream, Endpoint};
 use crate::client::Api;
 use crate::helpers::{Db, TestApp};
 use crate::pki;
-use crate::process::{Process, ReservedPort};
+use crate::process::Process;
 
 /// `certgate gateway` as operators run it: flags and environment, health endpoint, TLS from
 /// PEM files, and the same decisions.
@@ -19,10 +19,6 @@ async fn the_binary_serves_and_reports_readiness() {
     let key_path = dir.path().join("gateway.key");
     std::fs::write(&cert_path, server.cert.pem()).expect("write cert");
     std::fs::write(&key_path, server.key.serialize_pem()).expect("write key");
-    // The health listener's log line names the configured address, not the bound one, so it
-    // cannot be given port 0 yet: it takes over a port held for it instead.
-    let health_port = ReservedPort::new();
-    let health = health_port.addr().to_string();
     let upstream_url = format!("http://{}", up.addr);
     let mut gateway = Process::spawn(
         &[
@@ -30,7 +26,7 @@ async fn the_binary_serves_and_reports_readiness() {
             "--listen",
             "127.0.0.1:0",
             "--health-listen",
-            &health,
+            "127.0.0.1:0",
             "--tls-cert",
             cert_path.to_str().expect("UTF-8 path"),
             "--upstream",
@@ -40,6 +36,7 @@ async fn the_binary_serves_and_reports_readiness() {
             ("CERTGATE_TLS_KEY", key_path.to_str().expect("UTF-8 path")),
             ("CERTGATE_DATABASE_URL", &app.db.url),
             ("CERTGATE_UPSTREAM_TIMEOUT", "5s"),
+            ("CERTGATE_GATEWAY_ORGANIZATION", &app.org_id),
         ],
     );
     let listen = gateway.listening("certgate gateway listening").await;

@@ -60,11 +60,13 @@ async fn changes_apply_to_open_connections(app: TestApp) {
         .post(&format!("/organization/projects/{p}/archive"), json!({}))
         .await
         .ok();
+    // An archived project is no project a request can name any more (spec §12.9).
     eventually!(
         "archiving ends the activation",
-        h1.get(&hdr).await.status == 403
+        h1.get(&hdr).await.status == 400
     );
-    h1.get(&hdr)
+    h1.get(&hdr).await.refused(400, "unknown_project");
+    h1.get(&[])
         .await
         .refused(403, "client_certificate_untrusted");
     // Nothing is active any more, so the delete guard lets it go, and it stays refused.
@@ -72,10 +74,10 @@ async fn changes_apply_to_open_connections(app: TestApp) {
         .delete(&format!("/organization/certificates/{cert_id}"))
         .await
         .ok();
-    h1.get(&hdr)
+    h1.get(&[])
         .await
         .refused(403, "client_certificate_untrusted");
-    once(&gw, Some(&id), &hdr)
+    once(&gw, Some(&id), &[])
         .await
         .refused(403, "client_certificate_untrusted");
 }
@@ -97,7 +99,11 @@ async fn database_outage_keeps_the_last_state() {
         .await
         .expect("connect through the proxy");
     let up = upstream().await;
-    let gw = gateway(store, &format!("http://{}", up.addr), |_| {}).await;
+    let org = app.org_id.clone();
+    let gw = gateway(store, &format!("http://{}", up.addr), |o| {
+        o.default_organization = Some(org);
+    })
+    .await;
 
     let now = app.clock.now();
     let ca = pki::ca_valid("Org CA", now - DAY, now + 2 * DAY);

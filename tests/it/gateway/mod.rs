@@ -140,6 +140,7 @@ async fn gateway(store: Store, upstream: &str, tweak: impl FnOnce(&mut GatewayOp
         tcp,
         Arc::new(config),
         certgate::gateway::HandshakeLimits::default(),
+        certgate::runtime::ConnectionLimits::default(),
         std::future::pending(),
     ));
     Gw {
@@ -152,10 +153,15 @@ async fn gateway(store: Store, upstream: &str, tweak: impl FnOnce(&mut GatewayOp
     }
 }
 
-/// Gateway + echo upstream on the `TestApp`'s store.
+/// Gateway + echo upstream on the `TestApp`'s store, with the app's organization as the
+/// default for requests without an `OpenAI-Organization` header.
 async fn setup(app: &TestApp) -> (Gw, Upstream) {
     let up = upstream().await;
-    let gw = gateway(app.store.clone(), &format!("http://{}", up.addr), |_| {}).await;
+    let org = app.org_id.clone();
+    let gw = gateway(app.store.clone(), &format!("http://{}", up.addr), |o| {
+        o.default_organization = Some(org);
+    })
+    .await;
     (gw, up)
 }
 

@@ -34,6 +34,7 @@ async fn admits_and_rewrites_headers(app: TestApp) {
     caught_up(&app, &gw).await;
     let id = good_leaf(&ca);
     let project = app.api.create_project("p").await;
+    caught_up(&app, &gw).await;
     let sent = [
         ("authorization", "Bearer sk-test-123"),
         ("openai-organization", app.org_id.as_str()),
@@ -141,19 +142,20 @@ async fn forward_scope_headers_flag(app: TestApp) {
     .await;
     let ca = pki::ca("Org CA");
     app.api.upload_active(&ca).await;
+    let project = app.api.create_project("p").await;
     caught_up(&app, &gw).await;
     let r = once(
         &gw,
         Some(&good_leaf(&ca)),
         &[
             ("openai-organization", app.org_id.as_str()),
-            ("openai-project", "proj_x"),
+            ("openai-project", project.as_str()),
         ],
     )
     .await;
     let h = r.admitted();
     assert_eq!(h["openai-organization"][0], app.org_id.as_str());
-    assert_eq!(h["openai-project"][0], "proj_x");
+    assert_eq!(h["openai-project"][0], project.as_str());
     // The upstream URL's path is a prefix.
     assert_eq!(r.body["path"], "/prefix/v1/models");
 }
@@ -257,11 +259,10 @@ async fn upstream_failures(app: TestApp) {
     let id = good_leaf(&ca);
     // Nothing listens there, and nothing else can start to while the port is held.
     let dead = ReservedPort::new();
-    let gw = gateway(
-        app.store.clone(),
-        &format!("http://{}", dead.addr()),
-        |_| {},
-    )
+    let org = app.org_id.clone();
+    let gw = gateway(app.store.clone(), &format!("http://{}", dead.addr()), |o| {
+        o.default_organization = Some(org)
+    })
     .await;
     once(&gw, Some(&id), &[])
         .await
@@ -273,8 +274,10 @@ async fn upstream_failures(app: TestApp) {
     // Too slow: `/never` never answers, so a 504 can only be the gateway's own timeout. The
     // outer bound turns a gateway that waits forever into a failure instead of a hang.
     let up = upstream().await;
+    let org = app.org_id.clone();
     let gw = gateway(app.store.clone(), &format!("http://{}", up.addr), |o| {
         o.upstream_timeout = Duration::from_millis(300);
+        o.default_organization = Some(org);
     })
     .await;
     let mut conn = connect(&gw, Some(&id), false).await;

@@ -1,0 +1,210 @@
+//! The gateway's one handler: read the request's scope, decide, then forward or refuse.
+//!
+//! Scope (spec §12.9): the organization is the `OpenAI-Organization` header, else the
+//! gateway's `--organization`, else the request is refused (`organization_required`); it is
+//! never inferred from the certificate. `OpenAI-Project` must name an unarchived project of
+//! that organization. Either header given twice is refused rather than guessed at.
+//!
+//! The chain work of a decision runs on [`ChainPool`], off the async workers, once per
+//! connection and anchor; everything else is a few hash lookups.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::listener::PeerIdentity;
+use super::proxy::{self, Shared};
+use crate::openai_error::{OpenAiError, INVALID_REQUEST, PERMISSION, SERVER};
+use crate::trust::{self, Admission, Rejection, RejectionKind, Scope};
+
+pub const ORGANIZATION_HEADER: &str = "openai-organization";
+pub const PROJECT_HEADER: &str = "openai-project";
+
+/// The gateway's only handler: every method and path.
+pub async fn handle(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
+    req: Request,
+) -> Response {
+    if let Err(why) = proxy::check_path(req.uri()) {
+        return bad_request(why);
+    }
+    let organization = match single_header(req.headers(), ORGANIZATION_HEADER) {
+        Ok(Some(org)) => org,
+        Ok(None) => match &shared.default_organization {
+            Some(org) => org.clone(),
+            None => return refuse(&shared, &peer, Rejection::OrganizationRequired),
+        },
+        Err(why) => return bad_request(why),
+    };
+    let project = match single_header(req.headers(), PROJECT_HEADER) {
+        Ok(project) => project,
+        Err(why) => return bad_request(why),
+    };
+    let scope = Scope {
+        organization: &organization,
+        project: project.as_deref(),
+    };
+    match admit(&shared, &peer, scope).await {
+        Ok(admission) => proxy::forward(&shared, &peer, admission, req).await,
+        Err(rejection) => refuse(&shared, &peer, rejection),
+    }
+}
+
+/// The decision for one request: refusals that need no chain work first, then the chain
+/// checks this connection has not made yet (on the pool), then the decision.
+async fn admit(
+    shared: &Shared,
+    peer: &PeerIdentity,
+    scope: Scope<'_>,
+) -> Result<Admission, Rejection> {
+    let index = shared.trust.index_arc();
+    let now = shared.store.now();
+    trust::precheck(&index, peer.chain().map(AsRef::as_ref), scope)?;
+    let Some(chain) = peer.chain() else {
+        return Err(Rejection::CertificateRequired);
+    };
+    let mut checks = peer.checks().lock().await;
+    let missing = checks.missing(&index, chain, scope.organization, now);
+    if !missing.is_empty() {
+        let (work_chain, algs) = (chain.clone(), shared.algs);
+        let done = shared
+            .chain_pool
+            .run(move || {
+                missing
+                    .into_iter()
+                    .map(|(group, anchor)| (group, work_chain.check(&anchor, now, algs.all)))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        // A check that could not run counts as not verifying: it can only refuse.
+        for (group, check) in done.unwrap_or_default() {
+            checks.insert(group, check);
+        }
+    }
+    trust::decide(&index, Some(chain), &checks, scope, now)
+}
+
+/// A scope header's value: `Ok(None)` when absent or empty; refused when given more than once
+/// or not visible ASCII.
+fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(format!(
+            "The {name} header was given more than once; send it once."
+        ));
+    }
+    let value = first
+        .to_str()
+        .map_err(|_| format!("The {name} header must be visible ASCII."))?
+        .trim();
+    Ok((!value.is_empty()).then(|| value.to_owned()))
+}
+
+fn bad_request(message: String) -> Response {
+    OpenAiError {
+        status: StatusCode::BAD_REQUEST,
+        kind: INVALID_REQUEST,
+        message,
+        param: None,
+        code: None,
+    }
+    .into_response()
+}
+
+/// The answer to a refusal, with OpenAI's four-key error body; logged as the gateway's
+/// refusal policy says (see [`RefusalLog`]).
+fn refuse(shared: &Shared, peer: &PeerIdentity, rejection: Rejection) -> Response {
+    shared.refusals.record(peer, rejection);
+    let (status, kind) = match rejection.kind() {
+        RejectionKind::BadRequest => (StatusCode::BAD_REQUEST, INVALID_REQUEST),
+        RejectionKind::Forbidden => (StatusCode::FORBIDDEN, PERMISSION),
+        RejectionKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, SERVER),
+    };
+    OpenAiError {
+        status,
+        kind,
+        message: rejection.to_string(),
+        param: None,
+        code: Some(rejection.code()),
+    }
+    .into_response()
+}
+
+/// Refusals are logged at debug level, one line each; at info level, at most one summary line
+/// per [`RefusalLog::SUMMARY_EVERY`], so unauthenticated clients do not control log volume.
+pub struct RefusalLog {
+    since_summary: AtomicU64,
+    last_summary: Mutex<Instant>,
+}
+
+impl Default for RefusalLog {
+    fn default() -> Self {
+        RefusalLog {
+            since_summary: AtomicU64::new(0),
+            last_summary: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl RefusalLog {
+    pub const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+    fn record(&self, peer: &PeerIdentity, rejection: Rejection) {
+        tracing::debug!(remote = %peer.remote(), code = rejection.code(), "request refused");
+        self.since_summary.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut last) = self.last_summary.try_lock() else {
+            return;
+        };
+        if last.elapsed() >= Self::SUMMARY_EVERY {
+            let count = self.since_summary.swap(0, Ordering::Relaxed);
+            tracing::info!(
+                refused = count,
+                seconds = last.elapsed().as_secs(),
+                last_code = rejection.code(),
+                "requests refused since the last summary"
+            );
+            *last = Instant::now();
+        }
+    }
+}
+
+/// Runs chain work off the async worker threads, at most `size` jobs at once (the rest wait
+/// their turn without holding a thread), so crafted chains cannot starve the request path.
+pub struct ChainPool {
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl ChainPool {
+    pub fn new(size: usize) -> Self {
+        ChainPool {
+            permits: Arc::new(tokio::sync::Semaphore::new(size.max(1))),
+        }
+    }
+
+    /// Sized for the machine: one job per core.
+    pub fn for_this_machine() -> Self {
+        ChainPool::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+    }
+
+    /// `None` if the job could not run (the pool closed or the job panicked).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job()
+        })
+        .await;
+        result.ok()
+    }
+}

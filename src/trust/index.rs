@@ -1,0 +1,176 @@
+//! [`TrustIndex`]: the active anchors of one trust generation, indexed by subject and key
+//! identifier, with the organizations and unarchived projects that exist.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rustls_pki_types::{CertificateDer, TrustAnchor};
+use sha2::{Digest, Sha256};
+
+use super::snapshot::{TrustAnchor as StoredAnchor, TrustSnapshot};
+
+/// Anchors that verify exactly the same chains: same subject, key and name constraints (webpki
+/// uses nothing else of an anchor). A chain is checked once per group, whatever the number of
+/// certificate objects (or organizations) behind it.
+pub type AnchorGroup = [u8; 32];
+
+/// A CA certificate's decoded form, shared by every snapshot that still holds it.
+#[derive(Debug)]
+pub struct ParsedAnchor {
+    pub(super) anchor: TrustAnchor<'static>,
+    pub(super) group: AnchorGroup,
+    der: CertificateDer<'static>,
+}
+
+/// One certificate object's activations.
+#[derive(Debug, Clone)]
+pub(super) struct Activation {
+    pub(super) certificate_id: String,
+    pub(super) org_id: String,
+    pub(super) org_wide: bool,
+    pub(super) projects: Vec<String>,
+}
+
+impl Activation {
+    pub(super) fn covers(&self, project: Option<&str>) -> bool {
+        self.org_wide || project.is_some_and(|p| self.projects.iter().any(|q| q == p))
+    }
+}
+
+/// A distinct anchor certificate and every activation of it (the same CA may be uploaded by
+/// several organizations; each upload is its own certificate object).
+#[derive(Debug)]
+pub(super) struct IndexedAnchor {
+    pub(super) parsed: Arc<ParsedAnchor>,
+    pub(super) valid_at: i64,
+    pub(super) expires_at: i64,
+    pub(super) activations: Vec<Activation>,
+}
+
+/// The active anchors as of one trust generation, indexed for lookup by issuer.
+#[derive(Debug, Default)]
+pub struct TrustIndex {
+    /// `None` until the first snapshot has loaded.
+    pub(super) generation: Option<i64>,
+    pub(super) anchors: Vec<IndexedAnchor>,
+    pub(super) by_subject: HashMap<Vec<u8>, Vec<usize>>,
+    pub(super) by_ski: HashMap<Vec<u8>, Vec<usize>>,
+    pub(super) organizations: HashSet<String>,
+    /// (organization, project) of every unarchived project.
+    pub(super) projects: HashSet<(String, String)>,
+    /// Decoded anchors by certificate id, handed to the next build (contents never change).
+    parsed_by_id: HashMap<String, Arc<ParsedAnchor>>,
+}
+
+impl TrustIndex {
+    /// The index used before anything has loaded: it admits no one.
+    pub fn empty() -> TrustIndex {
+        TrustIndex::default()
+    }
+
+    /// Builds the index from `snapshot`, reusing what `previous` already decoded. Anchors whose
+    /// PEM does not decode are skipped and logged (by id only).
+    pub fn build(snapshot: &TrustSnapshot, previous: &TrustIndex) -> TrustIndex {
+        let mut index = TrustIndex {
+            generation: Some(snapshot.generation),
+            organizations: snapshot.organizations.iter().cloned().collect(),
+            projects: snapshot.projects.iter().cloned().collect(),
+            ..TrustIndex::default()
+        };
+        let mut by_der: HashMap<CertificateDer<'static>, usize> = HashMap::new();
+        let mut stored: Vec<&StoredAnchor> = snapshot.anchors.iter().collect();
+        // Deterministic choice of the admitting certificate object.
+        stored.sort_by(|a, b| a.certificate_id.cmp(&b.certificate_id));
+        for a in stored {
+            let parsed = match previous.parsed_by_id.get(&a.certificate_id) {
+                Some(p) => p.clone(),
+                None => {
+                    if let Some(p) = decode_anchor(&a.pem) {
+                        Arc::new(p)
+                    } else {
+                        tracing::warn!(certificate_id = %a.certificate_id, "active certificate could not be decoded as a trust anchor; ignored");
+                        continue;
+                    }
+                }
+            };
+            index
+                .parsed_by_id
+                .insert(a.certificate_id.clone(), parsed.clone());
+            let activation = Activation {
+                certificate_id: a.certificate_id.clone(),
+                org_id: a.org_id.clone(),
+                org_wide: a.org_wide,
+                projects: a.projects.clone(),
+            };
+            if let Some(&i) = by_der.get(&parsed.der) {
+                index.anchors[i].activations.push(activation);
+                continue;
+            }
+            let i = index.anchors.len();
+            by_der.insert(parsed.der.clone(), i);
+            index
+                .by_subject
+                .entry(a.subject_der.clone())
+                .or_default()
+                .push(i);
+            index.by_ski.entry(a.ski.clone()).or_default().push(i);
+            index.anchors.push(IndexedAnchor {
+                parsed,
+                valid_at: a.valid_at,
+                expires_at: a.expires_at,
+                activations: vec![activation],
+            });
+        }
+        index
+    }
+
+    pub fn generation(&self) -> Option<i64> {
+        self.generation
+    }
+
+    /// Number of distinct anchor certificates.
+    pub fn len(&self) -> usize {
+        self.anchors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+
+    pub fn has_organization(&self, org: &str) -> bool {
+        self.organizations.contains(org)
+    }
+
+    /// Whether `project` is an unarchived project of `org`.
+    pub fn has_project(&self, org: &str, project: &str) -> bool {
+        self.projects
+            .contains(&(org.to_owned(), project.to_owned()))
+    }
+}
+
+fn decode_anchor(pem_text: &str) -> Option<ParsedAnchor> {
+    let block = ::pem::parse(pem_text.as_bytes()).ok()?;
+    if block.tag() != "CERTIFICATE" {
+        return None;
+    }
+    let der = CertificateDer::from(block.into_contents());
+    let anchor = webpki::anchor_from_trusted_cert(&der).ok()?.to_owned();
+    let mut group = Sha256::new();
+    for part in [
+        anchor.subject.as_ref(),
+        anchor.subject_public_key_info.as_ref(),
+        anchor
+            .name_constraints
+            .as_ref()
+            .map_or(&[][..], |n| n.as_ref()),
+    ] {
+        // Length-prefixed, so different splits of the same bytes cannot collide.
+        group.update((part.len() as u64).to_be_bytes());
+        group.update(part);
+    }
+    Some(ParsedAnchor {
+        group: group.finalize().into(),
+        anchor,
+        der,
+    })
+}
