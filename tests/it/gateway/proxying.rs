@@ -261,7 +261,7 @@ async fn upstream_failures(app: TestApp) {
     let dead = ReservedPort::new();
     let org = app.org_id.clone();
     let gw = gateway(app.store.clone(), &format!("http://{}", dead.addr()), |o| {
-        o.default_organization = Some(org)
+        o.default_organization = Some(org);
     })
     .await;
     once(&gw, Some(&id), &[])
