@@ -35,8 +35,11 @@ pub fn parse_ca_pem(text: &str, now: i64) -> Result<ParsedCa, DomainError> {
     if text.len() > MAX_CERTIFICATE_BYTES {
         return Err(DomainError::CertificateTooLarge { len: text.len() });
     }
-    // Look for key material before anything else, even in blocks that do not parse.
-    if text.contains("PRIVATE KEY-----") {
+    // Look for key material before anything else, even in blocks that do not parse, and in
+    // bare base64 outside the certificate block.
+    if text.contains("PRIVATE KEY-----")
+        || holds_bare_private_key(&outside_certificate_blocks(text))
+    {
         return Err(DomainError::PrivateKeyNotAllowed);
     }
     let blocks = ::pem::parse_many(text.as_bytes()).map_err(|e| {
@@ -108,6 +111,13 @@ pub fn parse_ca_pem(text: &str, now: i64) -> Result<ParsedCa, DomainError> {
         .ok_or_else(|| invalid("the Subject Key Identifier extension is missing."))?;
     check_key(&cert)?;
     check_signature_algorithm(&cert)?;
+    if cert.subject().as_raw() == cert.issuer().as_raw()
+        && verify_signed(der, cert.public_key().raw).is_err()
+    {
+        return Err(invalid(
+            "the certificate is self-issued but its signature does not verify with its own key (corrupted or forged).",
+        ));
+    }
 
     let valid_at = cert.validity().not_before.timestamp();
     let expires_at = cert.validity().not_after.timestamp();
@@ -132,18 +142,37 @@ pub fn parse_ca_pem(text: &str, now: i64) -> Result<ParsedCa, DomainError> {
     })
 }
 
-/// Keys rustls can verify: RSA 2048+, ECDSA P-256/P-384, Ed25519.
+/// Largest RSA modulus accepted: the gateway (ring) cannot verify beyond it.
+pub const MAX_RSA_BITS: usize = 8192;
+/// Largest RSA public exponent accepted (and the smallest is 3), for the same reason.
+pub const MAX_RSA_EXPONENT: u64 = 1 << 32;
+
+/// Keys rustls can verify: RSA 2048 to 8192 bits with an exponent in 3..=2^32, ECDSA
+/// P-256/P-384, Ed25519.
 fn check_key(cert: &X509Certificate<'_>) -> Result<(), DomainError> {
     let spki = cert.public_key();
     let alg = &spki.algorithm.algorithm;
     if *alg == oids::OID_PKCS1_RSAENCRYPTION {
-        return match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) if rsa.key_size() >= 2048 => Ok(()),
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Err(invalid(format!(
-                "the RSA key is {} bits; at least 2048 bits are required.",
-                rsa.key_size()
-            ))),
-            _ => Err(invalid("the RSA public key is malformed.")),
+        let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed() else {
+            return Err(invalid("the RSA public key is malformed."));
+        };
+        let bits = rsa.key_size();
+        if bits < 2048 {
+            return Err(invalid(format!(
+                "the RSA key is {bits} bits; at least 2048 bits are required."
+            )));
+        }
+        if bits > MAX_RSA_BITS {
+            return Err(invalid(format!(
+                "the RSA key is {bits} bits; at most {MAX_RSA_BITS} bits can be used for TLS client authentication."
+            )));
+        }
+        let exponent = rsa.try_exponent().ok();
+        return match exponent {
+            Some(e) if (3..=MAX_RSA_EXPONENT).contains(&e) => Ok(()),
+            _ => Err(invalid(
+                "the RSA public exponent must be between 3 and 2^32 (65537 is usual).",
+            )),
         };
     }
     if *alg == oids::OID_KEY_TYPE_EC_PUBLIC_KEY {
@@ -183,4 +212,92 @@ fn check_signature_algorithm(cert: &X509Certificate<'_>) -> Result<(), DomainErr
             "unsupported signature algorithm {alg}; use SHA-256/384/512 with RSA, ECDSA with SHA-256/384, or Ed25519."
         )))
     }
+}
+
+/// Verifies a signed X.509 structure (a certificate or a CRL: `SEQUENCE { tbs, algorithm,
+/// signature }`) with the key `spki_der` (a whole `SubjectPublicKeyInfo`), using the algorithms
+/// the gateway itself verifies with (webpki's, on ring).
+pub fn verify_signed(signed_der: &[u8], spki_der: &[u8]) -> Result<(), String> {
+    use rustls_pki_types::SignatureVerificationAlgorithm;
+    use x509_parser::der_parser::asn1_rs::{Any, FromDer as _};
+
+    let (rest, outer) = Any::from_der(signed_der).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err("data after the signed structure".into());
+    }
+    let body = outer.data;
+    let (after_tbs, _) = Any::from_der(body).map_err(|e| e.to_string())?;
+    let tbs = &body[..body.len() - after_tbs.len()];
+    let (after_alg, alg) = Any::from_der(after_tbs).map_err(|e| e.to_string())?;
+    let (_, sig) = Any::from_der(after_alg).map_err(|e| e.to_string())?;
+    let signature = sig
+        .data
+        .split_first()
+        .filter(|(unused, _)| **unused == 0)
+        .ok_or("malformed signature bit string")?
+        .1;
+    let (_, spki) = Any::from_der(spki_der).map_err(|e| e.to_string())?;
+    let (after_key_alg, key_alg) = Any::from_der(spki.data).map_err(|e| e.to_string())?;
+    let (_, key) = Any::from_der(after_key_alg).map_err(|e| e.to_string())?;
+    let key = key.data.split_first().ok_or("malformed public key")?.1;
+    let algs: &[&dyn SignatureVerificationAlgorithm] = webpki::ALL_VERIFICATION_ALGS;
+    let verifier = algs
+        .iter()
+        .find(|a| {
+            a.signature_alg_id().as_ref() == alg.data
+                && a.public_key_alg_id().as_ref() == key_alg.data
+        })
+        .ok_or("unsupported signature algorithm for this key")?;
+    verifier
+        .verify_signature(key, tbs, signature)
+        .map_err(|_| "the signature does not verify".to_owned())
+}
+
+/// The text around the `CERTIFICATE` blocks (the whole text when there is none).
+fn outside_certificate_blocks(text: &str) -> String {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut outside = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        outside.push_str(&rest[..start]);
+        outside.push('\n');
+        match rest[start..].find(END) {
+            Some(end) => rest = &rest[start + end + END.len()..],
+            None => return outside,
+        }
+    }
+    outside.push_str(rest);
+    outside
+}
+
+/// Whether `text` holds a run of base64 (whitespace and line breaks allowed inside it) that
+/// decodes to a DER private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC). Such text is refused
+/// like a PEM private key block: it is key material, whatever its wrapping.
+fn holds_bare_private_key(text: &str) -> bool {
+    use base64::Engine as _;
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+    let mut runs: Vec<String> = vec![String::new()];
+    for c in text.chars() {
+        if is_b64(c) {
+            if let Some(run) = runs.last_mut() {
+                run.push(c);
+            }
+        } else if !c.is_whitespace() {
+            runs.push(String::new());
+        }
+    }
+    // The smallest DER private key (Ed25519 PKCS#8) is 48 bytes: 64 base64 characters.
+    runs.iter().filter(|r| r.len() >= 64).any(|run| {
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        engine.decode(run.trim_end_matches('=')).is_ok_and(|der| {
+            pkcs8::PrivateKeyInfoRef::try_from(der.as_slice()).is_ok()
+                || pkcs1::RsaPrivateKeyRef::try_from(der.as_slice()).is_ok()
+                || sec1::EcPrivateKey::try_from(der.as_slice()).is_ok()
+        })
+    })
 }

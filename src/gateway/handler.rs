@@ -71,6 +71,10 @@ async fn admit(
     let mut checks = peer.checks().lock().await;
     let missing = checks.missing(&index, chain, scope.organization, now);
     if !missing.is_empty() {
+        shared
+            .chain_pool
+            .checks_run
+            .fetch_add(missing.len() as u64, Ordering::Relaxed);
         let (work_chain, algs) = (chain.clone(), shared.algs);
         let done = shared
             .chain_pool
@@ -180,18 +184,26 @@ impl RefusalLog {
 /// their turn without holding a thread), so crafted chains cannot starve the request path.
 pub struct ChainPool {
     permits: Arc<tokio::sync::Semaphore>,
+    /// Anchor checks run since start (for tests and metrics: it shows that repeated requests
+    /// on a connection cause no new chain work).
+    checks_run: AtomicU64,
 }
 
 impl ChainPool {
     pub fn new(size: usize) -> Self {
         ChainPool {
             permits: Arc::new(tokio::sync::Semaphore::new(size.max(1))),
+            checks_run: AtomicU64::new(0),
         }
     }
 
     /// Sized for the machine: one job per core.
     pub fn for_this_machine() -> Self {
         ChainPool::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+    }
+
+    pub fn checks_run(&self) -> u64 {
+        self.checks_run.load(Ordering::Relaxed)
     }
 
     /// `None` if the job could not run (the pool closed or the job panicked).

@@ -137,6 +137,11 @@ impl Gateway {
         self.shared.trust.clone()
     }
 
+    /// Anchor checks (chain verifications against one anchor group) run since start.
+    pub fn chain_checks_run(&self) -> u64 {
+        self.shared.chain_pool.checks_run()
+    }
+
     /// The proxy: every method and path goes through the trust decision.
     pub fn router(&self) -> Router {
         Router::new()

@@ -120,6 +120,11 @@ impl Store {
                 "unsupported database URL: expected sqlite://PATH or postgres://USER@HOST/DB"
             );
         };
+        if let Some(path) = sqlite_local::file_path(&url) {
+            sqlite_local::create_private_file(path).map_err(|e| {
+                anyhow::anyhow!("cannot create the SQLite database file {path}: {e}")
+            })?;
+        }
         let connect = AnyConnectOptions::from_str(&url)?;
         let timeout_ms = options.timeout.as_millis().max(1);
         let pool = AnyPoolOptions::new()

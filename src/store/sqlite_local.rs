@@ -27,6 +27,30 @@ impl SqliteLocal {
     }
 }
 
+/// The file of a `sqlite:` URL; `None` for an in-memory database.
+pub(super) fn file_path(url: &str) -> Option<&str> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && !path.contains(":memory:")).then_some(path)
+}
+
+/// Creates the database file, readable and writable by this user only, if it does not exist
+/// yet. SQLite gives its `-wal` and `-shm` files the database file's permissions, so those are
+/// private too (spec §12.9).
+pub(super) fn create_private_file(path: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Dedicated read-only connections whose `PRAGMA data_version` changes whenever any other
 /// connection, in this process or another, commits to the file. Reading it costs about a
 /// microsecond, against tens for a query through the pool, so "has anything changed since?"
@@ -45,13 +69,7 @@ impl ChangeDetector {
     /// `None` for an in-memory database or when the file cannot be opened (then every
     /// request queries, which is correct, only slower).
     pub(super) fn open(url: &str) -> Option<ChangeDetector> {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))?;
-        let path = path.split('?').next().unwrap_or(path);
-        if path.is_empty() || path.contains(":memory:") {
-            return None;
-        }
+        let path = file_path(url)?;
         let flags =
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conns = (0..Self::CONNECTIONS)

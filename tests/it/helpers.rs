@@ -167,8 +167,11 @@ impl TestApp {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("bound address");
-        let app = certgate::api::router(certgate::api::AppState::new(store.clone()));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        serve_in_background(
+            listener,
+            certgate::api::router(certgate::api::AppState::new(store.clone())),
+            certgate::runtime::ConnectionLimits::default(),
+        );
         Some(TestApp {
             db,
             store,
@@ -188,6 +191,24 @@ impl TestApp {
             .expect("other org");
         (org.id.into_string(), self.api.as_key(key.value.expose()))
     }
+}
+
+/// Serves `router` on `listener` through the same connection loop `certgate serve` uses, until
+/// the test's runtime ends.
+pub fn serve_in_background(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: certgate::runtime::ConnectionLimits,
+) {
+    use certgate::runtime::{ConnectionSlots, TcpIncoming};
+    let slots = ConnectionSlots::new(limits.max_connections);
+    tokio::spawn(certgate::runtime::serve(
+        TcpIncoming::new(listener, slots),
+        router,
+        |_, _| None,
+        limits,
+        std::future::pending(),
+    ));
 }
 
 /// Runs each named test once per backend, handing it what `$make(Db)` (an async constructor

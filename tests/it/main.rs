@@ -12,5 +12,6 @@ mod process;
 
 mod api;
 mod gateway;
+mod limits;
 mod outage;
 mod replicas;

@@ -134,3 +134,122 @@ pub fn server_only_leaf(ca: &Ca, cn: &str, not_before: i64, not_after: i64) -> L
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     sign_leaf(p, ca)
 }
+
+/// A crafted chain for the chain-work attack (spec §12.9): a leaf whose issuer name is
+/// `victim`'s subject (names anyone reads off a client certificate's issuer), and
+/// `intermediates` CA certificates that all carry that same subject and sign one another in a
+/// loop, so path building has many candidate paths to try and none reaches `victim`'s key.
+/// Returns the chain (leaf first) and the leaf's key.
+pub fn loop_chain(victim: &Ca, intermediates: usize) -> (Vec<rcgen::Certificate>, KeyPair) {
+    let now = super::helpers::wall_clock();
+    let cn = victim
+        .params
+        .distinguished_name
+        .get(&DnType::CommonName)
+        .and_then(|v| match v {
+            rcgen::DnValue::Utf8String(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("the victim CA has a UTF-8 common name");
+    // One key per loop member; member i is signed by member i+1 (the last by the first).
+    let keys: Vec<KeyPair> = (0..intermediates.max(1))
+        .map(|_| KeyPair::generate().unwrap())
+        .collect();
+    let signers: Vec<rcgen::Certificate> = keys
+        .iter()
+        .map(|k| {
+            ca_params(&cn, now - 86_400, now + 86_400)
+                .self_signed(k)
+                .unwrap()
+        })
+        .collect();
+    let mut chain = Vec::new();
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut p = leaf_params("attacker", now - 86_400, now + 86_400);
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.use_authority_key_identifier_extension = true;
+    chain.push(p.signed_by(&leaf_key, &signers[0], &keys[0]).unwrap());
+    for i in 0..intermediates {
+        let next = (i + 1) % keys.len();
+        let member = ca_params(&cn, now - 86_400, now + 86_400)
+            .signed_by(&keys[i], &signers[next], &keys[next])
+            .unwrap();
+        chain.push(member);
+    }
+    (chain, leaf_key)
+}
+
+/// A leaf signed by `ca` without any extended key usage extension (webpki alone would accept
+/// it for client authentication; OpenAI, and certgate, require clientAuth).
+pub fn leaf_without_eku(ca: &Ca, cn: &str, not_before: i64, not_after: i64) -> Leaf {
+    let mut p = leaf_params(cn, not_before, not_after);
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    sign_leaf(p, ca)
+}
+
+/// An RSA public key with the given modulus and exponent (big-endian bytes), which need not be
+/// a real key: enough for a certificate whose key the upload checks must refuse.
+pub struct RsaPublicKey(Vec<u8>);
+
+impl RsaPublicKey {
+    pub fn new(modulus: &[u8], exponent: &[u8]) -> Self {
+        RsaPublicKey(der_sequence(&[der_integer(modulus), der_integer(exponent)]))
+    }
+}
+
+impl rcgen::PublicKeyData for RsaPublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn algorithm(&self) -> &rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_RSA_SHA256
+    }
+}
+
+/// A CA certificate for `key`, signed by `issuer`.
+pub fn ca_with_key(issuer: &Ca, cn: &str, key: &impl rcgen::PublicKeyData) -> String {
+    let now = super::helpers::wall_clock();
+    ca_params(cn, now - 86_400, now + 365 * 86_400)
+        .signed_by(key, &issuer.cert, &issuer.key)
+        .unwrap()
+        .pem()
+}
+
+fn der_length(len: usize) -> Vec<u8> {
+    if len < 0x80 {
+        return vec![u8::try_from(len).unwrap()];
+    }
+    let bytes: Vec<u8> = len
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
+    let mut out = vec![0x80 | u8::try_from(bytes.len()).unwrap()];
+    out.extend(bytes);
+    out
+}
+
+fn der_integer(unsigned_be: &[u8]) -> Vec<u8> {
+    let trimmed: Vec<u8> = unsigned_be
+        .iter()
+        .copied()
+        .skip_while(|b| *b == 0)
+        .collect();
+    let mut content = Vec::new();
+    if trimmed.first().is_none_or(|b| b & 0x80 != 0) {
+        content.push(0);
+    }
+    content.extend(trimmed);
+    let mut out = vec![0x02];
+    out.extend(der_length(content.len()));
+    out.extend(content);
+    out
+}
+
+fn der_sequence(items: &[Vec<u8>]) -> Vec<u8> {
+    let content: Vec<u8> = items.concat();
+    let mut out = vec![0x30];
+    out.extend(der_length(content.len()));
+    out.extend(content);
+    out
+}

@@ -111,6 +111,11 @@ impl Process {
         Some(addr.unwrap_or_else(|| panic!("no listen=IP:PORT in '{line}':\n{}", self.output())))
     }
 
+    /// What the process wrote on stderr so far (its log).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr buffer").clone()
+    }
+
     /// Everything the process wrote so far: stdout, then stderr.
     pub fn output(&self) -> String {
         format!(
@@ -128,21 +133,24 @@ impl Process {
     }
 
     /// SIGTERM, then waits: a graceful shutdown exits 0. Afterwards the output is complete.
-    pub fn terminate_and_wait(&mut self) {
+    /// Returns how long the exit took.
+    pub fn terminate_and_wait(&mut self) -> Duration {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status();
         assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
         // Open requests are finished first; none are open here, so this is slack for load.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let sent_at = Instant::now();
+        let deadline = sent_at + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let took = sent_at.elapsed();
                 self.join_readers();
                 assert!(
                     status.success(),
                     "exit after SIGTERM: {status}\n{}",
                     self.output()
                 );
-                return;
+                return took;
             }
             assert!(
                 Instant::now() < deadline,

@@ -3,6 +3,7 @@
 
 mod auth;
 mod certificates;
+mod hostile;
 mod lists;
 mod projects;
 mod toggles;

@@ -8,18 +8,28 @@ use crate::process::Process;
 
 /// `certgate gateway` as operators run it: flags and environment, health endpoint, TLS from
 /// PEM files, and the same decisions.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_serves_and_reports_readiness() {
-    let app = TestApp::spawn(Db::Sqlite).await.expect("SQLite");
-    let up = upstream().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Starts `certgate gateway` on `app`'s database in front of `upstream_url`, with the app's
+/// organization as its default, from PEM files in `dir`; returns the process and where it
+/// listens.
+async fn start(
+    app: &TestApp,
+    upstream_url: &str,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Process, Endpoint) {
     let server_ca = pki::ca("Binary server CA");
     let server = pki::server_leaf(&server_ca);
-    let cert_path = dir.path().join("gateway.pem");
-    let key_path = dir.path().join("gateway.key");
+    let cert_path = dir.join("gateway.pem");
+    let key_path = dir.join("gateway.key");
     std::fs::write(&cert_path, server.cert.pem()).expect("write cert");
     std::fs::write(&key_path, server.key.serialize_pem()).expect("write key");
-    let upstream_url = format!("http://{}", up.addr);
+    let mut all_env = vec![
+        ("CERTGATE_TLS_KEY", key_path.to_str().expect("UTF-8 path")),
+        ("CERTGATE_DATABASE_URL", app.db.url.as_str()),
+        ("CERTGATE_UPSTREAM_TIMEOUT", "5s"),
+        ("CERTGATE_GATEWAY_ORGANIZATION", app.org_id.as_str()),
+    ];
+    all_env.extend_from_slice(env);
     let mut gateway = Process::spawn(
         &[
             "gateway",
@@ -30,17 +40,27 @@ async fn the_binary_serves_and_reports_readiness() {
             "--tls-cert",
             cert_path.to_str().expect("UTF-8 path"),
             "--upstream",
-            &upstream_url,
+            upstream_url,
         ],
-        &[
-            ("CERTGATE_TLS_KEY", key_path.to_str().expect("UTF-8 path")),
-            ("CERTGATE_DATABASE_URL", &app.db.url),
-            ("CERTGATE_UPSTREAM_TIMEOUT", "5s"),
-            ("CERTGATE_GATEWAY_ORGANIZATION", &app.org_id),
-        ],
+        &all_env,
     );
-    let listen = gateway.listening("certgate gateway listening").await;
-    // Written before the line above, so already there.
+    let addr = gateway.listening("certgate gateway listening").await;
+    let ep = Endpoint {
+        addr,
+        server_ca: server_ca.cert.der().clone(),
+    };
+    (gateway, ep)
+}
+
+/// `certgate gateway` as operators run it: flags and environment, health endpoint, TLS from
+/// PEM files, and the same decisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_and_reports_readiness() {
+    let app = TestApp::spawn(Db::Sqlite).await.expect("SQLite");
+    let up = upstream().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut gateway, gw) = start(&app, &format!("http://{}", up.addr), dir.path(), &[]).await;
+    // Written before the "listening" line, so already there.
     let health = gateway
         .logged_address("gateway health endpoint listening")
         .expect("the health listener's line comes first");
@@ -55,10 +75,6 @@ async fn the_binary_serves_and_reports_readiness() {
 
     let ca = pki::ca("Org CA");
     let cert_id = app.api.upload(&ca.pem(), None).await.id();
-    let gw = Endpoint {
-        addr: listen,
-        server_ca: server_ca.cert.der().clone(),
-    };
     let id = good_leaf(&ca);
     once(&gw, Some(&id), &[])
         .await
@@ -80,4 +96,30 @@ async fn the_binary_serves_and_reports_readiness() {
     let alive = health.probe("/healthz").await;
     assert_eq!(alive.status, 200, "{}", alive.body);
     gateway.terminate_and_wait();
+}
+
+/// Unauthenticated clients do not control log volume: refusals are logged at debug level, and
+/// at info at most one summary line per 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_do_not_flood_the_log() {
+    let app = TestApp::spawn(Db::Sqlite).await.expect("SQLite");
+    let up = upstream().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (gateway, gw) = start(&app, &format!("http://{}", up.addr), dir.path(), &[]).await;
+    let before = gateway.stderr().lines().count();
+    let stranger = good_leaf(&pki::ca("Stranger CA"));
+    for _ in 0..60 {
+        once(&gw, Some(&stranger), &[])
+            .await
+            .refused(403, "client_certificate_untrusted");
+        once(&gw, None, &[])
+            .await
+            .refused(403, "client_certificate_required");
+    }
+    let log = gateway.stderr();
+    let new_lines = log.lines().count() - before;
+    assert!(
+        new_lines <= 2,
+        "120 refusals wrote {new_lines} log lines at info:\n{log}"
+    );
 }

@@ -5,6 +5,7 @@
 
 mod admission;
 mod binary;
+mod hostile;
 mod live_changes;
 mod proxying;
 
@@ -17,6 +18,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use bytes::Bytes;
 use certgate::gateway::{serve_tls, tls, Gateway, GatewayOptions};
+use certgate::runtime::ConnectionLimits;
 use certgate::store::Store;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -103,7 +105,7 @@ async fn echo(req: Request) -> axum::Json<Value> {
 
 /// A gateway on a free port, in front of `upstream`, with its own server PKI.
 struct Gw {
-    _gateway: Gateway,
+    gateway: Gateway,
     trust: Arc<certgate::gateway::reload::TrustState>,
     ep: Endpoint,
 }
@@ -122,6 +124,16 @@ impl std::ops::Deref for Gw {
 }
 
 async fn gateway(store: Store, upstream: &str, tweak: impl FnOnce(&mut GatewayOptions)) -> Gw {
+    gateway_with_limits(store, upstream, tweak, ConnectionLimits::default()).await
+}
+
+/// [`gateway`] with the given connection limits.
+async fn gateway_with_limits(
+    store: Store,
+    upstream: &str,
+    tweak: impl FnOnce(&mut GatewayOptions),
+    limits: ConnectionLimits,
+) -> Gw {
     let server_ca = pki::ca("Gateway test server CA");
     let leaf = pki::server_leaf(&server_ca);
     let config = tls::server_config(
@@ -140,12 +152,12 @@ async fn gateway(store: Store, upstream: &str, tweak: impl FnOnce(&mut GatewayOp
         tcp,
         Arc::new(config),
         certgate::gateway::HandshakeLimits::default(),
-        certgate::runtime::ConnectionLimits::default(),
+        limits,
         std::future::pending(),
     ));
     Gw {
         trust: gateway.trust(),
-        _gateway: gateway,
+        gateway,
         ep: Endpoint {
             addr,
             server_ca: server_ca.cert.der().clone(),
@@ -193,7 +205,12 @@ enum Conn {
     H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
-async fn connect(gw: &Endpoint, id: Option<&Identity>, h2: bool) -> Conn {
+/// A TLS connection to the gateway (ALPN `h2` or `http/1.1`), before any HTTP.
+async fn tls_stream(
+    gw: &Endpoint,
+    id: Option<&Identity>,
+    h2: bool,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(gw.server_ca.clone()).unwrap();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -214,10 +231,14 @@ async fn connect(gw: &Endpoint, id: Option<&Identity>, h2: bool) -> Conn {
         vec![b"http/1.1".to_vec()]
     };
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
-        .expect("TLS handshake (the gateway never aborts it over the client certificate)");
+        .expect("TLS handshake (the gateway never aborts it over the client certificate)")
+}
+
+async fn connect(gw: &Endpoint, id: Option<&Identity>, h2: bool) -> Conn {
+    let tls = tls_stream(gw, id, h2).await;
     let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     let io = TokioIo::new(tls);
     if h2 {
