@@ -77,8 +77,9 @@ for N in 1 10000; do
     "$BENCH" setup "$D" "sqlite://$D/certgate.db" "$N" "$ORGS"
 
     GW=$(free_port); HEALTH=$(free_port); NG=$(free_port)
+    ORG=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["organization"])' "$D/setup.json")
     RUST_LOG=warn "$BIN" gateway --listen "127.0.0.1:$GW" --health-listen "127.0.0.1:$HEALTH" \
-        --database "sqlite://$D/certgate.db" --tls-cert "$D/server.pem" --tls-key "$D/server.key" \
+        --organization "$ORG" --database "sqlite://$D/certgate.db" --tls-cert "$D/server.pem" --tls-key "$D/server.key" \
         --upstream "http://127.0.0.1:$UP" 2>"$D/gateway.log" &
     PIDS+=($!)
     mkdir -p "$D/nginx/logs"
@@ -144,7 +145,9 @@ propagation() { # LABEL DB_URL
     serve=$(free_port); gw=$(free_port)
     RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$serve" --database "$db" --no-bootstrap 2>"$P/serve.log" &
     PIDS+=($!)
-    RUST_LOG=warn "$BIN" gateway --listen "127.0.0.1:$gw" --database "$db" --tls-cert "$P/server.pem" \
+    local org
+    org=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["organization"])' "$P/setup.json")
+    RUST_LOG=warn "$BIN" gateway --listen "127.0.0.1:$gw" --organization "$org" --database "$db" --tls-cert "$P/server.pem" \
         --tls-key "$P/server.key" --upstream "http://127.0.0.1:$UP" 2>"$P/gateway.log" &
     PIDS+=($!)
     wait_http "http://127.0.0.1:$serve/healthz"
