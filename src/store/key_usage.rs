@@ -44,10 +44,9 @@ impl Entry {
         self.written.is_none_or(|(value, _)| self.seen > value)
     }
 
-    /// When this entry may be written next.
-    fn due(&self, interval: Duration) -> Instant {
-        self.written
-            .map_or_else(Instant::now, |(_, at)| at + interval)
+    /// When this entry may be written next: `None` for at once (never written yet).
+    fn due(&self, interval: Duration) -> Option<Instant> {
+        self.written.map(|(_, at)| at + interval)
     }
 }
 
@@ -105,11 +104,9 @@ impl KeyUsage {
             if !entry.pending() {
                 continue;
             }
-            let when = entry.due(interval);
-            if when <= now {
-                due.push((key.clone(), entry.seen));
-            } else {
-                next = Some(next.map_or(when, |n| n.min(when)));
+            match entry.due(interval) {
+                Some(when) if when > now => next = Some(next.map_or(when, |n| n.min(when))),
+                _ => due.push((key.clone(), entry.seen)),
             }
         }
         due.sort_by(|a, b| a.0.cmp(&b.0));
