@@ -115,9 +115,14 @@ async fn create(
     let reserved = KeyOutput::new(key_file).reserve()?;
     let made = async {
         let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
-        let made = store
-            .create_admin_key(&org, &name, expires_in, &Actor::System)
-            .await;
+        let made = match store.get_organization(&org).await {
+            Ok(_) => {
+                store
+                    .create_admin_key(&org, &name, expires_in, &Actor::System)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         store.close().await;
         anyhow::Ok(made?)
     }
