@@ -57,6 +57,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 /// anything is created), then released if another replica bootstrapped first.
 async fn bootstrap(store: &Store, output: &KeyOutput) -> anyhow::Result<()> {
     let reserved = if store.is_bootstrapped().await? {
+        if let KeyOutput::File(path) = output {
+            tracing::info!(file = %path.display(), "the database already has its default organization; --admin-key-file is not used");
+        }
         None
     } else {
         Some(output.reserve()?)
