@@ -157,6 +157,35 @@ mod tests {
     }
 
     #[test]
+    fn key_and_retention_flags() {
+        let cli = Cli::try_parse_from([
+            "certgate",
+            "serve",
+            "--admin-key-file",
+            "/tmp/k",
+            "--audit-retention-days",
+            "30",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.audit_retention_days, Some(30));
+        assert_eq!(
+            args.key_file.admin_key_file.as_deref(),
+            Some(std::path::Path::new("/tmp/k"))
+        );
+        assert!(Cli::try_parse_from(["certgate", "serve", "--audit-retention-days", "0"]).is_err());
+        let cli = Cli::try_parse_from(["certgate", "key", "revoke", "key_abc", "--force"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Key {
+                command: keys::KeyCommand::Revoke { force: true, .. }
+            }
+        ));
+    }
+
+    #[test]
     fn boolean_flags_accept_the_usual_spellings() {
         for (raw, expected) in [
             ("1", true),

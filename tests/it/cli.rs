@@ -18,6 +18,7 @@ db_tests!(
     admin_key_file,
     json_logs_never_carry_the_key,
     kill_9_right_after_acknowledged_changes_keeps_their_events,
+    audit_retention_days,
 );
 
 /// Runs `certgate` with `args` on `db`; asserts success and returns stdout as JSON.
@@ -382,4 +383,33 @@ async fn kill_9_right_after_acknowledged_changes_keeps_their_events(db: TestDb) 
     let born: Vec<String> = seen.drain(..2).map(|(k, _)| k).collect();
     assert_eq!(born, ["project.created", "api_key.created"]);
     assert_eq!(seen, expected);
+}
+
+/// `serve --audit-retention-days N` deletes events older than N days (and only those).
+async fn audit_retention_days(db: TestDb) {
+    let (_, key) = create_org(&db, "Retained");
+    // Age the organization's birth events by two days, directly in the database.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE audit_events SET effective_at = effective_at - 172800")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let server = Process::serve(&db.url, &["--no-bootstrap", "--audit-retention-days", "1"]).await;
+    let api = server.api(&key);
+    let recent = api.create_project("recent").await;
+    let started = Instant::now();
+    loop {
+        let all = api.list_all("/organization/audit_logs").await;
+        if all.len() == 1 {
+            assert_eq!(all[0]["project.created"]["id"], recent.as_str());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "old events kept: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
