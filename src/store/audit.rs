@@ -18,7 +18,10 @@ use crate::domain::{
     Page,
 };
 
-/// The audit events of one writing transaction, in the order they are appended.
+/// The audit events of one writing transaction, in the order they are appended. Make exactly
+/// one per transaction (right after `lock_organization`, whose `seq` it takes) and append every
+/// event of the change to it: a second one would restart `idx`, which the unique index
+/// `audit_events_org_order` refuses (the transaction then fails whole).
 pub(super) struct TxAudit<'a> {
     org: &'a OrgId,
     seq: i64,
