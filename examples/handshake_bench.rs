@@ -109,7 +109,7 @@ fn leaf(
 }
 
 async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxError> {
-    use certgate::domain::{Scope, SystemClock, ToggleIds};
+    use certgate::domain::{Actor, Scope, SystemClock, ToggleIds};
     use certgate::store::{Store, StoreOptions};
     std::fs::create_dir_all(dir)?;
     let write = |name: &str, text: &str| std::fs::write(dir.join(name), text);
@@ -148,7 +148,7 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
         let org = i % org_ids.len();
         let parsed = certgate::x509::parse_ca_pem(&pem, now())?;
         let cert = store
-            .upload_certificate(&org_ids[org], None, &pem, &parsed)
+            .upload_certificate(&org_ids[org], None, &pem, &parsed, &Actor::System)
             .await?;
         if i == 0 {
             client_cert_id = cert.id.to_string();
@@ -158,7 +158,13 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
     for (org, ids) in org_ids.iter().zip(&per_org) {
         for chunk in ids.chunks(10) {
             store
-                .toggle_certificates(org, &Scope::Organization, &ToggleIds::parse(chunk)?, true)
+                .toggle_certificates(
+                    org,
+                    &Scope::Organization,
+                    &ToggleIds::parse(chunk)?,
+                    true,
+                    &Actor::System,
+                )
                 .await?;
         }
     }

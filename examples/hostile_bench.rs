@@ -47,7 +47,13 @@ async fn main() -> Result<(), BoxError> {
     match a.as_slice() {
         ["setup", dir, db] => setup(Path::new(dir), db).await,
         ["run", addr, dir, rounds, secs] => {
-            run(addr.parse()?, Path::new(dir), rounds.parse()?, secs.parse()?).await
+            run(
+                addr.parse()?,
+                Path::new(dir),
+                rounds.parse()?,
+                secs.parse()?,
+            )
+            .await
         }
         _ => {
             eprintln!("usage: hostile_bench setup DIR DATABASE_URL | run ADDR DIR ROUNDS SECONDS");
@@ -90,14 +96,15 @@ fn leaf_params(cn: &str, server: bool) -> Result<CertificateParams, BoxError> {
 }
 
 async fn setup(dir: &Path, db: &str) -> Result<(), BoxError> {
-    use certgate::domain::{Scope, SystemClock, ToggleIds};
+    use certgate::domain::{Actor, Scope, SystemClock, ToggleIds};
     use certgate::store::{Store, StoreOptions};
     std::fs::create_dir_all(dir)?;
     let write = |name: &str, text: &str| std::fs::write(dir.join(name), text);
     let server_ca_key = KeyPair::generate()?;
     let server_ca = ca_params("Bench server CA")?.self_signed(&server_ca_key)?;
     let server_key = KeyPair::generate()?;
-    let server = leaf_params("localhost", true)?.signed_by(&server_key, &server_ca, &server_ca_key)?;
+    let server =
+        leaf_params("localhost", true)?.signed_by(&server_key, &server_ca, &server_ca_key)?;
     write("server-ca.pem", &server_ca.pem())?;
     write("server.pem", &server.pem())?;
     write("server.key", &server_key.serialize_pem())?;
@@ -110,12 +117,20 @@ async fn setup(dir: &Path, db: &str) -> Result<(), BoxError> {
         let key = KeyPair::generate()?;
         let cert = ca_params(SUBJECT)?.self_signed(&key)?;
         let parsed = certgate::x509::parse_ca_pem(&cert.pem(), now())?;
-        let stored = store.upload_certificate(&org.id, None, &cert.pem(), &parsed).await?;
+        let stored = store
+            .upload_certificate(&org.id, None, &cert.pem(), &parsed, &Actor::System)
+            .await?;
         ids.push(stored.id.into_string());
         victim.get_or_insert((cert, key));
     }
     store
-        .toggle_certificates(&org.id, &Scope::Organization, &ToggleIds::parse(&ids)?, true)
+        .toggle_certificates(
+            &org.id,
+            &Scope::Organization,
+            &ToggleIds::parse(&ids)?,
+            true,
+            &Actor::System,
+        )
         .await?;
     let (victim, victim_key) = victim.ok_or("no CA")?;
     let client_key = KeyPair::generate()?;
@@ -124,7 +139,9 @@ async fn setup(dir: &Path, db: &str) -> Result<(), BoxError> {
     write("client.key", &client_key.serialize_pem())?;
 
     // The crafted chain: four members with the victim's subject, each signed by the next.
-    let keys: Vec<KeyPair> = (0..4).map(|_| KeyPair::generate()).collect::<Result<_, _>>()?;
+    let keys: Vec<KeyPair> = (0..4)
+        .map(|_| KeyPair::generate())
+        .collect::<Result<_, _>>()?;
     let signers: Vec<rcgen::Certificate> = keys
         .iter()
         .map(|k| ca_params(SUBJECT).and_then(|p| Ok(p.self_signed(k)?)))
@@ -135,7 +152,11 @@ async fn setup(dir: &Path, db: &str) -> Result<(), BoxError> {
         .pem();
     for i in 0..4 {
         let next = (i + 1) % 4;
-        chain.push_str(&ca_params(SUBJECT)?.signed_by(&keys[i], &signers[next], &keys[next])?.pem());
+        chain.push_str(
+            &ca_params(SUBJECT)?
+                .signed_by(&keys[i], &signers[next], &keys[next])?
+                .pem(),
+        );
     }
     write("attacker.pem", &chain)?;
     write("attacker.key", &attacker_key.serialize_pem())?;
@@ -214,7 +235,9 @@ async fn round(
             let (bad, stop, count) = (bad.clone(), stop.clone(), hostile_requests.clone());
             attackers.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok(mut send) = connect(addr, bad.clone()).await else { continue };
+                    let Ok(mut send) = connect(addr, bad.clone()).await else {
+                        continue;
+                    };
                     for _ in 0..5 {
                         if request(&mut send).await.is_ok() {
                             count.fetch_add(1, Ordering::Relaxed);
@@ -259,7 +282,11 @@ async fn run(addr: SocketAddr, dir: &Path, rounds: usize, secs: f64) -> Result<(
                        "p99_ms": percentile(&lat, 0.99), "max_ms": lat.last()})
             );
             hostile_total += hostile;
-            if attack { attacked.extend(lat) } else { calm.extend(lat) }
+            if attack {
+                attacked.extend(lat);
+            } else {
+                calm.extend(lat);
+            }
         }
     }
     calm.sort_by(f64::total_cmp);

@@ -9,6 +9,8 @@ pub mod cli;
 pub mod domain;
 /// The mTLS gateway (`certgate gateway`); the only module that imports rustls.
 pub mod gateway;
+/// Where a new admin key's value goes: a new 0600 file, or stdout; never a log line.
+pub mod key_output;
 /// OpenAI's error body, shared by the Admin API and the gateway.
 pub mod openai_error;
 /// What long-running processes share: the shutdown signal.

@@ -2,11 +2,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::api::dto::{AdminKeyCreated, AdminKeyObject};
 use crate::api::{self, AppState};
 use crate::domain::{NewAdminKey, Organization, SystemClock};
+use crate::key_output::KeyOutput;
 use crate::runtime::{ConnectionLimits, ConnectionSlots, TcpIncoming};
 use crate::store::{Store, StoreOptions};
+
+/// How often old audit events are looked for when a retention is set.
+const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
 
 /// Settings of `certgate serve`.
 #[derive(Debug, Clone)]
@@ -16,23 +22,24 @@ pub struct ServeConfig {
     /// Create a default organization on an empty database.
     pub bootstrap: bool,
     pub limits: ConnectionLimits,
+    /// Where the default organization's key goes, in the one replica that creates it.
+    pub admin_key: KeyOutput,
+    /// Delete audit events older than this many days; `None` keeps them forever.
+    pub audit_retention_days: Option<u32>,
 }
 
-/// Runs until SIGTERM or Ctrl-C. `on_bootstrap` receives the default organization and its
-/// key, in the one replica that created them, to show them once.
-pub async fn run(
-    config: ServeConfig,
-    on_bootstrap: impl FnOnce(&Organization, &NewAdminKey) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let store = Store::open(&config.store, Arc::new(SystemClock)).await?;
     // Bind before bootstrapping: a taken port must not cost the one showing of the key.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     if config.bootstrap {
-        if let Some((org, key)) = store.bootstrap().await? {
-            on_bootstrap(&org, &key)?;
-        }
+        bootstrap(&store, &config.admin_key).await?;
+    }
+    if let Some(days) = config.audit_retention_days {
+        tokio::spawn(retention(store.clone(), days));
     }
     let shutdown = crate::runtime::shutdown_signal();
     tracing::info!(listen = %listener.local_addr()?, backend = ?store.backend(), "certgate serve listening");
@@ -47,7 +54,78 @@ pub async fn run(
         shutdown,
     )
     .await;
+    if let Err(e) = store.flush_key_usage().await {
+        tracing::warn!(error = %crate::telemetry::ErrorChain(&e), "could not record the last admin key uses");
+    }
     store.close().await;
     tracing::info!("certgate serve stopped");
     Ok(())
+}
+
+/// Creates the default organization on an empty database, and shows its key once: the
+/// destination is claimed first (an existing `--admin-key-file` refuses the start before
+/// anything is created), then released if another replica bootstrapped first.
+async fn bootstrap(store: &Store, output: &KeyOutput) -> anyhow::Result<()> {
+    let reserved = if store.is_bootstrapped().await? {
+        if let KeyOutput::File(path) = output {
+            tracing::info!(file = %path.display(), "the database already has its default organization; --admin-key-file is not used");
+        }
+        None
+    } else {
+        Some(output.reserve()?)
+    };
+    match store.bootstrap().await? {
+        Some((org, key)) => {
+            let reserved = match reserved {
+                Some(r) => r,
+                None => output.reserve()?,
+            };
+            reserved.deliver(org_answer(&org, &key), "/admin_key/value", &key.value)?;
+            match output {
+                KeyOutput::Stdout => {
+                    tracing::info!(org = %org.id, "created the default organization; its admin key was printed once on stdout");
+                }
+                KeyOutput::File(path) => {
+                    tracing::info!(org = %org.id, file = %path.display(), "created the default organization; its admin key was written to the file");
+                }
+            }
+        }
+        None => {
+            if let Some(r) = reserved {
+                r.abandon();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The one JSON object `org create` and the bootstrap print: the organization and its first
+/// key, as `POST /organization/admin_api_keys` would answer it.
+pub fn org_answer(org: &Organization, key: &NewAdminKey) -> serde_json::Value {
+    serde_json::json!({
+        "organization": {"object": "organization", "id": org.id.as_str(), "name": org.name, "created_at": org.created_at},
+        "admin_key": AdminKeyCreated {
+            key: AdminKeyObject::from(key.key.clone()),
+            value: key.value.expose().to_owned(),
+        },
+    })
+}
+
+/// Deletes audit events older than `days`, now and then every hour.
+async fn retention(store: Store, days: u32) {
+    loop {
+        let before = store.now() - i64::from(days) * 86_400;
+        match store.purge_audit_events(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                days,
+                "audit events past their retention deleted"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::ErrorChain(&e), "audit retention sweep failed; will retry");
+            }
+        }
+        tokio::time::sleep(RETENTION_SWEEP).await;
+    }
 }

@@ -101,7 +101,7 @@ pub async fn upload(
     let parsed = crate::x509::parse_ca_pem(&text, s.store.now())?;
     let cert = s
         .store
-        .upload_certificate(&caller.org_id, name, &text, &parsed)
+        .upload_certificate(&caller.org_id, name, &text, &parsed, &caller.actor())
         .await?;
     tracing::info!(org = %caller.org_id, certificate = %cert.id, "certificate uploaded");
     Ok(Json(CertificateObject::single(cert)))
@@ -149,7 +149,7 @@ pub async fn modify(
     body.finish()?;
     let cert = s
         .store
-        .rename_certificate(&caller.org_id, &id, name)
+        .rename_certificate(&caller.org_id, &id, name, &caller.actor())
         .await?;
     Ok(Json(CertificateObject::single(cert)))
 }
@@ -159,7 +159,9 @@ pub async fn delete(
     caller: AdminCaller,
     PathId(id): PathId<CertificateKind>,
 ) -> Result<Json<Deleted>, ApiError> {
-    s.store.delete_certificate(&caller.org_id, &id).await?;
+    s.store
+        .delete_certificate(&caller.org_id, &id, &caller.actor())
+        .await?;
     tracing::info!(org = %caller.org_id, certificate = %id, "certificate deleted");
     Ok(Json(Deleted {
         object: "certificate.deleted",
@@ -221,7 +223,7 @@ async fn toggle(
     let ids = ToggleIds::parse(&ids)?;
     let items = s
         .store
-        .toggle_certificates(&caller.org_id, &scope, &ids, activate)
+        .toggle_certificates(&caller.org_id, &scope, &ids, activate, &caller.actor())
         .await?;
     let (item, object) = match (&scope, activate) {
         (Scope::Organization, true) => (ORG_ITEM, "organization.certificate.activation"),

@@ -2,8 +2,12 @@
 //! The field names and `object` strings are a contract someone else owns (spec.md §2.10).
 
 use serde::Serialize;
+use serde_json::{json, Map, Value};
 
-use crate::domain::{Certificate, Page, Project, ScopedCertificate};
+use crate::domain::{
+    owner_user_id, AdminKey, Certificate, OrgId, Page, Project, ScopedCertificate,
+};
+use crate::store::AuditRecord;
 
 #[derive(Serialize)]
 pub struct CertificateDetails {
@@ -61,6 +65,16 @@ impl HasId for CertificateObject {
     }
 }
 impl HasId for ProjectObject {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+impl HasId for AdminKeyObject {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+impl HasId for AuditLogObject {
     fn id(&self) -> &str {
         &self.id
     }
@@ -130,5 +144,127 @@ impl From<Project> for ProjectObject {
             external_key_id: p.external_key_id,
             residency: p.residency,
         }
+    }
+}
+
+/// `owner` of an admin key: the organization's synthetic owner (spec §12.1).
+#[derive(Serialize)]
+pub struct KeyOwnerObject {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub object: &'static str,
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub role: &'static str,
+}
+
+/// `AdminApiKey`: never the value.
+#[derive(Serialize)]
+pub struct AdminKeyObject {
+    pub object: &'static str,
+    pub id: String,
+    pub name: String,
+    pub redacted_value: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub owner: KeyOwnerObject,
+}
+
+impl From<AdminKey> for AdminKeyObject {
+    fn from(k: AdminKey) -> Self {
+        AdminKeyObject {
+            object: "organization.admin_api_key",
+            owner: KeyOwnerObject {
+                kind: "user",
+                object: "organization.user",
+                id: k.owner.user_id(),
+                name: k.owner.name,
+                created_at: k.owner.created_at,
+                role: "owner",
+            },
+            id: k.id.into_string(),
+            name: k.name,
+            redacted_value: k.redacted_value,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            last_used_at: k.last_used_at,
+        }
+    }
+}
+
+/// `AdminApiKeyCreateResponse`: the key and, this once, its value.
+#[derive(Serialize)]
+pub struct AdminKeyCreated {
+    #[serde(flatten)]
+    pub key: AdminKeyObject,
+    pub value: String,
+}
+
+/// The answer of `DELETE /organization/admin_api_keys/{id}`.
+#[derive(Serialize)]
+pub struct AdminKeyDeleted {
+    pub id: String,
+    pub object: &'static str,
+    pub deleted: bool,
+}
+
+impl AdminKeyDeleted {
+    pub fn new(id: String) -> Self {
+        AdminKeyDeleted {
+            id,
+            object: "organization.admin_api_key.deleted",
+            deleted: true,
+        }
+    }
+}
+
+/// The top-level `project` of an audit event.
+#[derive(Serialize)]
+pub struct AuditProject {
+    pub id: String,
+    pub name: String,
+}
+
+/// `AuditLog`: the common fields, and one property named exactly like `type`.
+#[derive(Serialize)]
+pub struct AuditLogObject {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub effective_at: i64,
+    pub actor: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<AuditProject>,
+    #[serde(flatten)]
+    pub detail: Map<String, Value>,
+}
+
+impl AuditLogObject {
+    /// `org` names the owner shown for key-made events. Fails only on a stored payload that
+    /// is not JSON, which certgate never writes.
+    pub fn build(org: &OrgId, r: AuditRecord) -> Result<Self, serde_json::Error> {
+        let payload: Value = serde_json::from_str(&r.payload)?;
+        let actor = r.actor_key.map(|key| {
+            json!({
+                "type": "api_key",
+                "api_key": {
+                    "id": key.as_str(),
+                    "type": "user",
+                    "user": {"id": owner_user_id(org), "email": null},
+                },
+            })
+        });
+        let mut detail = Map::new();
+        detail.insert(r.kind.clone(), payload);
+        Ok(AuditLogObject {
+            id: r.id,
+            kind: r.kind,
+            effective_at: r.effective_at,
+            actor,
+            project: r.project.map(|(id, name)| AuditProject { id, name }),
+            detail,
+        })
     }
 }

@@ -98,6 +98,18 @@ impl ApiError {
                     Some("certificate_in_use"),
                 ),
                 D::ProjectArchived(_) => (bad, INVALID_REQUEST, None, Some("project_archived")),
+                D::LastAdminKey(_) => (
+                    StatusCode::CONFLICT,
+                    INVALID_REQUEST,
+                    None,
+                    Some("last_admin_key"),
+                ),
+                D::DefaultProjectUpdate => {
+                    (bad, INVALID_REQUEST, None, Some("default_project_update"))
+                }
+                D::DefaultProjectArchive => {
+                    (bad, INVALID_REQUEST, None, Some("default_project_archive"))
+                }
                 D::NotFound { .. } => (StatusCode::NOT_FOUND, INVALID_REQUEST, None, None),
                 D::InvalidParam { param, .. } => {
                     (bad, INVALID_REQUEST, Some((*param).to_owned()), None)
@@ -244,6 +256,24 @@ mod tests {
                 None,
             ),
             (
+                d(DomainError::LastAdminKey("key_x".into())),
+                409,
+                Some("last_admin_key"),
+                None,
+            ),
+            (
+                d(DomainError::DefaultProjectUpdate),
+                400,
+                Some("default_project_update"),
+                None,
+            ),
+            (
+                d(DomainError::DefaultProjectArchive),
+                400,
+                Some("default_project_archive"),
+                None,
+            ),
+            (
                 d(DomainError::NotFound {
                     kind: "project",
                     id: "proj_x".into(),
@@ -334,6 +364,9 @@ mod tests {
                 | DomainError::UnknownToggleId(_)
                 | DomainError::CertificateInUse(_)
                 | DomainError::ProjectArchived(_)
+                | DomainError::LastAdminKey(_)
+                | DomainError::DefaultProjectUpdate
+                | DomainError::DefaultProjectArchive
                 | DomainError::NotFound { .. }
                 | DomainError::InvalidParam { .. },
             )

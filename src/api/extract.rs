@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::{Id, IdKind, Limit, Order, OrgId, PageRequest};
+use crate::domain::{Actor, Id, IdKind, KeyId, Limit, Order, OrgId, PageRequest};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -15,8 +15,17 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A caller whose admin key was verified. Handlers that take one cannot run unauthenticated.
 pub struct AdminCaller {
     pub org_id: OrgId,
+    /// The key the request was made with: the actor of the changes it makes.
+    pub key_id: KeyId,
     /// The organization's write sequence when the key was checked (see `api::cache`).
     pub version: i64,
+}
+
+impl AdminCaller {
+    /// Who the audit log says made a change.
+    pub fn actor(&self) -> Actor {
+        Actor::ApiKey(self.key_id.clone())
+    }
 }
 
 impl FromRequestParts<AppState> for AdminCaller {
@@ -40,7 +49,11 @@ impl FromRequestParts<AppState> for AdminCaller {
             return Err(malformed());
         }
         match state.store.authenticate(key).await? {
-            Some(who) => Ok(AdminCaller { org_id: who.org_id, version: who.version }),
+            Some(who) => Ok(AdminCaller {
+                org_id: who.org_id,
+                key_id: who.key_id,
+                version: who.version,
+            }),
             None => Err(ApiError::Unauthorized(format!(
                 "Incorrect API key provided: {}. Use an admin key (sk-admin-...) issued by this certgate.",
                 redact(key)
@@ -132,6 +145,19 @@ impl JsonObject {
         }
     }
 
+    /// An integer field that may be absent; `null` counts as absent. Floats, strings and
+    /// out-of-range numbers are refused with the field as `param`.
+    pub fn optional_integer(&mut self, field: &str) -> Result<Option<i64>, ApiError> {
+        match self.fields.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| wrong_type(field, "an integer")),
+            Some(_) => Err(wrong_type(field, "an integer")),
+        }
+    }
+
     pub fn required_string(&mut self, field: &str) -> Result<String, ApiError> {
         self.optional_string(field)?.ok_or_else(|| {
             ApiError::bad_request(
@@ -195,6 +221,24 @@ impl Query {
             .rev()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// An integer parameter, e.g. `effective_at[gte]`; anything else is refused with its
+    /// name as `param`.
+    pub fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name)
+            .map(|raw| {
+                raw.trim().parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(
+                        Some(name),
+                        format!(
+                            "Invalid '{name}': expected an integer (Unix seconds), got '{}'.",
+                            crate::domain::echo(raw)
+                        ),
+                    )
+                })
+            })
+            .transpose()
     }
 
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {

@@ -1,11 +1,13 @@
 //! The Admin API's HTTP boundary: the only module that knows axum and JSON. Handlers extract,
 //! call the store (which applies the domain rules), and map results to OpenAI's wire shapes.
 
+pub mod audit_logs;
 pub mod cache;
 pub mod certificates;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod projects;
 
 use axum::extract::State;
@@ -40,6 +42,15 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     use certificates as certs;
     let v1 = Router::new()
+        .route(
+            "/organization/admin_api_keys",
+            get(keys::list).post(keys::create),
+        )
+        .route(
+            "/organization/admin_api_keys/{key_id}",
+            get(keys::get).delete(keys::delete),
+        )
+        .route("/organization/audit_logs", get(audit_logs::list))
         .route(
             "/organization/certificates",
             get(certs::list).post(certs::upload),

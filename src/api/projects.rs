@@ -46,7 +46,13 @@ pub async fn create(
         .transpose()?;
     let project = s
         .store
-        .create_project(&caller.org_id, &name, external_key_id, residency)
+        .create_project(
+            &caller.org_id,
+            &name,
+            external_key_id,
+            residency,
+            &caller.actor(),
+        )
         .await?;
     Ok(Json(project.into()))
 }
@@ -79,7 +85,7 @@ pub async fn modify(
     body.finish()?;
     Ok(Json(
         s.store
-            .update_project(&caller.org_id, &id, name, external_key_id)
+            .update_project(&caller.org_id, &id, name, external_key_id, &caller.actor())
             .await?
             .into(),
     ))
@@ -92,7 +98,10 @@ pub async fn archive(
     body: JsonObject,
 ) -> Result<Json<ProjectObject>, ApiError> {
     body.finish()?;
-    let project = s.store.archive_project(&caller.org_id, &id).await?;
+    let project = s
+        .store
+        .archive_project(&caller.org_id, &id, &caller.actor())
+        .await?;
     tracing::info!(org = %caller.org_id, project = %project.id, "project archived");
     Ok(Json(project.into()))
 }

@@ -84,9 +84,27 @@ pub struct ServeArgs {
     #[arg(long, env = "CERTGATE_NO_BOOTSTRAP", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub no_bootstrap: bool,
     #[command(flatten)]
+    pub key_file: KeyFileArgs,
+    /// Delete audit events older than this many days (by default they are kept forever).
+    #[arg(long, env = "CERTGATE_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_retention_days: Option<u32>,
+    #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+}
+
+/// Where a new admin key goes.
+#[derive(Args, Debug, Clone)]
+pub struct KeyFileArgs {
+    /// Write the new admin key to this file instead of printing it on stdout. The file is
+    /// created with mode 0600; an existing file is refused, never overwritten.
+    #[arg(
+        long = "admin-key-file",
+        env = "CERTGATE_ADMIN_KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub admin_key_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

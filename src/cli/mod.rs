@@ -1,18 +1,20 @@
-//! Command line: `serve`, `gateway`, `org create`, `migrate`. Every flag has a `CERTGATE_*`
-//! variable (see [`args`]). This module parses and prints; the subcommands it calls know
-//! nothing of clap.
+//! Command line: `serve`, `gateway`, `org create|list`, `key create|list|revoke`, `migrate`.
+//! Every flag has a `CERTGATE_*` variable (see [`args`]). This module parses and prints; the
+//! subcommands it calls know nothing of clap.
 
 pub mod args;
+mod keys;
 
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::domain::{NewAdminKey, Organization, SystemClock};
+use crate::domain::SystemClock;
 use crate::gateway::GatewayConfig;
+use crate::key_output::KeyOutput;
 use crate::serve::ServeConfig;
 use crate::store::Store;
-use args::{DbArgs, GatewayArgs, ServeArgs};
+use args::{DbArgs, GatewayArgs, KeyFileArgs, ServeArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +38,11 @@ pub enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
+    /// Manage an organization's admin keys, directly on the database (audit actor: null).
+    Key {
+        #[command(subcommand)]
+        command: keys::KeyCommand,
+    },
     /// Run the mTLS gateway in front of an OpenAI-compatible upstream.
     Gateway(GatewayArgs),
     /// Run the database migrations and exit.
@@ -44,11 +51,18 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum OrgCommand {
-    /// Create an organization and its first admin key; prints one JSON object.
+    /// Create an organization, its Default project and first admin key; prints one JSON object.
     Create {
         /// Organization name.
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        key_file: KeyFileArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List every organization (JSON).
+    List {
         #[command(flatten)]
         db: DbArgs,
     },
@@ -62,16 +76,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 store: args.db.options(),
                 bootstrap: !args.no_bootstrap,
                 limits: args.connections.limits(),
+                admin_key: KeyOutput::new(args.key_file.admin_key_file),
+                audit_retention_days: args.audit_retention_days,
             };
-            crate::serve::run(config, |org, key| {
-                // Printed once, to stderr, by the one replica that created the organization.
-                eprintln!(
-                    "certgate: created the default organization; its admin key is shown only now:"
-                );
-                eprintln!("{}", org_json(org, key));
-                Ok(())
-            })
-            .await
+            crate::serve::run(config).await
         }
         Command::Gateway(args) => crate::gateway::run(gateway_config(args)).await,
         Command::Migrate(db) => {
@@ -81,14 +89,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Org {
-            command: OrgCommand::Create { name, db },
+            command: OrgCommand::Create { name, key_file, db },
+        } => {
+            // Claimed first: an existing file refuses the command before anything is made.
+            let reserved = KeyOutput::new(key_file.admin_key_file).reserve()?;
+            let store = Store::open(&db.options(), Arc::new(SystemClock)).await;
+            let created = match store {
+                Ok(store) => {
+                    let created = store.create_organization(&name).await;
+                    store.close().await;
+                    created.map_err(anyhow::Error::from)
+                }
+                Err(e) => Err(e),
+            };
+            match created {
+                Ok((org, key)) => reserved.deliver(
+                    crate::serve::org_answer(&org, &key),
+                    "/admin_key/value",
+                    &key.value,
+                ),
+                Err(e) => {
+                    reserved.abandon();
+                    Err(e)
+                }
+            }
+        }
+        Command::Org {
+            command: OrgCommand::List { db },
         } => {
             let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
-            let (org, key) = store.create_organization(&name).await?;
+            let orgs = store.list_organizations().await;
             store.close().await;
-            println!("{}", org_json(&org, &key));
+            let data: Vec<serde_json::Value> = orgs?
+                .iter()
+                .map(|o| serde_json::json!({"object": "organization", "id": o.id.as_str(), "name": o.name, "created_at": o.created_at}))
+                .collect();
+            println!("{}", serde_json::json!({"object": "list", "data": data}));
             Ok(())
         }
+        Command::Key { command } => keys::run(command).await,
     }
 }
 
@@ -112,21 +151,6 @@ fn gateway_config(args: GatewayArgs) -> GatewayConfig {
     }
 }
 
-/// The one JSON object `org create` (and bootstrap) prints.
-fn org_json(org: &Organization, key: &NewAdminKey) -> serde_json::Value {
-    serde_json::json!({
-        "organization": {"object": "organization", "id": org.id.as_str(), "name": org.name, "created_at": org.created_at},
-        "admin_key": {
-            "object": "organization.admin_api_key",
-            "id": key.id.as_str(),
-            "name": key.name,
-            "value": key.value.expose(),
-            "redacted_value": key.redacted_value,
-            "created_at": key.created_at,
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +159,35 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_and_retention_flags() {
+        let cli = Cli::try_parse_from([
+            "certgate",
+            "serve",
+            "--admin-key-file",
+            "/tmp/k",
+            "--audit-retention-days",
+            "30",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.audit_retention_days, Some(30));
+        assert_eq!(
+            args.key_file.admin_key_file.as_deref(),
+            Some(std::path::Path::new("/tmp/k"))
+        );
+        assert!(Cli::try_parse_from(["certgate", "serve", "--audit-retention-days", "0"]).is_err());
+        let cli = Cli::try_parse_from(["certgate", "key", "revoke", "key_abc", "--force"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Key {
+                command: keys::KeyCommand::Revoke { force: true, .. }
+            }
+        ));
     }
 
     #[test]

@@ -23,6 +23,12 @@ pub enum DomainError {
     CertificateInUse(String),
     #[error("Project '{0}' is archived; archived projects cannot be changed or have certificates activated.")]
     ProjectArchived(String),
+    #[error("'{0}' is the organization's last unexpired admin key; deleting it would lock the organization out. Create another key first (the CLI can always mint one: certgate key create).")]
+    LastAdminKey(String),
+    #[error("The default project cannot be modified.")]
+    DefaultProjectUpdate,
+    #[error("The default project cannot be archived.")]
+    DefaultProjectArchive,
     #[error("No {kind} found with id '{id}'.")]
     NotFound { kind: &'static str, id: String },
     #[error("{message}")]

@@ -27,6 +27,8 @@ pub enum ProjectKind {}
 pub enum OrgKind {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyKind {}
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditEventKind {}
 
 impl IdKind for CertificateKind {
     const PREFIX: &'static str = "cert_";
@@ -45,6 +47,11 @@ impl IdKind for KeyKind {
     const NOUN: &'static str = "admin API key";
 }
 
+impl IdKind for AuditEventKind {
+    const PREFIX: &'static str = "audit_log-";
+    const NOUN: &'static str = "audit log event";
+}
+
 /// A well-formed identifier of kind `K` (which may or may not name a stored object).
 pub struct Id<K> {
     raw: String,
@@ -55,6 +62,7 @@ pub type CertificateId = Id<CertificateKind>;
 pub type ProjectId = Id<ProjectKind>;
 pub type OrgId = Id<OrgKind>;
 pub type KeyId = Id<KeyKind>;
+pub type AuditEventId = Id<AuditEventKind>;
 
 impl<K: IdKind> Id<K> {
     /// A new random id with the kind's prefix (96 random bits).

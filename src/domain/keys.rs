@@ -2,6 +2,8 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::DomainError;
+
 /// An admin key's value. `Debug` prints `[REDACTED]`, so a stray `{:?}` cannot leak it; the
 /// value is read only through [`AdminKeySecret::expose`], at the one place that shows it.
 #[derive(Debug, Clone)]
@@ -36,6 +38,28 @@ impl AdminKeySecret {
     }
 }
 
+/// Longest lifetime a new key may be given (OpenAI: `maximum: 31536000`, one year).
+pub const MAX_KEY_LIFETIME_SECS: i64 = 31_536_000;
+
+/// `expires_in_seconds` of a new key: 1..=[`MAX_KEY_LIFETIME_SECS`].
+pub fn parse_key_lifetime(param: &'static str, secs: i64) -> Result<i64, DomainError> {
+    if (1..=MAX_KEY_LIFETIME_SECS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(DomainError::invalid(
+            param,
+            format!(
+                "Invalid '{param}': expected an integer between 1 and {MAX_KEY_LIFETIME_SECS} (one year), got {secs}."
+            ),
+        ))
+    }
+}
+
+/// Whether a key with this expiry no longer works at `now`: it stops at its `expires_at`.
+pub fn key_expired(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_some_and(|at| now >= at)
+}
+
 /// The SHA-256 of a presented key, hex. Keys are random, so a slow password hash would buy
 /// nothing and cost every request (spec §11.5).
 pub fn admin_key_digest(presented: &str) -> String {
@@ -58,5 +82,16 @@ mod tests {
             .redacted()
             .ends_with(&key.expose()[key.expose().len() - 4..]));
         assert!(!format!("{key:?}").contains(key.expose()));
+    }
+
+    #[test]
+    fn lifetimes_and_expiry() {
+        assert!(parse_key_lifetime("expires_in_seconds", 1).is_ok());
+        assert!(parse_key_lifetime("expires_in_seconds", MAX_KEY_LIFETIME_SECS).is_ok());
+        assert!(parse_key_lifetime("expires_in_seconds", 0).is_err());
+        assert!(parse_key_lifetime("expires_in_seconds", MAX_KEY_LIFETIME_SECS + 1).is_err());
+        assert!(!key_expired(None, i64::MAX));
+        assert!(!key_expired(Some(100), 99));
+        assert!(key_expired(Some(100), 100));
     }
 }

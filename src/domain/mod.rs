@@ -1,9 +1,10 @@
 //! The rules of certgate: identifiers, limits, scopes, toggles, the delete guard, admin key
-//! values and the clock.
+//! values, the audit log's events and the clock.
 //!
 //! Nothing here performs I/O or knows HTTP, JSON or SQL. The store calls these rules *inside*
 //! its writing transactions, so a rule is checked against the state it is about to change.
 
+mod audit;
 mod clock;
 mod error;
 mod ids;
@@ -12,14 +13,20 @@ mod model;
 mod page;
 mod rules;
 
+pub use audit::{Actor, AuditEvent, CertificateRef, ProjectRef, AUDIT_EVENT_TYPES};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::DomainError;
 pub use ids::{
-    echo, CertificateId, CertificateKind, Id, IdKind, KeyId, KeyKind, OrgId, OrgKind, ProjectId,
-    ProjectKind, MAX_ID_LEN,
+    echo, AuditEventId, AuditEventKind, CertificateId, CertificateKind, Id, IdKind, KeyId, KeyKind,
+    OrgId, OrgKind, ProjectId, ProjectKind, MAX_ID_LEN,
 };
-pub use keys::{admin_key_digest, AdminKeySecret};
-pub use model::{Certificate, NewAdminKey, Organization, Project, ScopedCertificate};
+pub use keys::{
+    admin_key_digest, key_expired, parse_key_lifetime, AdminKeySecret, MAX_KEY_LIFETIME_SECS,
+};
+pub use model::{
+    owner_user_id, AdminKey, Certificate, KeyOwner, NewAdminKey, Organization, Project,
+    ScopedCertificate,
+};
 pub use page::{unknown_cursor, Limit, Order, Page, PageRequest};
 pub use rules::{
     check_certificate_limit, check_deletable, parse_name, parse_required_name, parse_residency,

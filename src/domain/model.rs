@@ -39,12 +39,52 @@ pub struct Organization {
     pub created_at: i64,
 }
 
+/// The owner every admin key shows: one synthetic user per organization (spec §12.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub org_id: OrgId,
+    /// The organization's name.
+    pub name: String,
+    /// The organization's `created_at`.
+    pub created_at: i64,
+}
+
+impl KeyOwner {
+    pub fn of(org: &Organization) -> Self {
+        KeyOwner {
+            org_id: org.id.clone(),
+            name: org.name.clone(),
+            created_at: org.created_at,
+        }
+    }
+
+    /// `user_` and the organization id without `org-`.
+    pub fn user_id(&self) -> String {
+        owner_user_id(&self.org_id)
+    }
+}
+
+/// The id of an organization's synthetic owner: `user_` and the organization id without `org-`.
+pub fn owner_user_id(org: &OrgId) -> String {
+    let raw = org.as_str();
+    format!("user_{}", raw.strip_prefix("org-").unwrap_or(raw))
+}
+
+/// An admin key as it is listed: never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminKey {
+    pub id: KeyId,
+    pub name: String,
+    pub redacted_value: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub owner: KeyOwner,
+}
+
 /// A freshly made admin key: the only moment its value exists outside the client.
 #[derive(Debug, Clone)]
 pub struct NewAdminKey {
-    pub id: KeyId,
-    pub name: String,
+    pub key: AdminKey,
     pub value: AdminKeySecret,
-    pub redacted_value: String,
-    pub created_at: i64,
 }

@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::projects::project_archived_at;
+use super::audit::TxAudit;
+use super::projects::project_state;
 use super::tx::{bump_trust_generation, in_transaction, lock_organization};
 use super::{Result, Store};
 use crate::domain::{
-    self, unknown_cursor, Certificate, CertificateId, DomainError, Order, OrgId, Page, PageRequest,
-    ProjectId, Scope, ScopedCertificate, ToggleIds,
+    self, unknown_cursor, Actor, AuditEvent, Certificate, CertificateId, CertificateRef,
+    DomainError, Order, OrgId, Page, PageRequest, ProjectId, Scope, ScopedCertificate, ToggleIds,
 };
 use crate::x509::ParsedCa;
 
@@ -45,6 +46,7 @@ impl Store {
         name: Option<String>,
         content: &str,
         parsed: &ParsedCa,
+        actor: &Actor,
     ) -> Result<Certificate> {
         let now = self.now();
         in_transaction!(self, |tx| {
@@ -88,6 +90,13 @@ impl Store {
             .bind(seq)
             .execute(&mut *tx)
             .await?;
+            let created = CertificateRef {
+                id: id.clone(),
+                name: name.clone(),
+            };
+            TxAudit::new(org, seq, now, actor)
+                .append(&mut tx, &AuditEvent::CertificateCreated(created))
+                .await?;
             Ok(Certificate {
                 id,
                 name: name.clone(),
@@ -117,41 +126,62 @@ impl Store {
         }
     }
 
-    /// Changes the name (the only mutable field). `None` leaves it as it is.
+    /// Changes the name (the only mutable field). `None` leaves it as it is; every call
+    /// answered 200 writes one `certificate.updated`, whatever it changed.
     pub async fn rename_certificate(
         &self,
         org: &OrgId,
         id: &CertificateId,
         name: Option<Option<String>>,
+        actor: &Actor,
     ) -> Result<Certificate> {
-        let Some(name) = name else {
-            return self.get_certificate(org, id, false).await;
-        };
-        let sql = format!("UPDATE certificates SET name = $1 WHERE id = $2 AND org_id = $3 AND deleted_at IS NULL RETURNING {CERT_COLUMNS}");
+        let now = self.now();
+        let rename = format!("UPDATE certificates SET name = $1 WHERE id = $2 AND org_id = $3 AND deleted_at IS NULL RETURNING {CERT_COLUMNS}");
+        let select = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL");
         in_transaction!(self, |tx| {
-            // Moves the organization's version, like every write (list caches depend on it).
-            lock_organization(&mut tx, org).await?;
-            match sqlx::query(&sql)
-                .bind(name.clone())
-                .bind(id.as_str())
-                .bind(org.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-            {
-                Some(row) => Ok(certificate_from_row(&row, false)?),
-                None => Err(id.not_found().into()),
-            }
+            let seq = lock_organization(&mut tx, org).await?;
+            let row = match &name {
+                Some(name) => {
+                    sqlx::query(&rename)
+                        .bind(name.clone())
+                        .bind(id.as_str())
+                        .bind(org.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                None => {
+                    sqlx::query(&select)
+                        .bind(id.as_str())
+                        .bind(org.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+            };
+            let cert = certificate_from_row(&row.ok_or_else(|| id.not_found())?, false)?;
+            let updated = CertificateRef {
+                id: cert.id.clone(),
+                name: cert.name.clone(),
+            };
+            TxAudit::new(org, seq, now, actor)
+                .append(&mut tx, &AuditEvent::CertificateUpdated(updated))
+                .await?;
+            Ok(cert)
         })
     }
 
     /// Deletes a certificate that is inactive everywhere; it stays as a tombstone (content
     /// cleared) so its id remains a valid list cursor.
-    pub async fn delete_certificate(&self, org: &OrgId, id: &CertificateId) -> Result<()> {
+    pub async fn delete_certificate(
+        &self,
+        org: &OrgId,
+        id: &CertificateId,
+        actor: &Actor,
+    ) -> Result<()> {
         let now = self.now();
         in_transaction!(self, |tx| {
-            lock_organization(&mut tx, org).await?;
+            let seq = lock_organization(&mut tx, org).await?;
             let row = sqlx::query(
-                "SELECT active_org FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL",
+                "SELECT active_org, name, content FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL",
             )
             .bind(id.as_str())
             .bind(org.as_str())
@@ -176,6 +206,16 @@ impl Store {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+            let event = AuditEvent::CertificateDeleted {
+                certificate: CertificateRef {
+                    id: id.clone(),
+                    name: row.try_get("name")?,
+                },
+                pem: row.try_get("content")?,
+            };
+            TxAudit::new(org, seq, now, actor)
+                .append(&mut tx, &event)
+                .await?;
             Ok(())
         })
     }
@@ -187,7 +227,9 @@ impl Store {
         scope: &Scope,
         ids: &ToggleIds,
         activate: bool,
+        actor: &Actor,
     ) -> Result<Vec<ScopedCertificate>> {
+        let now = self.now();
         // One statement per step whatever the number of ids: the organization stays locked for
         // as few round trips as possible.
         let n = ids.as_slice().len();
@@ -217,15 +259,18 @@ impl Store {
             ),
         };
         in_transaction!(self, |tx| {
-            lock_organization(&mut tx, org).await?;
+            let seq = lock_organization(&mut tx, org).await?;
             let mut archived_project = false;
+            let mut project_ref = None;
             if let Scope::Project(project) = scope {
-                if project_archived_at(&mut tx, org, project).await?.is_some() {
+                let state = project_state(&mut tx, org, project).await?;
+                if state.archived_at.is_some() {
                     if activate {
                         return Err(DomainError::ProjectArchived(project.to_string()).into());
                     }
                     archived_project = true;
                 }
+                project_ref = Some(state.as_ref);
             }
             let mut q = sqlx::query(&select).bind(org.as_str());
             for id in ids.as_slice() {
@@ -247,6 +292,28 @@ impl Store {
                     active: activate,
                 });
             }
+            // One event per call answered 200, no-ops included, naming every id in order.
+            let certificates = items
+                .iter()
+                .map(|c| CertificateRef {
+                    id: c.certificate.id.clone(),
+                    name: c.certificate.name.clone(),
+                })
+                .collect();
+            let event = if activate {
+                AuditEvent::CertificatesActivated {
+                    project: project_ref,
+                    certificates,
+                }
+            } else {
+                AuditEvent::CertificatesDeactivated {
+                    project: project_ref,
+                    certificates,
+                }
+            };
+            TxAudit::new(org, seq, now, actor)
+                .append(&mut tx, &event)
+                .await?;
             if archived_project {
                 // An archived project has no activations left: deactivating is a no-op.
                 return Ok(items);
@@ -284,7 +351,7 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<ScopedCertificate>> {
         let mut conn = self.pool.acquire().await?;
-        project_archived_at(&mut conn, org, project).await?;
+        project_state(&mut conn, org, project).await?;
         drop(conn);
         self.certificate_page(org, Some(project), page).await
     }

@@ -13,11 +13,16 @@
 //!
 //! Files: `error` (classifying driver errors), `tx` (the transaction macro, the organization
 //! lock, the trust generation), `sqlite_local` (SQLite's writer queue and change detector),
-//! then one file per concern: `orgs` (organizations, admin keys, bootstrap), `certificates`,
+//! then one file per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the
+//! check every request makes), `key_usage` (`last_used_at`, flushed off the request path),
+//! `audit` (the audit log, appended inside each writing transaction), `certificates`,
 //! `projects`, `trust` (what the gateway reads).
 
+mod audit;
 mod certificates;
 mod error;
+mod key_usage;
+mod keys;
 mod orgs;
 mod projects;
 mod sqlite_local;
@@ -32,8 +37,11 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
-use crate::domain::{Clock, OrgId};
+use crate::domain::{Clock, KeyId, OrgId};
+pub use audit::{AuditQuery, AuditRecord, TimeRange};
 pub use error::{BoxError, StoreError};
+use key_usage::KeyUsage;
+pub use orgs::DEFAULT_PROJECT_NAME;
 use sqlite_local::{ChangeDetector, Marker, SqliteLocal};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -72,7 +80,10 @@ impl StoreOptions {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub org_id: OrgId,
+    pub key_id: KeyId,
     pub version: i64,
+    /// When the key stops working: checked again on every use, cached or not.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -84,6 +95,8 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     /// SQLite only: the in-process writer queue and the change detector.
     sqlite: Option<Arc<SqliteLocal>>,
+    /// Admin key uses not yet written to `last_used_at`.
+    usage: Arc<KeyUsage>,
 }
 
 /// Adds `mode=rwc` so a fresh SQLite file is created on first start.
@@ -163,6 +176,7 @@ impl Store {
             timeout: options.timeout,
             clock,
             sqlite: (backend == Backend::Sqlite).then(|| Arc::new(SqliteLocal::new())),
+            usage: Arc::new(KeyUsage::new()),
         })
     }
 

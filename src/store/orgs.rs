@@ -1,54 +1,35 @@
-//! Organizations, their admin keys, the bootstrap of an empty database, and key checks.
+//! Organizations and the bootstrap of an empty database. An organization is born with its
+//! Default project and its first admin key, and their audit events (actor null).
 
 use sqlx::Row;
 
+use super::audit::TxAudit;
+use super::keys::insert_key;
 use super::tx::{bump_trust_generation, in_transaction};
-use super::{Authenticated, Backend, Result, Store};
-use crate::domain::{self, AdminKeySecret, KeyId, NewAdminKey, OrgId, Organization};
+use super::{Backend, Result, Store};
+use crate::domain::{
+    Actor, AuditEvent, KeyOwner, NewAdminKey, OrgId, Organization, ProjectId, ProjectRef,
+};
+
+/// The name of every organization's undeletable first project (as in OpenAI).
+pub const DEFAULT_PROJECT_NAME: &str = "Default project";
 
 impl Store {
-    /// Finds the organization an admin key belongs to, and the organization's write sequence
-    /// (bumped by every write to it) in the same statement. The database is looked up by the
-    /// key's SHA-256; the stored digest is then compared in constant time.
-    pub async fn authenticate(&self, presented: &str) -> Result<Option<Authenticated>> {
-        use subtle::ConstantTimeEq;
-        let digest = domain::admin_key_digest(presented);
-        // Read before the query: a commit in between makes the entry's marker stale, never
-        // its contents.
-        let marker = self.change_marker().await;
-        if let (Some(m), Some(local)) = (marker, &self.sqlite) {
-            if let Some(hit) = local.keys.get(&digest, m) {
-                return Ok(Some(hit));
-            }
-        }
-        let row = sqlx::query(
-            "SELECT k.org_id, k.key_sha256, o.seq FROM admin_keys k JOIN organizations o ON o.id = k.org_id
-             WHERE k.key_sha256 = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(&digest)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let stored: String = row.try_get("key_sha256")?;
-        if !bool::from(stored.as_bytes().ct_eq(digest.as_bytes())) {
-            return Ok(None);
-        }
-        let who = Authenticated {
-            org_id: OrgId::trusted(row.try_get("org_id")?),
-            version: row.try_get("seq")?,
-        };
-        if let (Some(m), Some(local)) = (marker, &self.sqlite) {
-            local.keys.put(digest, m, who.clone());
-        }
-        Ok(Some(who))
-    }
-
-    /// Creates an organization with its first admin key.
+    /// Creates an organization with its Default project and first admin key.
     pub async fn create_organization(&self, name: &str) -> Result<(Organization, NewAdminKey)> {
         let now = self.now();
         in_transaction!(self, |tx| {
             insert_organization(&mut tx, name, now, self.backend).await
         })
+    }
+
+    /// Whether an empty database was already given its default organization (by any
+    /// replica): then [`Store::bootstrap`] makes nothing.
+    pub async fn is_bootstrapped(&self) -> Result<bool> {
+        Ok(sqlx::query("SELECT key FROM meta WHERE key = 'bootstrap'")
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
     /// On an empty database, creates the default organization, exactly once however many
@@ -80,6 +61,8 @@ impl Store {
     }
 }
 
+/// The organization row, its Default project and first key, all at the organization's
+/// counter 0 (every later write takes 1 and up), with their events.
 async fn insert_organization(
     tx: &mut sqlx::AnyConnection,
     name: &str,
@@ -97,26 +80,29 @@ async fn insert_organization(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    let value = AdminKeySecret::generate();
-    let key = NewAdminKey {
-        id: KeyId::generate(),
-        name: "Initial admin key".to_owned(),
-        redacted_value: value.redacted(),
-        value,
-        created_at: now,
+    let project = ProjectRef {
+        id: ProjectId::generate(),
+        name: DEFAULT_PROJECT_NAME.to_owned(),
     };
     sqlx::query(
-        "INSERT INTO admin_keys (id, org_id, name, key_sha256, redacted, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO projects (id, org_id, name, created_at, seq, is_default) VALUES ($1, $2, $3, $4, 0, 1)",
     )
-    .bind(key.id.as_str())
+    .bind(project.id.as_str())
     .bind(org.id.as_str())
-    .bind(&key.name)
-    .bind(key.value.digest())
-    .bind(&key.redacted_value)
+    .bind(&project.name)
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    // Gateways answer `unknown_organization` for organizations they do not know of.
+    let key = insert_key(tx, KeyOwner::of(&org), "Initial admin key", now, None, 0).await?;
+    let mut audit = TxAudit::new(&org.id, 0, now, &Actor::System);
+    audit
+        .append(tx, &AuditEvent::ProjectCreated(project))
+        .await?;
+    audit
+        .append(tx, &AuditEvent::ApiKeyCreated(key.key.id.clone()))
+        .await?;
+    // Gateways answer `unknown_organization` (and `unknown_project`) for what they do not
+    // know of.
     bump_trust_generation(tx, backend).await?;
     Ok((org, key))
 }

@@ -1,13 +1,16 @@
-//! Projects: create, read, rename, archive (ending its activations), list.
+//! Projects: create, read, rename, archive (ending its activations), list. The Default
+//! project (one per organization, made with it) cannot be modified or archived.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::audit::TxAudit;
 use super::certificates::order_sql;
 use super::tx::{bump_trust_generation, in_transaction, lock_organization};
 use super::{Result, Store};
 use crate::domain::{
-    unknown_cursor, DomainError, Order, OrgId, Page, PageRequest, Project, ProjectId,
+    unknown_cursor, Actor, AuditEvent, DomainError, Order, OrgId, Page, PageRequest, Project,
+    ProjectId, ProjectRef,
 };
 
 const PROJECT_COLUMNS: &str = "id, name, created_at, archived_at, external_key_id, residency";
@@ -23,19 +26,36 @@ fn project_from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
     })
 }
 
-/// The project's `archived_at`, or 404 if the organization has no such project.
-pub(super) async fn project_archived_at(
+/// What the rules ask of a project before changing it or its activations.
+pub(super) struct ProjectState {
+    pub(super) archived_at: Option<i64>,
+    pub(super) is_default: bool,
+    /// The project as an audit event names it.
+    pub(super) as_ref: ProjectRef,
+}
+
+/// The project's state, or 404 if the organization has no such project.
+pub(super) async fn project_state(
     conn: &mut sqlx::AnyConnection,
     org: &OrgId,
     project: &ProjectId,
-) -> Result<Option<i64>> {
-    let row = sqlx::query("SELECT archived_at FROM projects WHERE id = $1 AND org_id = $2")
-        .bind(project.as_str())
-        .bind(org.as_str())
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| project.not_found())?;
-    Ok(row.try_get("archived_at")?)
+) -> Result<ProjectState> {
+    let row = sqlx::query(
+        "SELECT name, archived_at, is_default FROM projects WHERE id = $1 AND org_id = $2",
+    )
+    .bind(project.as_str())
+    .bind(org.as_str())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| project.not_found())?;
+    Ok(ProjectState {
+        archived_at: row.try_get("archived_at")?,
+        is_default: row.try_get::<i64, _>("is_default")? != 0,
+        as_ref: ProjectRef {
+            id: project.clone(),
+            name: row.try_get("name")?,
+        },
+    })
 }
 
 impl Store {
@@ -45,6 +65,7 @@ impl Store {
         name: &str,
         external_key_id: Option<String>,
         residency: Option<String>,
+        actor: &Actor,
     ) -> Result<Project> {
         let now = self.now();
         in_transaction!(self, |tx| {
@@ -70,6 +91,13 @@ impl Store {
             .bind(project.residency.clone())
             .execute(&mut *tx)
             .await?;
+            let created = ProjectRef {
+                id: project.id.clone(),
+                name: project.name.clone(),
+            };
+            TxAudit::new(org, seq, now, actor)
+                .append(&mut tx, &AuditEvent::ProjectCreated(created))
+                .await?;
             // Gateways accept a project header only for projects they know of.
             bump_trust_generation(&mut tx, self.backend).await?;
             Ok(project)
@@ -89,18 +117,25 @@ impl Store {
         }
     }
 
-    /// Changes name and/or external key id; archived projects cannot be changed.
+    /// Changes name and/or external key id; archived projects and the Default project cannot
+    /// be changed. Every call answered 200 writes one `project.updated`.
     pub async fn update_project(
         &self,
         org: &OrgId,
         id: &ProjectId,
         name: Option<String>,
         external_key_id: Option<Option<String>>,
+        actor: &Actor,
     ) -> Result<Project> {
+        let now = self.now();
         let select = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1");
         in_transaction!(self, |tx| {
-            lock_organization(&mut tx, org).await?;
-            if project_archived_at(&mut tx, org, id).await?.is_some() {
+            let seq = lock_organization(&mut tx, org).await?;
+            let state = project_state(&mut tx, org, id).await?;
+            if state.is_default {
+                return Err(DomainError::DefaultProjectUpdate.into());
+            }
+            if state.archived_at.is_some() {
                 return Err(DomainError::ProjectArchived(id.to_string()).into());
             }
             if let Some(name) = &name {
@@ -117,22 +152,43 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            Ok(project_from_row(
+            let project = project_from_row(
                 &sqlx::query(&select)
                     .bind(id.as_str())
                     .fetch_one(&mut *tx)
                     .await?,
-            )?)
+            )?;
+            let event = AuditEvent::ProjectUpdated {
+                project: ProjectRef {
+                    id: project.id.clone(),
+                    name: project.name.clone(),
+                },
+                title: name.clone(),
+            };
+            TxAudit::new(org, seq, now, actor)
+                .append(&mut tx, &event)
+                .await?;
+            Ok(project)
         })
     }
 
-    /// Archives a project (idempotent) and ends its certificate activations.
-    pub async fn archive_project(&self, org: &OrgId, id: &ProjectId) -> Result<Project> {
+    /// Archives a project and ends its certificate activations; archiving an archived project
+    /// changes nothing (and writes no event). The Default project cannot be archived.
+    pub async fn archive_project(
+        &self,
+        org: &OrgId,
+        id: &ProjectId,
+        actor: &Actor,
+    ) -> Result<Project> {
         let now = self.now();
         let select = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1");
         in_transaction!(self, |tx| {
-            lock_organization(&mut tx, org).await?;
-            if project_archived_at(&mut tx, org, id).await?.is_none() {
+            let seq = lock_organization(&mut tx, org).await?;
+            let state = project_state(&mut tx, org, id).await?;
+            if state.is_default {
+                return Err(DomainError::DefaultProjectArchive.into());
+            }
+            if state.archived_at.is_none() {
                 sqlx::query("UPDATE projects SET archived_at = $1 WHERE id = $2")
                     .bind(now)
                     .bind(id.as_str())
@@ -144,6 +200,9 @@ impl Store {
                     .await?;
                 // Its activations end, and gateways stop accepting it as a project header.
                 bump_trust_generation(&mut tx, self.backend).await?;
+                TxAudit::new(org, seq, now, actor)
+                    .append(&mut tx, &AuditEvent::ProjectArchived(state.as_ref))
+                    .await?;
             }
             Ok(project_from_row(
                 &sqlx::query(&select)

@@ -80,52 +80,62 @@ def with_search_path(url: str, schema: str) -> str:
 
 
 class Server:
-    """One `certgate serve` process; stderr is collected by a thread."""
+    """One `certgate serve` process; stdout (where the bootstrap key is printed) and stderr
+    (its logs) are collected by threads."""
 
-    def __init__(self, database: str, port: int | None = None, extra_args: list[str] | None = None):
+    def __init__(self, database: str, port: int | None = None, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None, expect_key: bool = True):
         self.database = database
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.stderr_lines: list[str] = []
+        self.stdout_lines: list[str] = []
         self._lines_cv = threading.Condition()
-        env = dict(os.environ)
-        env.setdefault("RUST_LOG", "info,sqlx=warn")
+        full_env = dict(os.environ)
+        full_env.setdefault("RUST_LOG", "info,sqlx=warn")
+        full_env.pop("CERTGATE_ADMIN_KEY_FILE", None)
+        full_env.update(env or {})
         self.proc = subprocess.Popen(
             [certgate_bin(), "serve", "--listen", f"127.0.0.1:{self.port}", "--database", database,
              *(extra_args or [])],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env,
             text=True,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.admin_key, self.org = self._wait_for_key()
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout_lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr_lines), daemon=True),
+        ]
+        for r in self._readers:
+            r.start()
+        self.admin_key, self.org = self._wait_for_key() if expect_key else (None, None)
         self._wait_ready()
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
+    def _read(self, stream, sink: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
             with self._lines_cv:
-                self.stderr_lines.append(line.rstrip("\n"))
+                sink.append(line.rstrip("\n"))
                 self._lines_cv.notify_all()
         with self._lines_cv:
             self._lines_cv.notify_all()
 
     def _wait_for_key(self, timeout: float = 30.0):
+        """The bootstrap answer: one JSON object on stdout (never in a log line)."""
         deadline = time.monotonic() + timeout
         seen = 0
         with self._lines_cv:
             while True:
-                for line in self.stderr_lines[seen:]:
+                for line in self.stdout_lines[seen:]:
                     line = line.strip()
                     if line.startswith("{") and '"admin_key"' in line:
                         doc = json.loads(line)
                         return doc["admin_key"]["value"], doc["organization"]
-                seen = len(self.stderr_lines)
+                seen = len(self.stdout_lines)
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"certgate exited {self.proc.returncode}:\n{self.log()}")
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise RuntimeError(f"no admin key on stderr within {timeout}s:\n{self.log()}")
+                    raise RuntimeError(f"no admin key on stdout within {timeout}s:\n{self.log()}")
                 self._lines_cv.wait(min(left, 0.2))
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
@@ -152,7 +162,8 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError(f"certgate did not exit within {timeout}s of SIGTERM:\n{self.log()}")
-        self._reader.join(timeout=5)
+        for r in self._readers:
+            r.join(timeout=5)
         return self.proc.returncode
 
 
@@ -198,9 +209,16 @@ def server(backend):
         pytest.fail(f"certgate exited {code} after SIGTERM (expected 0):\n{srv.log()}")
 
 
+def cli(database: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`certgate ARGS --database DATABASE`, run to completion."""
+    env = dict(os.environ)
+    env.pop("CERTGATE_ADMIN_KEY_FILE", None)
+    return subprocess.run([certgate_bin(), *args, "--database", database], check=check,
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
 def create_org(database: str, name: str) -> tuple[str, dict]:
     """`certgate org create`: returns (admin key, organization)."""
-    out = subprocess.run([certgate_bin(), "org", "create", "--name", name, "--database", database],
-                         check=True, capture_output=True, text=True, timeout=60)
+    out = cli(database, "org", "create", "--name", name)
     doc = json.loads(out.stdout.strip().splitlines()[-1])
     return doc["admin_key"]["value"], doc["organization"]

@@ -11,6 +11,7 @@ mod pki;
 mod process;
 
 mod api;
+mod cli;
 mod gateway;
 mod limits;
 mod outage;

@@ -99,8 +99,9 @@ async fn postgres_outage_gives_503_and_recovers() {
         .await
         .ok();
     assert_eq!(api.probe("/readyz").await.status, 200);
-    // The writes refused during the outage left nothing behind.
-    assert_eq!(project_names(&api).await, ["after"]);
+    // The writes refused during the outage left nothing behind (beside the organization's
+    // Default project).
+    assert_eq!(project_names(&api).await, ["Default project", "after"]);
 }
 
 /// A database that answers too slowly (here: a row lock held by someone else) gives a timely
@@ -145,6 +146,6 @@ async fn slow_database_gives_timely_503() {
     api.post("/organization/projects", json!({"name": "free"}))
         .await
         .ok();
-    // The refused write left nothing behind.
-    assert_eq!(project_names(&api).await, ["free"]);
+    // The refused write left nothing behind (beside the organization's Default project).
+    assert_eq!(project_names(&api).await, ["Default project", "free"]);
 }

@@ -46,6 +46,7 @@ impl Process {
         cmd.args(args)
             .env("RUST_LOG", LOG_FILTER)
             .env_remove("CERTGATE_LOG_FORMAT")
+            .env_remove("CERTGATE_ADMIN_KEY_FILE")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -111,9 +112,21 @@ impl Process {
         Some(addr.unwrap_or_else(|| panic!("no listen=IP:PORT in '{line}':\n{}", self.output())))
     }
 
-    /// What the process wrote on stderr so far (its log).
+    /// What the process wrote on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().expect("stdout buffer").clone()
+    }
+
+    /// What the process wrote on stderr (its logs) so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().expect("stderr buffer").clone()
+    }
+
+    /// Whether the process has exited, and how.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.try_wait().expect("try_wait")?;
+        self.join_readers();
+        Some(status)
     }
 
     /// Everything the process wrote so far: stdout, then stderr.
@@ -210,9 +223,16 @@ impl Server {
 
 /// Runs the `certgate` binary to completion with `args`; returns (success, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (bool, String, String) {
+    run_cli_env(args, &[])
+}
+
+/// [`run_cli`] with extra environment variables.
+pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
         .args(args)
         .env("RUST_LOG", "warn")
+        .env_remove("CERTGATE_ADMIN_KEY_FILE")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run certgate");

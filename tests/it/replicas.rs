@@ -286,4 +286,22 @@ async fn kill_9_keeps_acknowledged_writes(db: TestDb) {
         "{} acknowledged writes lost after kill -9: {lost:?}",
         lost.len()
     );
+    // Each acknowledged write kept its audit event (written in the same transaction).
+    let logged: HashSet<String> = restarted
+        .api(&key)
+        .list_all("/organization/audit_logs")
+        .await
+        .iter()
+        .filter(|e| e["type"] == "project.created")
+        .map(|e| e["project.created"]["id"].as_str().expect("id").to_owned())
+        .collect();
+    let unlogged: Vec<&String> = acked.iter().filter(|id| !logged.contains(*id)).collect();
+    assert!(
+        unlogged.is_empty(),
+        "acknowledged writes without their event after kill -9: {unlogged:?}"
+    );
+    assert!(
+        logged.iter().all(|id| present.contains(id)),
+        "an event without its write"
+    );
 }

@@ -95,7 +95,14 @@ async fn tenant_isolation_on_every_endpoint(app: TestApp) {
     let their_projects = other
         .get("/organization/projects?include_archived=true")
         .await;
-    assert!(their_projects.ok()["data"].as_array().unwrap().is_empty());
+    let theirs = their_projects.ok()["data"].as_array().unwrap();
+    assert_eq!(
+        theirs.len(),
+        1,
+        "only their own Default project: {theirs:?}"
+    );
+    assert_eq!(theirs[0]["name"], "Default project");
+    assert_ne!(theirs[0]["id"], project.as_str());
     // And nothing of ours changed.
     let mine = app
         .api

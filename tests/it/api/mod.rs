@@ -1,9 +1,12 @@
 //! The Admin API over HTTP: the real router on a real socket, on a real SQLite file and on a
 //! fresh PostgreSQL schema (every test runs on both backends).
 
+mod audit;
 mod auth;
 mod certificates;
+mod default_project;
 mod hostile;
+mod keys;
 mod lists;
 mod projects;
 mod toggles;

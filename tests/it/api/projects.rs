@@ -65,7 +65,14 @@ async fn projects_lifecycle(app: TestApp) {
         .await
         .err(400, None, Some("bogus"));
     let third = app.api.create_project("Gamma").await;
-    let list = app.api.get("/organization/projects?limit=2").await;
+    // The organization's Default project, made with it, is the oldest.
+    let default = app.api.get("/organization/projects?limit=1").await;
+    assert_eq!(default.ok()["data"][0]["name"], "Default project");
+    let default = default.ok()["data"][0]["id"].as_str().unwrap().to_owned();
+    let list = app
+        .api
+        .get(&format!("/organization/projects?limit=2&after={default}"))
+        .await;
     assert_eq!(list.ok()["object"], "list");
     assert_eq!(
         ids(list.ok()),
@@ -158,16 +165,16 @@ async fn archived_projects(app: TestApp) {
             .ok()["name"],
         "Old"
     );
-    // Hidden from the list unless asked for.
-    assert!(app.api.get("/organization/projects").await.ok()["data"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    // Hidden from the list unless asked for (the Default project stays).
+    let listed = app.api.get("/organization/projects").await;
+    let default = ids(listed.ok());
+    assert_eq!(default.len(), 1, "{}", listed.body);
+    assert_eq!(listed.ok()["data"][0]["name"], "Default project");
     let all = app
         .api
         .get("/organization/projects?include_archived=true")
         .await;
-    assert_eq!(ids(all.ok()), vec![project.as_str()]);
+    assert_eq!(ids(all.ok()), vec![default[0], project.as_str()]);
     app.api
         .delete(&format!("/organization/certificates/{a}"))
         .await

@@ -1,0 +1,155 @@
+//! The audit log's vocabulary: who acts ([`Actor`]) and what happened ([`AuditEvent`]), one
+//! variant per event type with its payload. The store writes events inside the transaction
+//! that makes the change (spec §12.2); how a payload looks as JSON is the store's business,
+//! not this module's.
+
+use super::ids::{CertificateId, KeyId, ProjectId};
+
+/// Who makes a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A request authenticated with this admin key.
+    ApiKey(KeyId),
+    /// certgate itself, on an operator's behalf: the CLI, the bootstrap, a migration.
+    /// Shown as `actor: null`.
+    System,
+}
+
+/// A certificate as an event names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRef {
+    pub id: CertificateId,
+    pub name: Option<String>,
+}
+
+/// A project as an event names it (its name after the change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRef {
+    pub id: ProjectId,
+    pub name: String,
+}
+
+/// One change, as the audit log records it. Several events may be written by one
+/// transaction; they keep the order in which they were appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditEvent {
+    CertificateCreated(CertificateRef),
+    /// One per modify call, whatever it changed; the name after the change.
+    CertificateUpdated(CertificateRef),
+    CertificateDeleted {
+        certificate: CertificateRef,
+        /// The PEM exactly as uploaded.
+        pem: String,
+    },
+    /// One per toggle call answered 200, naming every id of the call in request order; a
+    /// project toggle also names its project.
+    CertificatesActivated {
+        project: Option<ProjectRef>,
+        certificates: Vec<CertificateRef>,
+    },
+    CertificatesDeactivated {
+        project: Option<ProjectRef>,
+        certificates: Vec<CertificateRef>,
+    },
+    ProjectCreated(ProjectRef),
+    /// `title` is the new name when the call renamed the project.
+    ProjectUpdated {
+        project: ProjectRef,
+        title: Option<String>,
+    },
+    ProjectArchived(ProjectRef),
+    ApiKeyCreated(KeyId),
+    /// Deleted through the API or revoked with the CLI.
+    ApiKeyDeleted(KeyId),
+}
+
+/// Every event type certgate writes, as `type` spells it.
+pub const AUDIT_EVENT_TYPES: &[&str] = &[
+    "certificate.created",
+    "certificate.updated",
+    "certificate.deleted",
+    "certificates.activated",
+    "certificates.deactivated",
+    "project.created",
+    "project.updated",
+    "project.archived",
+    "api_key.created",
+    "api_key.deleted",
+];
+
+impl AuditEvent {
+    /// The event's `type` (also the name of its payload property).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuditEvent::CertificateCreated(_) => "certificate.created",
+            AuditEvent::CertificateUpdated(_) => "certificate.updated",
+            AuditEvent::CertificateDeleted { .. } => "certificate.deleted",
+            AuditEvent::CertificatesActivated { .. } => "certificates.activated",
+            AuditEvent::CertificatesDeactivated { .. } => "certificates.deactivated",
+            AuditEvent::ProjectCreated(_) => "project.created",
+            AuditEvent::ProjectUpdated { .. } => "project.updated",
+            AuditEvent::ProjectArchived(_) => "project.archived",
+            AuditEvent::ApiKeyCreated(_) => "api_key.created",
+            AuditEvent::ApiKeyDeleted(_) => "api_key.deleted",
+        }
+    }
+
+    /// The top-level `project`: the project acted on, for project toggles and `project.*`
+    /// events; none otherwise.
+    pub fn project(&self) -> Option<&ProjectRef> {
+        match self {
+            AuditEvent::CertificatesActivated { project, .. }
+            | AuditEvent::CertificatesDeactivated { project, .. } => project.as_ref(),
+            AuditEvent::ProjectCreated(p)
+            | AuditEvent::ProjectUpdated { project: p, .. }
+            | AuditEvent::ProjectArchived(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// What `resource_ids[]` matches: the certificate, project or key the event is about. A
+    /// toggle is about each certificate it names, not about its project.
+    pub fn resource_ids(&self) -> Vec<&str> {
+        match self {
+            AuditEvent::CertificateCreated(c)
+            | AuditEvent::CertificateUpdated(c)
+            | AuditEvent::CertificateDeleted { certificate: c, .. } => vec![c.id.as_str()],
+            AuditEvent::CertificatesActivated { certificates, .. }
+            | AuditEvent::CertificatesDeactivated { certificates, .. } => {
+                certificates.iter().map(|c| c.id.as_str()).collect()
+            }
+            AuditEvent::ProjectCreated(p)
+            | AuditEvent::ProjectUpdated { project: p, .. }
+            | AuditEvent::ProjectArchived(p) => vec![p.id.as_str()],
+            AuditEvent::ApiKeyCreated(k) | AuditEvent::ApiKeyDeleted(k) => vec![k.as_str()],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_listed_and_toggles_are_about_their_certificates() {
+        let cert = |id: &str| CertificateRef {
+            id: CertificateId::parse(id).unwrap(),
+            name: None,
+        };
+        let project = ProjectRef {
+            id: ProjectId::parse("proj_p").unwrap(),
+            name: "P".into(),
+        };
+        let toggle = AuditEvent::CertificatesActivated {
+            project: Some(project.clone()),
+            certificates: vec![cert("cert_b"), cert("cert_a")],
+        };
+        assert!(AUDIT_EVENT_TYPES.contains(&toggle.kind()));
+        assert_eq!(toggle.resource_ids(), ["cert_b", "cert_a"]);
+        assert_eq!(toggle.project(), Some(&project));
+        let created = AuditEvent::CertificateCreated(cert("cert_a"));
+        assert_eq!(created.project(), None);
+        let archived = AuditEvent::ProjectArchived(project);
+        assert_eq!(archived.resource_ids(), ["proj_p"]);
+    }
+}
