@@ -23,6 +23,13 @@ pub async fn run(
     on_bootstrap: impl FnOnce(&Organization, &NewAdminKey) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.store, Arc::new(SystemClock)).await?;
+    if let Some(path) = store.created_database() {
+        // Said whatever RUST_LOG says, like the bootstrap key: see `cli::say_if_created`.
+        eprintln!(
+            "certgate: created a new SQLite database at {}",
+            path.display()
+        );
+    }
     // Bind before bootstrapping: a taken port must not cost the one showing of the key.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
