@@ -14,3 +14,4 @@ mod api;
 mod gateway;
 mod outage;
 mod replicas;
+mod startup;
