@@ -12,6 +12,7 @@ mod process;
 
 mod api;
 mod gateway;
+mod install;
 mod outage;
 mod replicas;
 mod startup;
