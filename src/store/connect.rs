@@ -114,28 +114,32 @@ impl Target {
         let deadline = Instant::now() + within;
         let mut delay = Duration::from_millis(100);
         let mut attempts = 0u32;
+        // The driver's last reason: an attempt cut short by the deadline does not replace it.
+        let mut reason = None;
         loop {
             attempts += 1;
             let left = deadline.saturating_duration_since(Instant::now());
-            let reason =
-                match tokio::time::timeout(left, AnyConnection::connect_with(options)).await {
-                    Ok(Ok(conn)) => {
-                        let _ = conn.close().await;
-                        return Ok(());
-                    }
-                    Ok(Err(e)) if !worth_waiting_for(&e) => return Err(self.refused(&e)),
-                    // sqlx's message already includes its source's: no `ErrorChain` here.
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!("no answer within {within:?}"),
-                };
+            match tokio::time::timeout(left, AnyConnection::connect_with(options)).await {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    return Ok(());
+                }
+                Ok(Err(e)) if !worth_waiting_for(&e) => return Err(self.refused(&e)),
+                // sqlx's message already includes its source's: no `ErrorChain` here.
+                Ok(Err(e)) => reason = Some(e.to_string()),
+                Err(_) => {
+                    reason.get_or_insert_with(|| format!("no answer within {within:?}"));
+                }
+            }
+            let why = reason.as_deref().unwrap_or_default();
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 anyhow::bail!(
                     "cannot reach {self}; gave up after {within:?} and {attempts} attempts \
-                     (--db-connect-timeout): {reason}"
+                     (--db-connect-timeout): {why}"
                 );
             }
-            tracing::warn!(database = %self, error = %reason, retry_in = ?delay.min(left), "cannot reach the database yet");
+            tracing::warn!(database = %self, error = %why, retry_in = ?delay.min(left), "cannot reach the database yet");
             tokio::time::sleep(delay.min(left)).await;
             delay = (delay * 2).min(Duration::from_secs(2));
         }

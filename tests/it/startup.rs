@@ -286,6 +286,27 @@ fn unreachable_postgres_is_named_after_the_connect_timeout() {
     }
 }
 
+/// A server that accepts connections but never answers (a hung host, a wrong port behind a
+/// firewall that accepts): the wait is still bounded, and the message says no answer came.
+#[test]
+fn silent_postgres_is_given_up_on() {
+    // Listening but never accepting: the kernel completes handshakes into the backlog, and
+    // the client's startup message is never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("address");
+    let url = format!("postgres://postgres@{addr}/test");
+    let r = run(
+        &["migrate", "--database", &url, "--db-connect-timeout", "1s"],
+        &[],
+        EXIT_BOUND,
+    );
+    r.refused_with(&[
+        &format!("cannot reach PostgreSQL at {addr}"),
+        "no answer within 1s",
+    ]);
+    drop(silent);
+}
+
 /// The same variable, from the environment.
 #[test]
 fn connect_timeout_comes_from_the_environment() {
