@@ -31,6 +31,12 @@ pub struct ServeConfig {
 /// Runs until SIGTERM or Ctrl-C.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let store = Store::open(&config.store, Arc::new(SystemClock)).await?;
+    if let Some(path) = store.created_database() {
+        crate::telemetry::notice(&format!(
+            "created a new SQLite database at {}",
+            path.display()
+        ));
+    }
     // Bind before bootstrapping: a taken port must not cost the one showing of the key.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

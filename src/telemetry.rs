@@ -2,9 +2,12 @@
 //! switches to one JSON object per line. Keys, certificate bodies and private keys are never
 //! logged: spans carry method, path and request id only.
 
-pub fn init() {
+/// Sets up logging from `RUST_LOG` and `CERTGATE_LOG_FORMAT`. An unknown format is an error
+/// (the caller exits): silently logging in another format would break a log collector.
+pub fn init() -> Result<(), String> {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
+    let format = LogFormat::from_env()?;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     // Colour only for a person at a terminal; files and collectors get plain text.
@@ -12,10 +15,38 @@ pub fn init() {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if std::env::var("CERTGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+/// The values `CERTGATE_LOG_FORMAT` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// `CERTGATE_LOG_FORMAT`: `text` (also when unset or empty) or `json`, in any case.
+    pub fn from_env() -> Result<LogFormat, String> {
+        match std::env::var("CERTGATE_LOG_FORMAT") {
+            Err(std::env::VarError::NotPresent) => Ok(LogFormat::Text),
+            Ok(raw) => LogFormat::parse(&raw),
+            Err(std::env::VarError::NotUnicode(raw)) => LogFormat::parse(&raw.to_string_lossy()),
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<LogFormat, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "" | "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "unknown CERTGATE_LOG_FORMAT {raw:?}; expected one of: text (the default), json"
+            )),
+        }
     }
 }
 
@@ -31,5 +62,40 @@ impl std::fmt::Display for ErrorChain<'_> {
             source = cause.source();
         }
         Ok(())
+    }
+}
+
+/// Tells the operator something whatever `RUST_LOG` says (a new database file was created,
+/// say): `certgate: MESSAGE` on stderr, or in JSON log mode one JSON object shaped like the
+/// log lines (`level`, `target`, `fields.message`), so a log collector can still parse every
+/// line.
+pub fn notice(message: &str) {
+    use std::io::Write;
+    let line = match LogFormat::from_env() {
+        Ok(LogFormat::Json) => serde_json::json!({
+            "level": "INFO",
+            "target": "certgate",
+            "fields": {"message": message},
+        })
+        .to_string(),
+        _ => format!("certgate: {message}"),
+    };
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_formats() {
+        assert_eq!(LogFormat::parse(""), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::parse("text"), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::parse("JSON"), Ok(LogFormat::Json));
+        let e = LogFormat::parse("xml").unwrap_err();
+        assert!(
+            e.contains("\"xml\"") && e.contains("text") && e.contains("json"),
+            "{e}"
+        );
     }
 }

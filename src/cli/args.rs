@@ -17,7 +17,9 @@ pub struct DbArgs {
     #[arg(
         long = "database",
         env = "CERTGATE_DATABASE_URL",
-        default_value = "sqlite://certgate.db"
+        default_value = "sqlite://certgate.db",
+        // `--help` would otherwise print the URL's password.
+        hide_env_values = true
     )]
     pub url: String,
     /// Most database connections this process opens.
@@ -30,6 +32,10 @@ pub struct DbArgs {
     /// Longest wait for a connection and longest statement, e.g. `5s` or `500ms`.
     #[arg(long = "db-timeout", env = "CERTGATE_DB_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// How long to keep trying to reach the database at start; then the process exits,
+    /// naming the database and the driver's reason.
+    #[arg(long = "db-connect-timeout", env = "CERTGATE_DB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
 }
 
 impl DbArgs {
@@ -38,6 +44,7 @@ impl DbArgs {
             url: self.url.clone(),
             max_connections: self.max_connections,
             timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
         }
     }
 }

@@ -46,7 +46,7 @@ pub enum KeyCommand {
         /// The key's id (key_…).
         key_id: String,
         /// Revoke it even if it is the organization's last unexpired key.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
         force: bool,
         #[command(flatten)]
         db: DbArgs,
@@ -65,6 +65,7 @@ pub(super) async fn run(command: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::List { org, db } => {
             let org = OrgId::parse(&org)?;
             let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
+            super::say_if_created(&store);
             let listed = all_keys(&store, &org).await;
             store.close().await;
             println!("{}", serde_json::to_string(&listed?)?);
@@ -73,6 +74,7 @@ pub(super) async fn run(command: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Revoke { key_id, force, db } => {
             let id = KeyId::parse(&key_id)?;
             let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
+            super::say_if_created(&store);
             let revoked = async {
                 let org = store.admin_key_organization(&id).await?;
                 store
@@ -115,6 +117,7 @@ async fn create(
     let reserved = KeyOutput::new(key_file).reserve()?;
     let made = async {
         let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
+            super::say_if_created(&store);
         let made = match store.get_organization(&org).await {
             Ok(_) => {
                 store

@@ -1,13 +1,14 @@
-//! Command line: `serve`, `gateway`, `org create|list`, `key create|list|revoke`, `migrate`.
-//! Every flag has a `CERTGATE_*` variable (see [`args`]). This module parses and prints; the
-//! subcommands it calls know nothing of clap.
+//! Command line: `serve`, `gateway`, `org create|list`, `key create|list|revoke`, `migrate`,
+//! `completions`, `man`. Every flag has a `CERTGATE_*` variable (see [`args`]). This module
+//! parses and prints; the subcommands it calls know nothing of clap.
 
 pub mod args;
+pub mod generate;
 mod keys;
 
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::domain::SystemClock;
 use crate::gateway::GatewayConfig;
@@ -47,6 +48,42 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// Run the database migrations and exit.
     Migrate(DbArgs),
+    /// Print a shell completion script, e.g. `certgate completions bash`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `certgate man | man -l -`.
+    Man,
+}
+
+/// Shown after every command's help and as the man page's ENVIRONMENT section: what the
+/// process reads from the environment besides each option's own variable.
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  Each option can also be set with the CERTGATE_* variable shown beside it;
+  booleans take true/false, 1/0 or yes/no.
+  RUST_LOG             Log filter, e.g. `debug` or `certgate=debug,sqlx=warn`
+                       [default: info,sqlx=warn]
+  CERTGATE_LOG_FORMAT  Log line format: `text` (the default) or `json`";
+
+/// The command line as clap sees it, with [`ENVIRONMENT_HELP`] on every command, including
+/// commands added later: parsing, `--help`, completions and the man page all come from it.
+pub fn command() -> clap::Command {
+    fn with_environment(cmd: clap::Command) -> clap::Command {
+        cmd.after_help(ENVIRONMENT_HELP)
+            .mut_subcommands(with_environment)
+    }
+    with_environment(Cli::command())
+}
+
+/// Parses the process's arguments (and `CERTGATE_*` variables); exits on `--help` or an error.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches)
+        .map_err(|e| e.format(&mut command()))
+        .unwrap_or_else(|e| e.exit())
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,6 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gateway(args) => crate::gateway::run(gateway_config(args)).await,
         Command::Migrate(db) => {
             let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
+            say_if_created(&store);
             store.close().await;
             eprintln!("migrations applied");
             Ok(())
@@ -96,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = Store::open(&db.options(), Arc::new(SystemClock)).await;
             let created = match store {
                 Ok(store) => {
+                    say_if_created(&store);
                     let created = store.create_organization(&name).await;
                     store.close().await;
                     created.map_err(anyhow::Error::from)
@@ -118,6 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: OrgCommand::List { db },
         } => {
             let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
+            say_if_created(&store);
             let orgs = store.list_organizations().await;
             store.close().await;
             let data: Vec<serde_json::Value> = orgs?
@@ -128,6 +168,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Key { command } => keys::run(command).await,
+        Command::Completions { shell } => {
+            generate::completions(shell, &mut std::io::stdout().lock());
+            Ok(())
+        }
+        Command::Man => Ok(generate::man(&mut std::io::stdout().lock())?),
+    }
+}
+
+/// Tells the operator, whatever `RUST_LOG` says, that a new SQLite file was made: a typo in
+/// `--database` would otherwise go unnoticed behind an empty database.
+pub(crate) fn say_if_created(store: &Store) {
+    if let Some(path) = store.created_database() {
+        crate::telemetry::notice(&format!(
+            "created a new SQLite database at {}",
+            path.display()
+        ));
     }
 }
 
@@ -154,7 +210,6 @@ fn gateway_config(args: GatewayArgs) -> GatewayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_is_consistent() {
@@ -211,5 +266,106 @@ mod tests {
             panic!("serve")
         };
         assert!(args.no_bootstrap);
+    }
+}
+
+/// Checks over the whole command tree, so that commands and options added later are held to
+/// the same rules without anyone remembering to add a case.
+#[cfg(test)]
+mod tree_tests {
+    use super::*;
+    use clap::builder::ValueParser;
+    use clap::ArgAction;
+
+    /// Every command, depth first, with its name as typed (`certgate org create`).
+    fn all_commands() -> Vec<(String, clap::Command)> {
+        let mut cmd = command();
+        cmd.build();
+        let mut all = vec![("certgate".to_owned(), cmd.clone())];
+        all.extend(generate::commands(&cmd, "certgate"));
+        // clap's own `help` subcommand takes no options and prints other commands' help.
+        all.retain(|(path, _)| !path.split(' ').any(|word| word == "help"));
+        all
+    }
+
+    #[test]
+    fn whole_command_line_is_consistent() {
+        command().debug_assert();
+    }
+
+    /// §12.7: each command's `--help` (and `-h`) names every variable it reads.
+    #[test]
+    fn every_help_names_every_variable_it_reads() {
+        for (path, mut cmd) in all_commands() {
+            let vars: Vec<String> = cmd
+                .get_arguments()
+                .filter_map(|a| a.get_env())
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            for help in [cmd.render_long_help(), cmd.render_help()] {
+                let help = help.to_string();
+                for var in &vars {
+                    // `[env: NAME=value]`, or `[env: NAME]` where the value is hidden.
+                    assert!(
+                        help.contains(&format!("env: {var}="))
+                            || help.contains(&format!("env: {var}]")),
+                        "`{path} --help` does not name {var}:\n{help}"
+                    );
+                }
+                for var in ["RUST_LOG", "CERTGATE_LOG_FORMAT"] {
+                    assert!(
+                        help.contains(var),
+                        "`{path} --help` does not name {var}:\n{help}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// §12.7: every boolean option takes true/false, 1/0 and yes/no, from the command line and
+    /// (through the same value parser) from its variable; given alone it means true.
+    #[test]
+    fn every_boolean_accepts_true_false_1_0_yes_no() {
+        let mut checked = 0;
+        for (path, cmd) in all_commands() {
+            for arg in cmd.get_arguments() {
+                let is_bool = arg.get_value_parser().type_id() == ValueParser::bool().type_id();
+                if !is_bool || matches!(arg.get_action(), ArgAction::Help | ArgAction::Version) {
+                    continue;
+                }
+                let long = arg.get_long().expect("boolean options have a long name");
+                // The option alone, without the process's environment or its siblings.
+                let alone =
+                    || clap::Command::new("t").arg(arg.clone().env(None::<&str>).required(false));
+                for (raw, expected) in [
+                    ("true", true),
+                    ("false", false),
+                    ("1", true),
+                    ("0", false),
+                    ("yes", true),
+                    ("no", false),
+                ] {
+                    let matches = alone()
+                        .try_get_matches_from(["t", &format!("--{long}={raw}")])
+                        .unwrap_or_else(|e| panic!("`{path} --{long}={raw}`: {e}"));
+                    assert_eq!(
+                        matches.get_one::<bool>(arg.get_id().as_str()).copied(),
+                        Some(expected),
+                        "`{path} --{long}={raw}`"
+                    );
+                }
+                let matches = alone()
+                    .try_get_matches_from(["t", &format!("--{long}")])
+                    .unwrap_or_else(|e| panic!("`{path} --{long}`: {e}"));
+                assert_eq!(
+                    matches.get_one::<bool>(arg.get_id().as_str()).copied(),
+                    Some(true),
+                    "`{path} --{long}` alone"
+                );
+                checked += 1;
+            }
+        }
+        // serve --no-bootstrap and gateway --forward-scope-headers at least: the walk works.
+        assert!(checked >= 2, "only {checked} boolean options found");
     }
 }

@@ -223,7 +223,9 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
         Some(path) => tls::load_certificates(path)?,
         None => Vec::new(),
     };
-    let store = connect_with_retry(&config.store).await;
+    // The database must exist and be migrated; an unreachable one is waited for, but only
+    // for `--db-connect-timeout`, so a misconfiguration ends in an error, not a silent wait.
+    let store = Store::open_existing(&config.store, Arc::new(SystemClock)).await?;
     let trust_poll = config.trust_poll.unwrap_or(match store.backend() {
         Backend::Sqlite => Duration::from_millis(100),
         Backend::Postgres => Duration::from_secs(1),
@@ -283,20 +285,4 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("certgate gateway stopped");
     Ok(())
-}
-
-/// Connects to the database, waiting for it if it is not up yet (the gateway cannot decide
-/// anything before it has read the trust state once).
-async fn connect_with_retry(options: &StoreOptions) -> Store {
-    let mut delay = Duration::from_millis(250);
-    loop {
-        match Store::connect(options, Arc::new(SystemClock)).await {
-            Ok(store) => return store,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?delay, "cannot connect to the database yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }

@@ -102,35 +102,115 @@ pub fn server_config(
     Ok(config)
 }
 
-/// Reads the server's certificate chain (PEM, leaf first) and private key (PEM).
+/// Reads the server's certificate chain (PEM, leaf first) and private key (PEM), and checks
+/// that the key is the leaf's. Each error names the file, what was expected and what was
+/// found there (never any key material).
 pub fn load_identity(
     cert_path: &Path,
     key_path: &Path,
 ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let chain = CertificateDer::pem_file_iter(cert_path)
-        .with_context(|| format!("reading TLS certificate {}", cert_path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing TLS certificate {}", cert_path.display()))?;
-    if chain.is_empty() {
-        anyhow::bail!("{} holds no CERTIFICATE block", cert_path.display());
-    }
+    let chain = read_certificates(cert_path, "TLS certificate")?;
+    let key = read_private_key(key_path)?;
     warn_if_readable_by_others(key_path);
-    // The error never includes the key material, only the kind of failure.
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .with_context(|| format!("reading TLS private key {}", key_path.display()))?;
+    check_pair(&chain, &key, cert_path, key_path)?;
     Ok((chain, key))
 }
 
 /// Reads PEM certificates to trust for an https upstream with a private CA.
 pub fn load_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading {}", path.display()))?
+    read_certificates(path, "upstream CA file")
+}
+
+fn read_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing {}", path.display()))?;
+        .with_context(|| format!("invalid PEM in {what} {}", path.display()))?;
     if certs.is_empty() {
-        anyhow::bail!("{} holds no CERTIFICATE block", path.display());
+        anyhow::bail!(
+            "no certificate found in {}; expected PEM CERTIFICATE blocks, {}",
+            path.display(),
+            found(&bytes)
+        );
     }
     Ok(certs)
+}
+
+fn read_private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read TLS private key {}", path.display()))?;
+    match PrivateKeyDer::from_pem_slice(&bytes) {
+        Ok(key) => Ok(key),
+        Err(rustls_pki_types::pem::Error::NoItemsFound) => {
+            let found = found(&bytes);
+            let hint = if found.contains("ENCRYPTED PRIVATE KEY") {
+                "; encrypted keys are not supported: decrypt it with `openssl pkey`"
+            } else {
+                ""
+            };
+            anyhow::bail!(
+                "no private key found in {}; expected PKCS#8, PKCS#1 or SEC1 PEM (a PRIVATE KEY, \
+                 RSA PRIVATE KEY or EC PRIVATE KEY block), {found}{hint}",
+                path.display()
+            )
+        }
+        // The PEM errors name markers and positions, never the key's content.
+        Err(e) => {
+            Err(e).with_context(|| format!("invalid PEM in TLS private key {}", path.display()))
+        }
+    }
+}
+
+/// Fails unless `key` is the private key of the chain's first certificate (the leaf).
+fn check_pair(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    cert_path: &Path,
+    key_path: &Path,
+) -> anyhow::Result<()> {
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the private key in {} is not usable for TLS: {e}",
+                key_path.display()
+            )
+        })?;
+    match rustls::sign::CertifiedKey::new(chain.to_vec(), signing_key).keys_match() {
+        // `Unknown`: the key cannot tell its public half, so there is nothing to compare.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            anyhow::bail!(
+                "key in {} does not match the certificate in {} (its first CERTIFICATE \
+                 block, which must be the server's own certificate)",
+                key_path.display(),
+                cert_path.display()
+            )
+        }
+        Err(e) => anyhow::bail!(
+            "the first certificate in {} is not usable for TLS: {e}",
+            cert_path.display()
+        ),
+    }
+}
+
+/// What a PEM file holds, for messages: "found CERTIFICATE, PRIVATE KEY", or what it is
+/// instead.
+fn found(bytes: &[u8]) -> String {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return "found an empty file".to_owned();
+    }
+    match pem::parse_many(bytes) {
+        Ok(blocks) if !blocks.is_empty() => {
+            let mut tags: Vec<&str> = blocks.iter().map(pem::Pem::tag).collect();
+            tags.dedup();
+            format!("found {}", tags.join(", "))
+        }
+        Ok(_) => "found no PEM block (binary DER, or not a certificate or key file)".to_owned(),
+        Err(e) => format!("found a malformed PEM block ({e})"),
+    }
 }
 
 #[cfg(unix)]

@@ -11,7 +11,9 @@
 //!
 //! `sqlx` types never leave this module: callers see domain values and [`StoreError`].
 //!
-//! Files: `error` (classifying driver errors), `tx` (the transaction macro, the organization
+//! Files: `connect` (start-up: naming the database, creating or refusing a missing SQLite
+//! file, the bounded wait for the server, the migration check), `error` (classifying driver
+//! errors), `tx` (the transaction macro, the organization
 //! lock, the trust generation), `sqlite_local` (SQLite's writer queue and change detector),
 //! then one file per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the
 //! check every request makes), `key_usage` (`last_used_at`, flushed off the request path),
@@ -20,6 +22,7 @@
 
 mod audit;
 mod certificates;
+mod connect;
 mod error;
 mod key_usage;
 mod keys;
@@ -29,16 +32,19 @@ mod sqlite_local;
 mod trust;
 mod tx;
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
+use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 use crate::domain::{Clock, KeyId, OrgId};
 pub use audit::{AuditQuery, AuditRecord, TimeRange};
+use connect::Target;
 pub use error::{BoxError, StoreError};
 use key_usage::KeyUsage;
 pub use orgs::DEFAULT_PROJECT_NAME;
@@ -63,6 +69,8 @@ pub struct StoreOptions {
     /// Longest wait for a connection, and longest statement (PostgreSQL `statement_timeout`,
     /// SQLite busy timeout).
     pub timeout: Duration,
+    /// How long to keep trying to reach the database at start before giving up.
+    pub connect_timeout: Duration,
 }
 
 impl StoreOptions {
@@ -71,6 +79,7 @@ impl StoreOptions {
             url: url.into(),
             max_connections: 16,
             timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -97,48 +106,83 @@ pub struct Store {
     sqlite: Option<Arc<SqliteLocal>>,
     /// Admin key uses not yet written to `last_used_at`.
     usage: Arc<KeyUsage>,
+    /// The SQLite file opening this store created, if it did.
+    created: Option<PathBuf>,
 }
 
-/// Adds `mode=rwc` so a fresh SQLite file is created on first start.
-fn normalize_sqlite_url(url: &str) -> String {
+/// Sets the SQLite open mode unless the URL does: `rwc` creates a missing file, `rw` does not.
+fn normalize_sqlite_url(url: &str, mode: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {
         url.to_owned()
     } else if url.contains('?') {
-        format!("{url}&mode=rwc")
+        format!("{url}&mode={mode}")
     } else {
-        format!("{url}?mode=rwc")
+        format!("{url}?mode={mode}")
     }
 }
 
 impl Store {
-    /// Connects (creating a SQLite file if needed) and runs the migrations.
+    /// The first-run path (`serve`, `migrate`, `org create`): creates a missing SQLite file
+    /// (see [`Store::created_database`]), waits for the server (at most
+    /// `connect_timeout`), and runs the migrations.
     pub async fn open(options: &StoreOptions, clock: Arc<dyn Clock>) -> anyhow::Result<Store> {
-        let store = Store::connect(options, clock).await?;
+        let target = Target::parse(&options.url)?;
+        let created = target.create_if_missing()?;
+        let mut store = Store::connect_to(&target, options, "rwc", clock).await?;
+        store.created = created;
         store.migrate().await?;
         Ok(store)
     }
 
-    /// Connects without migrating.
+    /// The gateway's path: the database must exist and be migrated. Creates nothing, and
+    /// says what to run when it is not so.
+    pub async fn open_existing(
+        options: &StoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Store> {
+        let target = Target::parse(&options.url)?;
+        target.require_existing()?;
+        let store = Store::connect_to(&target, options, "rw", clock).await?;
+        let migrator = match store.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        if let Err(e) = target.check_migrated(&store.pool, migrator).await {
+            store.close().await;
+            return Err(e);
+        }
+        Ok(store)
+    }
+
+    /// Connects without migrating (creating a missing SQLite file).
     pub async fn connect(options: &StoreOptions, clock: Arc<dyn Clock>) -> anyhow::Result<Store> {
+        let target = Target::parse(&options.url)?;
+        target.create_if_missing()?;
+        Store::connect_to(&target, options, "rwc", clock).await
+    }
+
+    /// The SQLite file that [`Store::open`] created, as an absolute path; `None` when the
+    /// database already existed (or is not a SQLite file).
+    pub fn created_database(&self) -> Option<&Path> {
+        self.created.as_deref()
+    }
+
+    async fn connect_to(
+        target: &Target,
+        options: &StoreOptions,
+        sqlite_mode: &str,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Store> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
-        let (backend, url) = if options.url.starts_with("sqlite:") {
-            (Backend::Sqlite, normalize_sqlite_url(&options.url))
-        } else if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://")
-        {
-            (Backend::Postgres, options.url.clone())
-        } else {
-            anyhow::bail!(
-                "unsupported database URL: expected sqlite://PATH or postgres://USER@HOST/DB"
-            );
+        let backend = target.backend();
+        let url = match backend {
+            Backend::Sqlite => normalize_sqlite_url(&options.url, sqlite_mode),
+            Backend::Postgres => options.url.clone(),
         };
-        if let Some(path) = sqlite_local::file_path(&url) {
-            sqlite_local::create_private_file(path).map_err(|e| {
-                anyhow::anyhow!("cannot create the SQLite database file {path}: {e}")
-            })?;
-        }
         let connect = AnyConnectOptions::from_str(&url)?;
+        target.reach(&connect, options.connect_timeout).await?;
         let timeout_ms = options.timeout.as_millis().max(1);
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -168,7 +212,8 @@ impl Store {
                 })
             })
             .connect_with(connect)
-            .await?;
+            .await
+            .with_context(|| format!("connecting to {target}"))?;
         Ok(Store {
             pool,
             backend,
@@ -177,6 +222,7 @@ impl Store {
             clock,
             sqlite: (backend == Backend::Sqlite).then(|| Arc::new(SqliteLocal::new())),
             usage: Arc::new(KeyUsage::new()),
+            created: None,
         })
     }
 

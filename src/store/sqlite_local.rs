@@ -36,21 +36,6 @@ pub(super) fn file_path(url: &str) -> Option<&str> {
     (!path.is_empty() && !path.contains(":memory:")).then_some(path)
 }
 
-/// Creates the database file, readable and writable by this user only, if it does not exist
-/// yet. SQLite gives its `-wal` and `-shm` files the database file's permissions, so those are
-/// private too (spec §12.9).
-pub(super) fn create_private_file(path: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Dedicated read-only connections whose `PRAGMA data_version` changes whenever any other
 /// connection, in this process or another, commits to the file. Reading it costs about a
 /// microsecond, against tens for a query through the pool, so "has anything changed since?"

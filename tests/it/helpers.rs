@@ -25,13 +25,13 @@ fn pg_base_url() -> String {
 }
 
 /// True under CI (`CI=true`), where nothing may be skipped.
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// Says that part of a test did not run, where it will be seen: libtest captures
 /// `eprintln!` of passing tests, so this writes to the stderr handle directly.
-fn say_skipped(reason: &str) {
+pub fn say_skipped(reason: &str) {
     let _ = writeln!(std::io::stderr(), "skipped: {reason}");
 }
 

@@ -13,6 +13,8 @@ mod process;
 mod api;
 mod cli;
 mod gateway;
+mod install;
 mod limits;
 mod outage;
 mod replicas;
+mod startup;
