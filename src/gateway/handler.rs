@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::listener::PeerIdentity;
 use super::proxy::{self, Shared};
+use super::upgrade;
 use crate::openai_error::{OpenAiError, INVALID_REQUEST, PERMISSION, SERVER};
 use crate::trust::{self, Admission, Rejection, RejectionKind, Scope};
 
@@ -50,14 +51,18 @@ pub async fn handle(
         project: project.as_deref(),
     };
     match admit(&shared, &peer, scope).await {
+        Ok(admission) if upgrade::is_websocket_upgrade(&req) => {
+            upgrade::forward(&shared, &peer, admission, req).await
+        }
         Ok(admission) => proxy::forward(&shared, &peer, admission, req).await,
         Err(rejection) => refuse(&shared, &peer, rejection),
     }
 }
 
-/// The decision for one request: refusals that need no chain work first, then the chain
-/// checks this connection has not made yet (on the pool), then the decision.
-async fn admit(
+/// The decision for one request (or, again, for an open upgraded connection): refusals that
+/// need no chain work first, then the chain checks this connection has not made yet (on the
+/// pool), then the decision.
+pub(super) async fn admit(
     shared: &Shared,
     peer: &PeerIdentity,
     scope: Scope<'_>,

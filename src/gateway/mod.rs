@@ -12,7 +12,8 @@
 //! - [`reload`]: keeping the [`crate::trust`] index current, and readiness;
 //! - [`handler`]: the one request handler: scope, decision (chain work on a bounded pool),
 //!   refusals and their logging;
-//! - [`proxy`]: forwarding to the upstream, path and header rules.
+//! - [`proxy`]: forwarding to the upstream, path and header rules;
+//! - [`upgrade`]: WebSocket upgrades, relayed frame-aware and closed when trust is withdrawn.
 //!
 //! Invariant: this is the only module that imports rustls, nothing here writes to the
 //! database, and nothing here imports `api`, `cli` or `serve`.
@@ -22,6 +23,8 @@ pub mod listener;
 pub mod proxy;
 pub mod reload;
 pub mod tls;
+pub mod upgrade;
+mod wsframe;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -77,6 +80,8 @@ pub struct GatewayOptions {
     pub default_organization: Option<String>,
     pub trust_poll: Duration,
     pub trust_reconcile: Duration,
+    /// An upgraded (WebSocket) connection with no frame either way for this long is closed.
+    pub upgrade_idle_timeout: Duration,
 }
 
 impl GatewayOptions {
@@ -90,6 +95,7 @@ impl GatewayOptions {
             default_organization: None,
             trust_poll: Duration::from_millis(100),
             trust_reconcile: Duration::from_secs(60),
+            upgrade_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -105,7 +111,8 @@ impl Gateway {
     /// Starts watching the trust state of `store` (the first load is tried before returning).
     pub async fn start(store: Store, options: GatewayOptions) -> anyhow::Result<Gateway> {
         let upstream = Upstream::parse(&options.upstream)?;
-        let client = proxy::upstream_client(options.upstream_roots)?;
+        let client = proxy::upstream_client(options.upstream_roots.clone(), true)?;
+        let upgrade_client = proxy::upstream_client(options.upstream_roots, false)?;
         let trust = TrustState::new();
         let watcher = reload::spawn_watcher(
             trust.clone(),
@@ -121,6 +128,7 @@ impl Gateway {
                 store,
                 trust,
                 client,
+                upgrade_client,
                 upstream,
                 upstream_timeout: options.upstream_timeout,
                 forward_scope_headers: options.forward_scope_headers,
@@ -128,6 +136,8 @@ impl Gateway {
                 algs: tls::provider().signature_verification_algorithms,
                 chain_pool: handler::ChainPool::for_this_machine(),
                 refusals: handler::RefusalLog::default(),
+                upgrades: upgrade::UpgradeStats::default(),
+                upgrade_idle_timeout: options.upgrade_idle_timeout,
             }),
             watcher,
         })
@@ -135,6 +145,11 @@ impl Gateway {
 
     pub fn trust(&self) -> Arc<TrustState> {
         self.shared.trust.clone()
+    }
+
+    /// Upgraded (WebSocket) connections: open now, and closed by reason.
+    pub fn upgrades(&self) -> &upgrade::UpgradeStats {
+        &self.shared.upgrades
     }
 
     /// Anchor checks (chain verifications against one anchor group) run since start.
@@ -240,6 +255,7 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
             default_organization: config.default_organization.clone(),
             trust_poll,
             trust_reconcile: config.trust_reconcile,
+            upgrade_idle_timeout: config.limits.idle_timeout,
         },
     )
     .await?;
@@ -282,6 +298,11 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
         shutdown,
     )
     .await;
+    // Upgraded connections live outside the connection loop's drain: close them now.
+    gateway
+        .upgrades()
+        .close_all(config.limits.shutdown_grace)
+        .await;
     store.close().await;
     tracing::info!("certgate gateway stopped");
     Ok(())

@@ -22,6 +22,7 @@ use hyper_util::rt::TokioExecutor;
 use super::handler::{ChainPool, RefusalLog, ORGANIZATION_HEADER, PROJECT_HEADER};
 use super::listener::PeerIdentity;
 use super::reload::TrustState;
+use super::upgrade::UpgradeStats;
 use crate::openai_error::{OpenAiError, INVALID_REQUEST, SERVER};
 use crate::store::Store;
 use crate::telemetry::ErrorChain;
@@ -81,7 +82,7 @@ impl Upstream {
         })
     }
 
-    fn uri_for(&self, original: &Uri) -> Option<Uri> {
+    pub(super) fn uri_for(&self, original: &Uri) -> Option<Uri> {
         let pq = original
             .path_and_query()
             .map_or("/", axum::http::uri::PathAndQuery::as_str);
@@ -99,6 +100,8 @@ pub struct Shared {
     pub store: Store,
     pub trust: Arc<TrustState>,
     pub client: HttpsClient,
+    /// HTTP/1.1 only, for upgrades.
+    pub upgrade_client: HttpsClient,
     pub upstream: Upstream,
     pub upstream_timeout: Duration,
     pub forward_scope_headers: bool,
@@ -107,12 +110,16 @@ pub struct Shared {
     pub algs: rustls::crypto::WebPkiSupportedAlgorithms,
     pub chain_pool: ChainPool,
     pub refusals: RefusalLog,
+    pub upgrades: UpgradeStats,
+    /// An upgraded connection with no frame either way for this long is closed.
+    pub upgrade_idle_timeout: Duration,
 }
 
-/// Builds the upstream client: http and https (webpki roots, plus `extra_roots`), HTTP/1.1 and
-/// HTTP/2 by ALPN.
+/// Builds an upstream client: http and https (webpki roots, plus `extra_roots`), HTTP/1.1 and,
+/// with `http2`, HTTP/2 by ALPN (upgrades need a client without it: RFC 8441 is not used).
 pub fn upstream_client(
     extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    http2: bool,
 ) -> anyhow::Result<HttpsClient> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -129,12 +136,15 @@ pub fn upstream_client(
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+        .enable_http1();
+    let connector = if http2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.wrap_connector(http)
+    };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(connector))
@@ -147,16 +157,47 @@ pub async fn forward(
     admission: Admission,
     req: Request,
 ) -> Response {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let Some(uri) = shared.upstream.uri_for(&parts.uri) else {
-        return refusal(
-            StatusCode::BAD_REQUEST,
-            INVALID_REQUEST,
-            "The request path cannot be forwarded.",
-            None,
-        );
+        return bad_path();
     };
-    let mut headers = std::mem::take(&mut parts.headers);
+    let mut out = axum::http::Request::new(body);
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = uri;
+    // The client picks HTTP/1.1 or HTTP/2 towards the upstream by ALPN.
+    *out.version_mut() = Version::HTTP_11;
+    *out.headers_mut() = outgoing_headers(shared, peer, &admission, parts.headers, false);
+    match send_upstream(shared, &shared.client, out).await {
+        Ok(res) => {
+            let (mut parts, body) = res.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(refusal) => refusal,
+    }
+}
+
+/// The refusal of a request whose path cannot be put under the upstream's.
+pub fn bad_path() -> Response {
+    refusal(
+        StatusCode::BAD_REQUEST,
+        INVALID_REQUEST,
+        "The request path cannot be forwarded.",
+        None,
+    )
+}
+
+/// The headers an admitted request carries upstream: hop-by-hop and reserved ones removed
+/// (`Connection`/`Upgrade` put back for an `upgrade`), scope headers only when forwarded,
+/// `Host` the upstream's, and the gateway's identity headers added.
+pub fn outgoing_headers(
+    shared: &Shared,
+    peer: &PeerIdentity,
+    admission: &Admission,
+    mut headers: HeaderMap,
+    upgrade: bool,
+) -> HeaderMap {
+    let upgrade_to = headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
     let dropped: Vec<HeaderName> = headers
@@ -172,6 +213,12 @@ pub async fn forward(
     for name in dropped {
         headers.remove(name);
     }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(to) = upgrade_to {
+            headers.insert(header::UPGRADE, to);
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(shared.upstream.authority.as_str()) {
         headers.insert(header::HOST, v);
     }
@@ -183,40 +230,35 @@ pub async fn forward(
     if let Some(chain) = peer.chain() {
         insert(&mut headers, X_CLIENT_CERT_SHA256, chain.leaf_sha256());
     }
+    headers
+}
 
-    let mut out = axum::http::Request::new(body);
-    *out.method_mut() = parts.method;
-    *out.uri_mut() = uri;
-    // The client picks HTTP/1.1 or HTTP/2 towards the upstream by ALPN.
-    *out.version_mut() = Version::HTTP_11;
-    *out.headers_mut() = headers;
-
-    match tokio::time::timeout(shared.upstream_timeout, shared.client.request(out)).await {
-        Ok(Ok(res)) => {
-            let (mut parts, body) = res.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, Body::new(body))
-        }
+/// Sends `req` with `client`, waiting at most the upstream timeout for the response headers;
+/// failures become the gateway's 502/504 answers.
+pub async fn send_upstream(
+    shared: &Shared,
+    client: &HttpsClient,
+    req: axum::http::Request<Body>,
+) -> Result<hyper::Response<hyper::body::Incoming>, Response> {
+    match tokio::time::timeout(shared.upstream_timeout, client.request(req)).await {
+        Ok(Ok(res)) => Ok(res),
         Ok(Err(e)) => {
             tracing::warn!(error = %ErrorChain(&e), "upstream request failed");
-            refusal(
+            Err(refusal(
                 StatusCode::BAD_GATEWAY,
                 SERVER,
                 "The upstream server could not be reached or answered badly.",
                 Some("upstream_unavailable"),
-            )
+            ))
         }
         Err(_) => {
-            tracing::warn!(
-                timeout = ?shared.upstream_timeout,
-                "upstream timed out"
-            );
-            refusal(
+            tracing::warn!(timeout = ?shared.upstream_timeout, "upstream timed out");
+            Err(refusal(
                 StatusCode::GATEWAY_TIMEOUT,
                 SERVER,
                 "The upstream server did not answer in time.",
                 Some("upstream_timeout"),
-            )
+            ))
         }
     }
 }
@@ -228,7 +270,7 @@ fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 }
 
 /// Removes the hop-by-hop headers and any header the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -242,7 +284,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    // `Upgrade` is connection-specific as well; WebSocket tunnelling is not supported.
+    // `Upgrade` is connection-specific as well (upgrades put it back, see `outgoing_headers`).
     headers.remove(header::UPGRADE);
 }
 

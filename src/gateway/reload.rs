@@ -27,6 +27,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct TrustState {
     index: ArcSwap<TrustIndex>,
     health: Mutex<Health>,
+    /// The generation of the index in force; open upgraded connections watch it.
+    swapped: tokio::sync::watch::Sender<Option<i64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,11 +58,17 @@ impl TrustState {
                 last_ok: None,
                 error: None,
             }),
+            swapped: tokio::sync::watch::channel(None).0,
         })
     }
 
     pub fn index(&self) -> arc_swap::Guard<Arc<TrustIndex>> {
         self.index.load()
+    }
+
+    /// Wakes whenever a new index is swapped in (a new trust generation, or a reconcile).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<Option<i64>> {
+        self.swapped.subscribe()
     }
 
     /// The current index, to hold across awaits.
@@ -127,6 +135,7 @@ impl TrustState {
             "trust state loaded"
         );
         self.index.store(Arc::new(next));
+        self.swapped.send_replace(Some(snapshot.generation));
         Ok(())
     }
 }

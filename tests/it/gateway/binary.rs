@@ -11,7 +11,7 @@ use crate::process::Process;
 /// Starts `certgate gateway` on `app`'s database in front of `upstream_url`, with the app's
 /// organization as its default, from PEM files in `dir`; returns the process and where it
 /// listens.
-async fn start(
+pub(super) async fn start(
     app: &TestApp,
     upstream_url: &str,
     dir: &std::path::Path,

@@ -8,6 +8,7 @@ mod binary;
 mod hostile;
 mod live_changes;
 mod proxying;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
