@@ -5,6 +5,8 @@
 pub mod api;
 /// Command line parsing and dispatch.
 pub mod cli;
+/// Pure CRL parsing and checks.
+pub mod crl;
 /// Rules, ids, limits, admin key values and the clock; no I/O.
 pub mod domain;
 /// The mTLS gateway (`certgate gateway`); the only module that imports rustls.

@@ -214,6 +214,43 @@ fn check_signature_algorithm(cert: &X509Certificate<'_>) -> Result<(), DomainErr
     }
 }
 
+/// The lowercase hex SHA-256 of the DER of the one certificate in `text` (PEM), for the
+/// deny-list: any certificate (a client's leaf, usually), not only a CA. Key material is
+/// refused as on upload.
+pub fn certificate_sha256(text: &str) -> Result<String, DomainError> {
+    if text.len() > MAX_CERTIFICATE_BYTES {
+        return Err(DomainError::CertificateTooLarge { len: text.len() });
+    }
+    if text.contains("PRIVATE KEY-----")
+        || holds_bare_private_key(&outside_certificate_blocks(text))
+    {
+        return Err(DomainError::PrivateKeyNotAllowed);
+    }
+    let blocks = ::pem::parse_many(text.as_bytes())
+        .map_err(|e| invalid(format!("the PEM text could not be decoded ({e}).")))?;
+    let der = match blocks.as_slice() {
+        [one] if one.tag() == "CERTIFICATE" => one.contents(),
+        [] => {
+            return Err(invalid(
+                "not PEM: no '-----BEGIN CERTIFICATE-----' block was found.",
+            ))
+        }
+        [_] => return Err(invalid("expected one 'CERTIFICATE' block.")),
+        many => {
+            return Err(invalid(format!(
+                "the text holds {} PEM blocks; send the one certificate to revoke.",
+                many.len()
+            )))
+        }
+    };
+    parse_x509_certificate(der).map_err(|e| {
+        invalid(format!(
+            "the PEM block is not a valid X.509 certificate ({e})."
+        ))
+    })?;
+    Ok(hex::encode(sha2::Sha256::digest(der)))
+}
+
 /// Verifies a signed X.509 structure (a certificate or a CRL: `SEQUENCE { tbs, algorithm,
 /// signature }`) with the key `spki_der` (a whole `SubjectPublicKeyInfo`), using the algorithms
 /// the gateway itself verifies with (webpki's, on ring).

@@ -22,8 +22,8 @@ pub enum ApiError {
         message: String,
         param: Option<String>,
     },
-    #[error("The request body is larger than 64 KiB.")]
-    BodyTooLarge,
+    #[error("The request body is larger than {limit_kib} KiB.")]
+    BodyTooLarge { limit_kib: usize },
     #[error("Invalid URL ({method} {path})")]
     NoSuchRoute { method: String, path: String },
     #[error("Method {method} is not allowed on {path}.")]
@@ -110,6 +110,33 @@ impl ApiError {
                 D::DefaultProjectArchive => {
                     (bad, INVALID_REQUEST, None, Some("default_project_archive"))
                 }
+                D::InvalidFingerprint(_) => (
+                    bad,
+                    INVALID_REQUEST,
+                    Some("sha256_fingerprint".into()),
+                    Some("invalid_fingerprint"),
+                ),
+                D::CertificateAlreadyRevoked { .. } => (
+                    StatusCode::CONFLICT,
+                    INVALID_REQUEST,
+                    None,
+                    Some("certificate_already_revoked"),
+                ),
+                D::RevocationLimitReached => {
+                    (bad, INVALID_REQUEST, None, Some("revocation_limit_reached"))
+                }
+                D::InvalidCrl(_) => (
+                    bad,
+                    INVALID_REQUEST,
+                    Some("crl".into()),
+                    Some("invalid_crl"),
+                ),
+                D::CrlOutdated { .. } => (
+                    bad,
+                    INVALID_REQUEST,
+                    Some("crl".into()),
+                    Some("crl_outdated"),
+                ),
                 D::NotFound { .. } => (StatusCode::NOT_FOUND, INVALID_REQUEST, None, None),
                 D::InvalidParam { param, .. } => {
                     (bad, INVALID_REQUEST, Some((*param).to_owned()), None)
@@ -122,7 +149,7 @@ impl ApiError {
                 Some("invalid_api_key"),
             ),
             ApiError::BadRequest { param, .. } => (bad, INVALID_REQUEST, param.clone(), None),
-            ApiError::BodyTooLarge => (
+            ApiError::BodyTooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 INVALID_REQUEST,
                 None,
@@ -274,6 +301,41 @@ mod tests {
                 None,
             ),
             (
+                d(DomainError::InvalidFingerprint("x".into())),
+                400,
+                Some("invalid_fingerprint"),
+                Some("sha256_fingerprint"),
+            ),
+            (
+                d(DomainError::CertificateAlreadyRevoked {
+                    existing_id: "revcert_x".into(),
+                }),
+                409,
+                Some("certificate_already_revoked"),
+                None,
+            ),
+            (
+                d(DomainError::RevocationLimitReached),
+                400,
+                Some("revocation_limit_reached"),
+                None,
+            ),
+            (
+                d(DomainError::InvalidCrl("x".into())),
+                400,
+                Some("invalid_crl"),
+                Some("crl"),
+            ),
+            (
+                d(DomainError::CrlOutdated {
+                    stored: 2,
+                    given: 1,
+                }),
+                400,
+                Some("crl_outdated"),
+                Some("crl"),
+            ),
+            (
                 d(DomainError::NotFound {
                     kind: "project",
                     id: "proj_x".into(),
@@ -300,7 +362,12 @@ mod tests {
                 None,
                 Some("name"),
             ),
-            (ApiError::BodyTooLarge, 413, Some("request_too_large"), None),
+            (
+                ApiError::BodyTooLarge { limit_kib: 64 },
+                413,
+                Some("request_too_large"),
+                None,
+            ),
             (
                 ApiError::NoSuchRoute {
                     method: "GET".into(),
@@ -367,12 +434,17 @@ mod tests {
                 | DomainError::LastAdminKey(_)
                 | DomainError::DefaultProjectUpdate
                 | DomainError::DefaultProjectArchive
+                | DomainError::InvalidFingerprint(_)
+                | DomainError::CertificateAlreadyRevoked { .. }
+                | DomainError::RevocationLimitReached
+                | DomainError::InvalidCrl(_)
+                | DomainError::CrlOutdated { .. }
                 | DomainError::NotFound { .. }
                 | DomainError::InvalidParam { .. },
             )
             | ApiError::Unauthorized(_)
             | ApiError::BadRequest { .. }
-            | ApiError::BodyTooLarge
+            | ApiError::BodyTooLarge { .. }
             | ApiError::NoSuchRoute { .. }
             | ApiError::MethodNotAllowed { .. }
             | ApiError::Unavailable(_)

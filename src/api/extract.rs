@@ -73,23 +73,29 @@ fn redact(key: &str) -> String {
     format!("{head}***{tail}")
 }
 
-/// A JSON object body, read with a 64 KiB limit. Fields are taken one by one with type checks;
-/// [`JsonObject::finish`] then refuses any field nobody took.
-pub struct JsonObject {
+/// A JSON object body, read with a limit of `LIMIT` bytes (64 KiB unless a route says
+/// otherwise). Fields are taken one by one with type checks; [`JsonObject::finish`] then
+/// refuses any field nobody took.
+pub struct JsonObject<const LIMIT: usize = MAX_BODY_BYTES> {
     fields: Map<String, Value>,
 }
 
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
+/// The body of `PUT /organization/certificates/{id}/crl`: CRLs may be large (spec §12.5).
+pub type LargeJsonObject = JsonObject<{ 8 * 1024 * 1024 }>;
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonObject<LIMIT> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+        let bytes = axum::body::to_bytes(req.into_body(), LIMIT)
             .await
             .map_err(|e| {
                 let too_large = std::error::Error::source(&e)
                     .is_some_and(<dyn std::error::Error>::is::<http_body_util::LengthLimitError>);
                 if too_large {
-                    ApiError::BodyTooLarge
+                    ApiError::BodyTooLarge {
+                        limit_kib: LIMIT / 1024,
+                    }
                 } else {
                     ApiError::bad_request(None, "The request body could not be read.")
                 }
@@ -129,7 +135,7 @@ fn wrong_type(field: &str, expected: &str) -> ApiError {
     )
 }
 
-impl JsonObject {
+impl<const LIMIT: usize> JsonObject<LIMIT> {
     /// A field that may be absent; `null` counts as absent.
     pub fn optional_string(&mut self, field: &str) -> Result<Option<String>, ApiError> {
         Ok(self.nullable_string(field)?.flatten())

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod projects;
+pub mod revocations;
 
 use axum::extract::State;
 use axum::http::{HeaderName, Method, Request, StatusCode, Uri};
@@ -63,6 +64,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/organization/certificates/{certificate_id}",
             get(certs::get).post(certs::modify).delete(certs::delete),
+        )
+        .route(
+            "/organization/certificates/{certificate_id}/crl",
+            get(revocations::get_crl)
+                .put(revocations::put_crl)
+                .delete(revocations::delete_crl),
+        )
+        .route(
+            "/organization/revoked_certificates",
+            get(revocations::list).post(revocations::create),
+        )
+        .route(
+            "/organization/revoked_certificates/{revoked_certificate_id}",
+            get(revocations::get).delete(revocations::delete),
         )
         .route(
             "/organization/projects",

@@ -4,6 +4,7 @@
 //! not this module's.
 
 use super::ids::{CertificateId, KeyId, ProjectId};
+use super::revocation::{CrlSummary, RevokedCertificate};
 
 /// Who makes a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +62,14 @@ pub enum AuditEvent {
     ApiKeyCreated(KeyId),
     /// Deleted through the API or revoked with the CLI.
     ApiKeyDeleted(KeyId),
+    /// A deny-list entry added.
+    CertificateRevoked(RevokedCertificate),
+    /// A deny-list entry removed.
+    CertificateUnrevoked(RevokedCertificate),
+    /// A CA certificate's CRL stored.
+    CrlUpdated(CrlSummary),
+    /// A CA certificate's CRL removed.
+    CrlDeleted(CertificateId),
 }
 
 /// Every event type certgate writes, as `type` spells it.
@@ -75,6 +84,10 @@ pub const AUDIT_EVENT_TYPES: &[&str] = &[
     "project.archived",
     "api_key.created",
     "api_key.deleted",
+    "certificate.revoked",
+    "certificate.unrevoked",
+    "certificate.crl_updated",
+    "certificate.crl_deleted",
 ];
 
 impl AuditEvent {
@@ -91,6 +104,10 @@ impl AuditEvent {
             AuditEvent::ProjectArchived(_) => "project.archived",
             AuditEvent::ApiKeyCreated(_) => "api_key.created",
             AuditEvent::ApiKeyDeleted(_) => "api_key.deleted",
+            AuditEvent::CertificateRevoked(_) => "certificate.revoked",
+            AuditEvent::CertificateUnrevoked(_) => "certificate.unrevoked",
+            AuditEvent::CrlUpdated(_) => "certificate.crl_updated",
+            AuditEvent::CrlDeleted(_) => "certificate.crl_deleted",
         }
     }
 
@@ -122,6 +139,11 @@ impl AuditEvent {
             | AuditEvent::ProjectUpdated { project: p, .. }
             | AuditEvent::ProjectArchived(p) => vec![p.id.as_str()],
             AuditEvent::ApiKeyCreated(k) | AuditEvent::ApiKeyDeleted(k) => vec![k.as_str()],
+            AuditEvent::CertificateRevoked(r) | AuditEvent::CertificateUnrevoked(r) => {
+                vec![r.id.as_str()]
+            }
+            AuditEvent::CrlUpdated(c) => vec![c.certificate_id.as_str()],
+            AuditEvent::CrlDeleted(id) => vec![id.as_str()],
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Every refusal a rule can give. The API layer maps each variant to a status and OpenAI's
 //! error body; the messages are written for the person reading them.
 
+use super::revocation::MAX_REVOCATIONS;
 use super::rules::{MAX_CERTIFICATES_PER_ORG, MAX_CERTIFICATE_BYTES};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +30,16 @@ pub enum DomainError {
     DefaultProjectUpdate,
     #[error("The default project cannot be archived.")]
     DefaultProjectArchive,
+    #[error("Invalid 'sha256_fingerprint': {0}")]
+    InvalidFingerprint(String),
+    #[error("This certificate is already revoked in this organization as '{existing_id}'.")]
+    CertificateAlreadyRevoked { existing_id: String },
+    #[error("This organization already has {MAX_REVOCATIONS} revoked certificates, the most allowed. Delete entries for certificates that have expired, or revoke by CRL.")]
+    RevocationLimitReached,
+    #[error("Invalid CRL: {0}")]
+    InvalidCrl(String),
+    #[error("The CRL's thisUpdate ({given}) is older than the stored CRL's ({stored}); upload a newer CRL.")]
+    CrlOutdated { stored: i64, given: i64 },
     #[error("No {kind} found with id '{id}'.")]
     NotFound { kind: &'static str, id: String },
     #[error("{message}")]

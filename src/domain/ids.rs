@@ -47,6 +47,14 @@ impl IdKind for KeyKind {
     const NOUN: &'static str = "admin API key";
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevokedCertificateKind {}
+
+impl IdKind for RevokedCertificateKind {
+    const PREFIX: &'static str = "revcert_";
+    const NOUN: &'static str = "revoked certificate";
+}
+
 impl IdKind for AuditEventKind {
     const PREFIX: &'static str = "audit_log-";
     const NOUN: &'static str = "audit log event";
@@ -63,6 +71,7 @@ pub type ProjectId = Id<ProjectKind>;
 pub type OrgId = Id<OrgKind>;
 pub type KeyId = Id<KeyKind>;
 pub type AuditEventId = Id<AuditEventKind>;
+pub type RevokedCertificateId = Id<RevokedCertificateKind>;
 
 impl<K: IdKind> Id<K> {
     /// A new random id with the kind's prefix (96 random bits).

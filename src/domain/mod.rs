@@ -11,6 +11,7 @@ mod ids;
 mod keys;
 mod model;
 mod page;
+mod revocation;
 mod rules;
 
 pub use audit::{Actor, AuditEvent, CertificateRef, ProjectRef, AUDIT_EVENT_TYPES};
@@ -18,7 +19,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::DomainError;
 pub use ids::{
     echo, AuditEventId, AuditEventKind, CertificateId, CertificateKind, Id, IdKind, KeyId, KeyKind,
-    OrgId, OrgKind, ProjectId, ProjectKind, MAX_ID_LEN,
+    OrgId, OrgKind, ProjectId, ProjectKind, RevokedCertificateId, RevokedCertificateKind,
+    MAX_ID_LEN,
 };
 pub use keys::{
     admin_key_digest, key_expired, parse_key_lifetime, AdminKeySecret, MAX_KEY_LIFETIME_SECS,
@@ -28,6 +30,10 @@ pub use model::{
     ScopedCertificate,
 };
 pub use page::{unknown_cursor, Limit, Order, Page, PageRequest};
+pub use revocation::{
+    check_crl_newer, check_revocation_limit, parse_fingerprint, parse_reason, CrlSummary,
+    RevokedCertificate, MAX_REASON_CHARS, MAX_REVOCATIONS,
+};
 pub use rules::{
     check_certificate_limit, check_deletable, parse_name, parse_required_name, parse_residency,
     Scope, ToggleIds, MAX_CERTIFICATES_PER_ORG, MAX_CERTIFICATE_BYTES, MAX_NAME_CHARS,

@@ -131,6 +131,16 @@ fn payload(event: &AuditEvent) -> Value {
         AuditEvent::ProjectArchived(p) => json!({"id": p.id.as_str()}),
         AuditEvent::ApiKeyCreated(k) => json!({"id": k.as_str(), "data": {"scopes": []}}),
         AuditEvent::ApiKeyDeleted(k) => json!({"id": k.as_str()}),
+        AuditEvent::CertificateRevoked(r) | AuditEvent::CertificateUnrevoked(r) => {
+            json!({"id": r.id.as_str(), "sha256_fingerprint": r.sha256_fingerprint, "reason": r.reason})
+        }
+        AuditEvent::CrlUpdated(c) => json!({
+            "id": c.certificate_id.as_str(),
+            "this_update": c.this_update,
+            "next_update": c.next_update,
+            "revoked_count": c.revoked_count,
+        }),
+        AuditEvent::CrlDeleted(id) => json!({"id": id.as_str()}),
     }
 }
 

@@ -216,6 +216,14 @@ impl Store {
             TxAudit::new(org, seq, now, actor)
                 .append(&mut tx, &event)
                 .await?;
+            // Its CRL goes with it (it may have covered intermediates clients send).
+            let crl = sqlx::query("DELETE FROM certificate_crls WHERE certificate_id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            if crl.rows_affected() > 0 {
+                bump_trust_generation(&mut tx, self.backend).await?;
+            }
             Ok(())
         })
     }

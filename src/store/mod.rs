@@ -28,6 +28,7 @@ mod key_usage;
 mod keys;
 mod orgs;
 mod projects;
+mod revocations;
 mod sqlite_local;
 mod trust;
 mod tx;

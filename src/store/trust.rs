@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::{Executor, Row};
 
 use super::{Backend, Result, Store, StoreError};
-use crate::trust::{TrustAnchor, TrustSnapshot};
+use crate::trust::{StoredCrl, TrustAnchor, TrustSnapshot};
 
 impl Store {
     /// The generation gateways watch; it moves with every change of who may connect.
@@ -84,12 +84,45 @@ impl Store {
             .iter()
             .map(|r| Ok((r.try_get("org_id")?, r.try_get("id")?)))
             .collect::<Result<_, sqlx::Error>>()?;
+        let revoked =
+            sqlx::query("SELECT org_id, sha256 FROM revoked_certificates WHERE deleted_at IS NULL")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("org_id")?, r.try_get("sha256")?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+        let mut crls = Vec::new();
+        for r in sqlx::query(
+            "SELECT r.org_id, r.certificate_id, r.seq, r.der_base64, c.sha256
+             FROM certificate_crls r JOIN certificates c ON c.id = r.certificate_id
+             WHERE c.deleted_at IS NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            use base64::Engine as _;
+            let certificate_id: String = r.try_get("certificate_id")?;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(r.try_get::<String, _>("der_base64")?)
+                .map_err(|e| {
+                    StoreError::Internal(format!("CRL of {certificate_id}: {e}").into())
+                })?;
+            crls.push(StoredCrl {
+                org_id: r.try_get("org_id")?,
+                issuer_sha256: r.try_get("sha256")?,
+                version: r.try_get("seq")?,
+                certificate_id,
+                der,
+            });
+        }
         tx.commit().await?;
         Ok(TrustSnapshot {
             generation,
             anchors,
             organizations,
             projects,
+            revoked,
+            crls,
         })
     }
 

@@ -187,13 +187,26 @@ impl PeerChain {
                 None,
             )?;
             let mut window = self.window_of(self.certs[0].as_ref());
+            let mut certs = vec![PathCert {
+                sha256: self.leaf_sha256.clone(),
+                serial: path.end_entity().serial().to_vec(),
+            }];
             for cert in path.intermediate_certificates() {
                 let (from, until) = self.window_of(cert.der().as_ref());
                 window = (window.0.max(from), window.1.min(until));
+                certs.push(PathCert {
+                    sha256: hex::encode(sha2::Sha256::digest(cert.der().as_ref())),
+                    serial: cert.serial().to_vec(),
+                });
             }
+            certs.push(PathCert {
+                sha256: anchor.sha256.clone(),
+                serial: Vec::new(),
+            });
             Ok(AnchorCheck::Genuine {
                 from: window.0,
                 until: window.1,
+                path: certs.into(),
             })
         };
         match verify(now) {
@@ -224,22 +237,33 @@ fn has_client_auth(cert: &X509Certificate<'_>) -> bool {
 }
 
 /// How a chain fared against one anchor group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnchorCheck {
     /// Signatures, names and usage check out; the path is valid from `from` to `until`
     /// (Unix seconds, the intersection of the leaf's and the used intermediates' windows).
     Genuine {
         from: i64,
         until: i64,
+        /// The verified path: leaf, intermediates, anchor (what revocation looks at).
+        path: std::sync::Arc<[PathCert]>,
     },
     Invalid,
 }
 
 impl AnchorCheck {
     /// Whether the path is inside its validity at `now`.
-    pub fn valid_at(self, now: i64) -> bool {
-        matches!(self, AnchorCheck::Genuine { from, until } if from <= now && now <= until)
+    pub fn valid_at(&self, now: i64) -> bool {
+        matches!(self, AnchorCheck::Genuine { from, until, .. } if *from <= now && now <= *until)
     }
+}
+
+/// One certificate of a verified path, as revocation sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathCert {
+    /// Lowercase hex SHA-256 of its DER (what the deny-list holds).
+    pub sha256: String,
+    /// Its serial as the DER INTEGER contents (what CRLs list); empty for the anchor.
+    pub serial: Vec<u8>,
 }
 
 /// What one connection learnt about its chain: anchor group → outcome. Filled on demand, kept
@@ -252,7 +276,7 @@ pub struct ChainChecks {
 
 impl ChainChecks {
     pub fn get(&self, group: &AnchorGroup) -> Option<AnchorCheck> {
-        self.checks.get(group).copied()
+        self.checks.get(group).cloned()
     }
 
     /// The anchors to check before `org` can be decided for this chain at `now`: candidates

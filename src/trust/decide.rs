@@ -40,6 +40,8 @@ pub enum Rejection {
     /// The client's chain, or the CA it chains to, is outside its validity at this instant.
     Expired,
     NotActiveForProject,
+    /// The verified path holds a deny-listed certificate, or one its issuer's CRL lists.
+    Revoked,
 }
 
 /// What "untrusted" means in a given refusal, for the message.
@@ -74,6 +76,7 @@ impl Rejection {
             Rejection::Untrusted(_) => "client_certificate_untrusted",
             Rejection::Expired => "client_certificate_expired",
             Rejection::NotActiveForProject => "client_certificate_not_active_for_project",
+            Rejection::Revoked => "client_certificate_revoked",
         }
     }
 
@@ -86,7 +89,8 @@ impl Rejection {
             Rejection::CertificateRequired
             | Rejection::Untrusted(_)
             | Rejection::Expired
-            | Rejection::NotActiveForProject => RejectionKind::Forbidden,
+            | Rejection::NotActiveForProject
+            | Rejection::Revoked => RejectionKind::Forbidden,
         }
     }
 }
@@ -106,6 +110,7 @@ impl fmt::Display for Rejection {
             Rejection::Untrusted(Untrusted::NoActiveCa) => "The client certificate does not chain to a CA certificate active for this organization.",
             Rejection::Expired => "The client certificate, or the CA certificate it chains to, is outside its validity period.",
             Rejection::NotActiveForProject => "The client certificate's CA is not active for this project (send OpenAI-Project for a project-level CA).",
+            Rejection::Revoked => "The client certificate (or a certificate of its chain) is revoked: it is on this organization's deny-list or in its issuer's certificate revocation list.",
         })
     }
 }
@@ -142,7 +147,7 @@ pub fn precheck(
 /// Decides one request from the chain checks already made (see [`ChainChecks::missing`]; an
 /// anchor not checked counts as not verifying, which can only refuse). When several refusals
 /// apply, the code is that of the first failing check, for the active CA that got furthest:
-/// untrusted, then expired, then not active for the project.
+/// untrusted, then expired, then not active for the project, then revoked.
 pub fn decide(
     index: &TrustIndex,
     peer: Option<&PeerChain>,
@@ -160,10 +165,10 @@ pub fn decide(
     let mut admitting: Option<&str> = None;
     for (group, members) in peer.candidates(index, scope.organization) {
         let check = checks.get(&group).unwrap_or(AnchorCheck::Invalid);
-        if check == AnchorCheck::Invalid {
+        let AnchorCheck::Genuine { path, .. } = &check else {
             reached(Stage::Untrusted);
             continue;
-        }
+        };
         if !check.valid_at(now) {
             reached(Stage::Expired);
             continue;
@@ -174,18 +179,18 @@ pub fn decide(
                 reached(Stage::Expired);
                 continue;
             }
-            for act in anchor
+            let in_org = anchor
                 .activations
                 .iter()
-                .filter(|a| a.org_id == scope.organization)
-            {
-                if act.covers(scope.project) {
-                    // Deterministic: the smallest certificate id among those that admit.
-                    if admitting.is_none_or(|id| act.certificate_id.as_str() < id) {
-                        admitting = Some(&act.certificate_id);
-                    }
-                } else {
+                .filter(|a| a.org_id == scope.organization);
+            for act in in_org {
+                if !act.covers(scope.project) {
                     reached(Stage::NotActiveForProject);
+                } else if index.revokes(scope.organization, path) {
+                    reached(Stage::Revoked);
+                } else if admitting.is_none_or(|id| act.certificate_id.as_str() < id) {
+                    // Deterministic: the smallest certificate id among those that admit.
+                    admitting = Some(&act.certificate_id);
                 }
             }
         }
@@ -201,6 +206,7 @@ pub fn decide(
         None | Some(Stage::Untrusted) => Rejection::Untrusted(Untrusted::NoActiveCa),
         Some(Stage::Expired) => Rejection::Expired,
         Some(Stage::NotActiveForProject) => Rejection::NotActiveForProject,
+        Some(Stage::Revoked) => Rejection::Revoked,
     })
 }
 
@@ -210,4 +216,5 @@ enum Stage {
     Untrusted,
     Expired,
     NotActiveForProject,
+    Revoked,
 }

@@ -19,6 +19,8 @@ pub type AnchorGroup = [u8; 32];
 pub struct ParsedAnchor {
     pub(super) anchor: TrustAnchor<'static>,
     pub(super) group: AnchorGroup,
+    /// Lowercase hex SHA-256 of the DER.
+    pub(super) sha256: String,
     der: CertificateDer<'static>,
 }
 
@@ -58,8 +60,20 @@ pub struct TrustIndex {
     pub(super) organizations: HashSet<String>,
     /// (organization, project) of every unarchived project.
     pub(super) projects: HashSet<(String, String)>,
+    /// Deny-listed certificates (lowercase hex SHA-256) by organization.
+    pub(super) revoked: HashMap<String, HashSet<String>>,
+    /// Revoked serials by (organization, SHA-256 of the issuing CA certificate).
+    pub(super) crls: HashMap<(String, String), Arc<CrlSerials>>,
     /// Decoded anchors by certificate id, handed to the next build (contents never change).
     parsed_by_id: HashMap<String, Arc<ParsedAnchor>>,
+}
+
+/// The serials one stored CRL revokes, decoded once per stored version.
+#[derive(Debug)]
+pub(super) struct CrlSerials {
+    certificate_id: String,
+    version: i64,
+    pub(super) serials: HashSet<Vec<u8>>,
 }
 
 impl TrustIndex {
@@ -77,6 +91,39 @@ impl TrustIndex {
             projects: snapshot.projects.iter().cloned().collect(),
             ..TrustIndex::default()
         };
+        for (org, sha256) in &snapshot.revoked {
+            index
+                .revoked
+                .entry(org.clone())
+                .or_default()
+                .insert(sha256.clone());
+        }
+        let reusable: HashMap<(&str, i64), &Arc<CrlSerials>> = previous
+            .crls
+            .values()
+            .map(|c| ((c.certificate_id.as_str(), c.version), c))
+            .collect();
+        for crl in &snapshot.crls {
+            let serials = match reusable.get(&(crl.certificate_id.as_str(), crl.version)) {
+                Some(done) => Arc::clone(done),
+                None => match crate::crl::revoked_serials(&crl.der) {
+                    Ok(serials) => Arc::new(CrlSerials {
+                        certificate_id: crl.certificate_id.clone(),
+                        version: crl.version,
+                        serials,
+                    }),
+                    Err(e) => {
+                        // Checked at upload, so this cannot happen short of corruption;
+                        // ignoring it would fail open for that CA's revocations: say so.
+                        tracing::error!(certificate_id = %crl.certificate_id, error = %e, "stored CRL does not parse; its revocations are not enforced");
+                        continue;
+                    }
+                },
+            };
+            index
+                .crls
+                .insert((crl.org_id.clone(), crl.issuer_sha256.clone()), serials);
+        }
         let mut by_der: HashMap<CertificateDer<'static>, usize> = HashMap::new();
         let mut stored: Vec<&StoredAnchor> = snapshot.anchors.iter().collect();
         // Deterministic choice of the admitting certificate object.
@@ -141,6 +188,28 @@ impl TrustIndex {
         self.organizations.contains(org)
     }
 
+    /// Whether the verified `path` (leaf first, anchor last) is revoked for `org`: one of its
+    /// certificates is deny-listed, or is listed in the stored CRL of the certificate that
+    /// issued it (the anchor's CRL covers what the anchor issued).
+    pub(super) fn revokes(&self, org: &str, path: &[super::chain::PathCert]) -> bool {
+        let denied = self.revoked.get(org);
+        if let Some(denied) = denied {
+            if path.iter().any(|c| denied.contains(&c.sha256)) {
+                return true;
+            }
+        }
+        if self.crls.is_empty() {
+            return false;
+        }
+        let mut key = (org.to_owned(), String::new());
+        path.windows(2).any(|pair| {
+            key.1.clone_from(&pair[1].sha256);
+            self.crls
+                .get(&key)
+                .is_some_and(|crl| crl.serials.contains(&pair[0].serial))
+        })
+    }
+
     /// Whether `project` is an unarchived project of `org`.
     pub fn has_project(&self, org: &str, project: &str) -> bool {
         self.projects
@@ -170,6 +239,7 @@ fn decode_anchor(pem_text: &str) -> Option<ParsedAnchor> {
     }
     Some(ParsedAnchor {
         group: group.finalize().into(),
+        sha256: hex::encode(Sha256::digest(der.as_ref())),
         anchor,
         der,
     })

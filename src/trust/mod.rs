@@ -24,4 +24,4 @@ pub mod snapshot;
 pub use chain::{AnchorCheck, ChainChecks, ChainProblem, PeerChain, MAX_INTERMEDIATES};
 pub use decide::{decide, precheck, Admission, Rejection, RejectionKind, Scope, Untrusted};
 pub use index::{AnchorGroup, ParsedAnchor, TrustIndex};
-pub use snapshot::{TrustAnchor, TrustSnapshot};
+pub use snapshot::{StoredCrl, TrustAnchor, TrustSnapshot};

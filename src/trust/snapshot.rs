@@ -28,4 +28,20 @@ pub struct TrustSnapshot {
     pub organizations: Vec<String>,
     /// (organization, project) for every unarchived project.
     pub projects: Vec<(String, String)>,
+    /// (organization, lowercase hex SHA-256) of every deny-listed certificate.
+    pub revoked: Vec<(String, String)>,
+    /// Every stored CRL.
+    pub crls: Vec<StoredCrl>,
+}
+
+/// A CRL stored for a CA certificate object.
+#[derive(Debug, Clone)]
+pub struct StoredCrl {
+    pub org_id: String,
+    pub certificate_id: String,
+    /// Lowercase hex SHA-256 of the CA certificate's DER: the issuer the CRL speaks for.
+    pub issuer_sha256: String,
+    /// Changes whenever a new CRL is stored (so an index rebuild reparses only new ones).
+    pub version: i64,
+    pub der: Vec<u8>,
 }

@@ -151,6 +151,10 @@ impl Api {
         self.call(Method::GET, path, None).await
     }
 
+    pub async fn put_json(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(body)).await
     }

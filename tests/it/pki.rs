@@ -253,3 +253,37 @@ fn der_sequence(items: &[Vec<u8>]) -> Vec<u8> {
     out.extend(content);
     out
 }
+
+/// The serial of `cert` as the DER INTEGER contents (what CRLs list and webpki compares).
+pub fn serial_of(cert: &rcgen::Certificate) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert.der()).unwrap();
+    parsed.raw_serial().to_vec()
+}
+
+/// A CRL issued and signed by `issuer`, revoking `serials`, valid from `this_update` to
+/// `next_update` (Unix seconds).
+pub fn crl(
+    issuer: &Ca,
+    serials: &[Vec<u8>],
+    this_update: i64,
+    next_update: i64,
+) -> rcgen::CertificateRevocationList {
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: time(this_update),
+        next_update: time(next_update),
+        crl_number: rcgen::SerialNumber::from_slice(&[1]),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(s),
+                revocation_time: time(this_update),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    params.signed_by(&issuer.cert, &issuer.key).unwrap()
+}

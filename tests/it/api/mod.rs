@@ -9,6 +9,7 @@ mod hostile;
 mod keys;
 mod lists;
 mod projects;
+mod revocations;
 mod toggles;
 
 use serde_json::Value;

@@ -8,6 +8,7 @@ mod binary;
 mod hostile;
 mod live_changes;
 mod proxying;
+mod revocation;
 mod websocket;
 
 use std::net::SocketAddr;

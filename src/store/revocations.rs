@@ -1,0 +1,339 @@
+//! Revocation without rotating a CA (spec §12.5): the organization's deny-list of certificate
+//! fingerprints, and one CRL per CA certificate. Every change bumps the trust generation (so
+//! gateways enforce it within the propagation bound, also on open connections) and writes its
+//! audit event in the same transaction.
+
+use base64::Engine as _;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::audit::TxAudit;
+use super::certificates::order_sql;
+use super::tx::{bump_trust_generation, in_transaction, lock_organization};
+use super::{Result, Store};
+use crate::crl::ParsedCrl;
+use crate::domain::{
+    check_crl_newer, check_revocation_limit, unknown_cursor, Actor, AuditEvent, CertificateId,
+    CrlSummary, DomainError, OrgId, Page, PageRequest, RevokedCertificate, RevokedCertificateId,
+};
+
+const REVOKED_COLUMNS: &str = "id, sha256, reason, created_at";
+
+fn revoked_from_row(row: &AnyRow) -> Result<RevokedCertificate, sqlx::Error> {
+    Ok(RevokedCertificate {
+        id: RevokedCertificateId::trusted(row.try_get("id")?),
+        sha256_fingerprint: row.try_get("sha256")?,
+        reason: row.try_get("reason")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn crl_from_row(row: &AnyRow) -> Result<CrlSummary, sqlx::Error> {
+    Ok(CrlSummary {
+        certificate_id: CertificateId::trusted(row.try_get("certificate_id")?),
+        this_update: row.try_get("this_update")?,
+        next_update: row.try_get("next_update")?,
+        revoked_count: row.try_get("revoked_count")?,
+    })
+}
+
+impl Store {
+    /// Adds `sha256` (lowercase hex) to the organization's deny-list.
+    pub async fn revoke_certificate(
+        &self,
+        org: &OrgId,
+        sha256: &str,
+        reason: Option<String>,
+        actor: &Actor,
+    ) -> Result<RevokedCertificate> {
+        let now = self.now();
+        in_transaction!(self, |tx| {
+            let seq = lock_organization(&mut tx, org).await?;
+            if let Some(row) = sqlx::query(
+                "SELECT id FROM revoked_certificates WHERE org_id = $1 AND sha256 = $2 AND deleted_at IS NULL",
+            )
+            .bind(org.as_str())
+            .bind(sha256)
+            .fetch_optional(&mut *tx)
+            .await?
+            {
+                return Err(DomainError::CertificateAlreadyRevoked {
+                    existing_id: row.try_get("id")?,
+                }
+                .into());
+            }
+            let count: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM revoked_certificates WHERE org_id = $1 AND deleted_at IS NULL",
+            )
+            .bind(org.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            check_revocation_limit(count)?;
+            let entry = RevokedCertificate {
+                id: RevokedCertificateId::generate(),
+                sha256_fingerprint: sha256.to_owned(),
+                reason: reason.clone(),
+                created_at: now,
+            };
+            sqlx::query(
+                "INSERT INTO revoked_certificates (id, org_id, sha256, reason, created_at, seq) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(entry.id.as_str())
+            .bind(org.as_str())
+            .bind(sha256)
+            .bind(entry.reason.clone())
+            .bind(now)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            TxAudit::new(org, seq, now, actor)
+                .append(&mut tx, &AuditEvent::CertificateRevoked(entry.clone()))
+                .await?;
+            bump_trust_generation(&mut tx, self.backend).await?;
+            Ok(entry)
+        })
+    }
+
+    pub async fn get_revoked_certificate(
+        &self,
+        org: &OrgId,
+        id: &RevokedCertificateId,
+    ) -> Result<RevokedCertificate> {
+        let sql = format!(
+            "SELECT {REVOKED_COLUMNS} FROM revoked_certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL"
+        );
+        match sqlx::query(&sql)
+            .bind(id.as_str())
+            .bind(org.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            Some(row) => Ok(revoked_from_row(&row)?),
+            None => Err(id.not_found().into()),
+        }
+    }
+
+    /// Removes an entry from the deny-list; it stays as a tombstone (a valid list cursor).
+    pub async fn unrevoke_certificate(
+        &self,
+        org: &OrgId,
+        id: &RevokedCertificateId,
+        actor: &Actor,
+    ) -> Result<RevokedCertificate> {
+        let now = self.now();
+        let select = format!(
+            "SELECT {REVOKED_COLUMNS} FROM revoked_certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL"
+        );
+        in_transaction!(self, |tx| {
+            let seq = lock_organization(&mut tx, org).await?;
+            let entry = match sqlx::query(&select)
+                .bind(id.as_str())
+                .bind(org.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                Some(row) => revoked_from_row(&row)?,
+                None => return Err(id.not_found().into()),
+            };
+            sqlx::query("UPDATE revoked_certificates SET deleted_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            TxAudit::new(org, seq, now, actor)
+                .append(&mut tx, &AuditEvent::CertificateUnrevoked(entry.clone()))
+                .await?;
+            bump_trust_generation(&mut tx, self.backend).await?;
+            Ok(entry)
+        })
+    }
+
+    /// The deny-list, newest first by default (spec §12.5: paged like §11.2).
+    pub async fn list_revoked_certificates(
+        &self,
+        org: &OrgId,
+        page: &PageRequest,
+    ) -> Result<Page<RevokedCertificate>> {
+        let cursor = match page.after.as_deref() {
+            None => None,
+            Some(after) => {
+                let id = RevokedCertificateId::parse_opt(after)
+                    .ok_or_else(|| unknown_cursor("after", after))?;
+                let row = sqlx::query(
+                    "SELECT created_at, seq FROM revoked_certificates WHERE id = $1 AND org_id = $2",
+                )
+                .bind(id.as_str())
+                .bind(org.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| unknown_cursor("after", after))?;
+                Some((
+                    row.try_get::<i64, _>("created_at")?,
+                    row.try_get::<i64, _>("seq")?,
+                ))
+            }
+        };
+        let (cmp, dir) = order_sql(page.order);
+        let cursor_sql = if cursor.is_some() {
+            format!("AND (created_at, seq) {cmp} ($3, $4)")
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SELECT {REVOKED_COLUMNS} FROM revoked_certificates
+             WHERE org_id = $1 AND deleted_at IS NULL {cursor_sql}
+             ORDER BY created_at {dir}, seq {dir} LIMIT $2"
+        );
+        let limit = page.limit.get() as usize;
+        let mut q = sqlx::query(&sql)
+            .bind(org.as_str())
+            .bind(i64::from(page.limit.get()) + 1);
+        if let Some((at, seq)) = cursor {
+            q = q.bind(at).bind(seq);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let has_more = rows.len() > limit;
+        let items = rows
+            .iter()
+            .take(limit)
+            .map(revoked_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, has_more })
+    }
+
+    /// Stores `crl` (already checked against the certificate's key by the caller: a
+    /// certificate's content never changes) for `certificate`, unless an older one is offered.
+    pub async fn put_crl(
+        &self,
+        org: &OrgId,
+        certificate: &CertificateId,
+        crl: &ParsedCrl,
+        actor: &Actor,
+    ) -> Result<CrlSummary> {
+        let now = self.now();
+        let der = base64::engine::general_purpose::STANDARD.encode(&crl.der);
+        in_transaction!(self, |tx| {
+            let seq = lock_organization(&mut tx, org).await?;
+            certificate_exists(&mut tx, org, certificate).await?;
+            let stored: Option<i64> =
+                sqlx::query("SELECT this_update FROM certificate_crls WHERE certificate_id = $1")
+                    .bind(certificate.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get("this_update"))
+                    .transpose()?;
+            check_crl_newer(stored, crl.this_update)?;
+            sqlx::query("DELETE FROM certificate_crls WHERE certificate_id = $1")
+                .bind(certificate.as_str())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO certificate_crls (certificate_id, org_id, der_base64, this_update, next_update, revoked_count, seq)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(certificate.as_str())
+            .bind(org.as_str())
+            .bind(&der)
+            .bind(crl.this_update)
+            .bind(crl.next_update)
+            .bind(crl.revoked_count)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            let summary = CrlSummary {
+                certificate_id: certificate.clone(),
+                this_update: crl.this_update,
+                next_update: crl.next_update,
+                revoked_count: crl.revoked_count,
+            };
+            TxAudit::new(org, seq, now, actor)
+                .append(&mut tx, &AuditEvent::CrlUpdated(summary.clone()))
+                .await?;
+            bump_trust_generation(&mut tx, self.backend).await?;
+            Ok(summary)
+        })
+    }
+
+    /// The stored CRL's summary; 404 when the certificate has none (or does not exist).
+    pub async fn get_crl(&self, org: &OrgId, certificate: &CertificateId) -> Result<CrlSummary> {
+        let row = sqlx::query(
+            "SELECT r.certificate_id, r.this_update, r.next_update, r.revoked_count
+             FROM certificate_crls r JOIN certificates c ON c.id = r.certificate_id
+             WHERE r.certificate_id = $1 AND r.org_id = $2 AND c.deleted_at IS NULL",
+        )
+        .bind(certificate.as_str())
+        .bind(org.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(crl_from_row(&row)?),
+            None => Err(no_crl(certificate)),
+        }
+    }
+
+    pub async fn delete_crl(
+        &self,
+        org: &OrgId,
+        certificate: &CertificateId,
+        actor: &Actor,
+    ) -> Result<()> {
+        let now = self.now();
+        in_transaction!(self, |tx| {
+            let seq = lock_organization(&mut tx, org).await?;
+            certificate_exists(&mut tx, org, certificate).await?;
+            let deleted = sqlx::query(
+                "DELETE FROM certificate_crls WHERE certificate_id = $1 AND org_id = $2",
+            )
+            .bind(certificate.as_str())
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if deleted.rows_affected() == 0 {
+                return Err(no_crl(certificate));
+            }
+            TxAudit::new(org, seq, now, actor)
+                .append(&mut tx, &AuditEvent::CrlDeleted(certificate.clone()))
+                .await?;
+            bump_trust_generation(&mut tx, self.backend).await?;
+            Ok(())
+        })
+    }
+
+    /// Every stored CRL summary of the organization's certificates, by certificate id (for
+    /// the certificate details).
+    pub async fn crls_of(&self, org: &OrgId) -> Result<Vec<CrlSummary>> {
+        Ok(sqlx::query(
+            "SELECT certificate_id, this_update, next_update, revoked_count FROM certificate_crls WHERE org_id = $1",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(crl_from_row)
+        .collect::<Result<_, _>>()?)
+    }
+}
+
+/// 404 unless the organization has the (undeleted) certificate.
+async fn certificate_exists(
+    tx: &mut sqlx::AnyConnection,
+    org: &OrgId,
+    certificate: &CertificateId,
+) -> Result<()> {
+    sqlx::query("SELECT id FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL")
+        .bind(certificate.as_str())
+        .bind(org.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| certificate.not_found())?;
+    Ok(())
+}
+
+fn no_crl(certificate: &CertificateId) -> super::StoreError {
+    DomainError::NotFound {
+        kind: "CRL for certificate",
+        id: certificate.to_string(),
+    }
+    .into()
+}
