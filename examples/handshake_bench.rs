@@ -45,6 +45,9 @@ async fn main() -> Result<(), BoxError> {
         ["setup", dir, db, cas, orgs] => {
             setup(Path::new(dir), db, cas.parse()?, orgs.parse()?).await
         }
+        ["revoke", dir, db, entries, serials] => {
+            revoke(Path::new(dir), db, entries.parse()?, serials.parse()?).await
+        }
         ["load", addr, dir, count, conc] => {
             load(addr.parse()?, Path::new(dir), count.parse()?, conc.parse()?).await
         }
@@ -60,7 +63,7 @@ async fn main() -> Result<(), BoxError> {
             .await
         }
         _ => {
-            eprintln!("usage: handshake_bench setup DIR DB CAS ORGS | load ADDR DIR COUNT CONCURRENCY | propagate BASE KEY CERT_ID ADDR DIR ROUNDS");
+            eprintln!("usage: handshake_bench setup DIR DB CAS ORGS | revoke DIR DB ENTRIES SERIALS | load ADDR DIR COUNT CONCURRENCY | propagate BASE KEY CERT_ID ADDR DIR ROUNDS");
             std::process::exit(2)
         }
     }
@@ -121,6 +124,7 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
     let (client_ca, client_ca_key) = ca("Bench client CA 0")?;
     let (client, client_key) = leaf(&client_ca, &client_ca_key, "client", false)?;
     write("client-ca.pem", &client_ca.pem())?;
+    write("client-ca.key", &client_ca_key.serialize_pem())?;
     write("client.pem", &client.pem())?;
     write("client.key", &client_key.serialize_pem())?;
 
@@ -180,6 +184,57 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
     write("setup.json", &info.to_string())?;
     store.close().await;
     println!("{info}");
+    Ok(())
+}
+
+/// Adds ENTRIES deny-list entries (none of them the client's) to the first organization, and a
+/// CRL of SERIALS revoked serials (not the client's) to the client's CA: the revocation data a
+/// request must be checked against, without revoking the client.
+async fn revoke(dir: &Path, db: &str, entries: usize, serials: u32) -> Result<(), BoxError> {
+    use certgate::domain::{Actor, CertificateId, OrgId, SystemClock};
+    use certgate::store::{Store, StoreOptions};
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("setup.json"))?)?;
+    let org = OrgId::parse(info["organization"].as_str().ok_or("organization")?)?;
+    let ca_id = CertificateId::parse(info["client_certificate_id"].as_str().ok_or("ca id")?)?;
+    let store = Store::open(&StoreOptions::new(db), Arc::new(SystemClock)).await?;
+    let started = Instant::now();
+    for i in 0..entries {
+        let fingerprint = format!("{:064x}", u128::MAX - i as u128);
+        store
+            .revoke_certificate(&org, &fingerprint, None, &Actor::System)
+            .await?;
+    }
+    let ca_pem = std::fs::read_to_string(dir.join("client-ca.pem"))?;
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("client-ca.key"))?)?;
+    let ca_params = rcgen::CertificateParams::from_ca_cert_pem(&ca_pem)?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: time::OffsetDateTime::from_unix_timestamp(now() - 60)?,
+        next_update: time::OffsetDateTime::from_unix_timestamp(now() + 7 * 86_400)?,
+        crl_number: rcgen::SerialNumber::from_slice(&[1]),
+        issuing_distribution_point: None,
+        revoked_certs: (0..serials)
+            .map(|i| rcgen::RevokedCertParams {
+                // Serials rcgen never gives a leaf here (it uses 20 random bytes).
+                serial_number: rcgen::SerialNumber::from_slice(&(i + 1).to_be_bytes()),
+                revocation_time: time::OffsetDateTime::from_unix_timestamp(now() - 3600)
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca_cert, &ca_key)?;
+    let parsed = certgate::crl::parse_crl(&crl.pem()?)?;
+    certgate::crl::check_issued_by(&parsed, &ca_pem)?;
+    store.put_crl(&org, &ca_id, &parsed, &Actor::System).await?;
+    store.close().await;
+    println!(
+        "{}",
+        json!({"deny_list_entries": entries, "crl_serials": serials, "crl_bytes": parsed.der.len(), "setup_seconds": started.elapsed().as_secs_f64()})
+    );
     Ok(())
 }
 

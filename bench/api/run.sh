@@ -61,7 +61,7 @@ wait_http() { # URL
     for _ in $(seq 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done
     echo "$1 never answered" >&2; return 1
 }
-admin_key() { # STDERR_FILE: the bootstrap key printed once by `certgate serve`
+admin_key() { # STDOUT_FILE: the bootstrap key printed once (on stdout) by `certgate serve`
     for _ in $(seq 300); do
         local line
         line=$(grep -m1 '"admin_key"' "$1" 2>/dev/null || true)
@@ -76,7 +76,7 @@ admin_key() { # STDERR_FILE: the bootstrap key printed once by `certgate serve`
 start_certgate() { # NAME PORT DATABASE [ARGS...]
     local name=$1 port=$2 db=$3; shift 3
     RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" --database "$db" "$@" \
-        2>"$WORK/$name.stderr" &
+        >"$WORK/$name.stdout" 2>"$WORK/$name.stderr" &
     PIDS+=($!)
     wait_http "http://127.0.0.1:$port/readyz"
 }
@@ -180,7 +180,7 @@ wait_http "http://127.0.0.1:$BARE_PORT/page"
 P1=$(free_port)
 mkdir -p "$WORK/sqlite"
 start_certgate sqlite "$P1" "sqlite://$WORK/sqlite/certgate.db"
-KEY=$(admin_key "$WORK/sqlite.stderr")
+KEY=$(admin_key "$WORK/sqlite.stdout")
 seed "http://127.0.0.1:$P1" "$KEY"
 check_sizes "http://127.0.0.1:$P1/v1/organization/certificates" "$KEY"
 measure sqlite "http://127.0.0.1:$P1/v1/organization/certificates" "http://127.0.0.1:$P1/" "$KEY"
@@ -194,7 +194,7 @@ if [[ -n "$PG_URL" ]] && command -v psql >/dev/null && psql -q "$PG_URL" -c 'sel
     PG_DB="$PG_URL${sep}options=-c%20search_path%3D$SCHEMA"
     P1=$(free_port); P2=$(free_port)
     start_certgate pg1 "$P1" "$PG_DB"
-    KEY=$(admin_key "$WORK/pg1.stderr")
+    KEY=$(admin_key "$WORK/pg1.stdout")
     seed "http://127.0.0.1:$P1" "$KEY"
     check_sizes "http://127.0.0.1:$P1/v1/organization/certificates" "$KEY"
     measure postgres-1 "http://127.0.0.1:$P1/v1/organization/certificates" "http://127.0.0.1:$P1/" "$KEY"
