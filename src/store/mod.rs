@@ -16,7 +16,8 @@
 //! then one file per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the
 //! check every request makes), `key_usage` (`last_used_at`, flushed off the request path),
 //! `audit` (the audit log, appended inside each writing transaction), `certificates`,
-//! `projects`, `trust` (what the gateway reads).
+//! `rotation` (one CA taking over from another everywhere at once), `projects`, `trust` (what
+//! the gateway reads).
 
 mod audit;
 mod certificates;
@@ -25,6 +26,7 @@ mod key_usage;
 mod keys;
 mod orgs;
 mod projects;
+mod rotation;
 mod sqlite_local;
 mod trust;
 mod tx;
