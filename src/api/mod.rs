@@ -7,6 +7,7 @@ pub mod certificates;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod insight;
 pub mod keys;
 pub mod projects;
 
@@ -27,6 +28,8 @@ use error::ApiError;
 pub struct AppState {
     pub store: Store,
     pub pages: std::sync::Arc<cache::PageCache>,
+    /// The check endpoint's trust index, kept while the trust generation is unchanged.
+    pub trust: std::sync::Arc<insight::TrustCache>,
 }
 
 impl AppState {
@@ -34,6 +37,7 @@ impl AppState {
         AppState {
             store,
             pages: std::sync::Arc::default(),
+            trust: std::sync::Arc::default(),
         }
     }
 }
@@ -56,6 +60,8 @@ pub fn router(state: AppState) -> Router {
             get(certs::list).post(certs::upload),
         )
         .route("/organization/certificates/activate", post(certs::activate))
+        .route("/organization/certificates/check", post(insight::check))
+        .route("/organization/certificates/rotate", post(insight::rotate))
         .route(
             "/organization/certificates/deactivate",
             post(certs::deactivate),

@@ -24,6 +24,15 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The signature algorithms client chains are verified with: the provider's, so the gateway's
+/// chain checks and the check endpoint's (which calls this) use the same set.
+pub fn chain_algorithms() -> &'static [&'static dyn rustls_pki_types::SignatureVerificationAlgorithm]
+{
+    rustls::crypto::ring::default_provider()
+        .signature_verification_algorithms
+        .all
+}
+
 /// Requests a client certificate, requires none, names no CA, checks possession of the key.
 #[derive(Debug)]
 pub struct AskForClientCert {
