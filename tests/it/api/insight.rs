@@ -93,7 +93,7 @@ async fn audit(api: &Api) -> Vec<Value> {
     api.list_all("/organization/audit_logs").await
 }
 
-/// The DN every details test CA carries: escapes, a BMPString, an OID without a short name.
+/// The DN every details test CA carries: escapes, a `BMPString`, an OID without a short name.
 fn tricky_dn(cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CountryName, "US");
