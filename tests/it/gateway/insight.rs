@@ -11,7 +11,9 @@ use certgate::domain::Clock;
 use rustls_pki_types::PrivateKeyDer;
 use serde_json::{json, Value};
 
-use super::{caught_up, good_leaf, identity, once, setup, Endpoint, Gw, Identity, Reply, DAY};
+use super::{
+    caught_up, connect, good_leaf, identity, once, setup, Endpoint, Gw, Identity, Reply, DAY,
+};
 use crate::client::Api;
 use crate::helpers::{backend_tests, TestApp};
 use crate::pki;
@@ -149,6 +151,15 @@ async fn check_agrees_with_the_gateway_on_trust(app: TestApp) {
     agree(&gw, &other, &other_org, &good_leaf(&ours), None)
         .await
         .admitted();
+    // Deleted (inactive everywhere first): untrusted, whoever asks.
+    app.api
+        .delete(&format!("/organization/certificates/{ours_id}"))
+        .await
+        .ok();
+    caught_up(&app, &gw).await;
+    agree(&gw, &app.api, org, &good_leaf(&ours), None)
+        .await
+        .refused(403, "client_certificate_untrusted");
 }
 
 async fn check_agrees_with_the_gateway_on_validity(app: TestApp) {
@@ -301,24 +312,32 @@ async fn check_agrees_with_the_gateway_on_chain_shape(app: TestApp) {
     }
 }
 
-/// Requests with `id` for `headers`, on fresh connections, until `stop`; counts replies other
-/// than 200 in `refused`, and every reply in `sent`.
+/// Requests with `id` for `headers` until `stop`, each on a fresh connection or all on one
+/// connection kept open; counts replies other than 200 in `refused`, and every reply in `sent`.
 fn traffic(
     ep: &Endpoint,
     id: Identity,
     headers: Vec<(&'static str, String)>,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU32>,
-    refused: Arc<AtomicU32>,
+    keep_open: bool,
+    counters: (Arc<AtomicBool>, Arc<AtomicU32>, Arc<AtomicU32>),
 ) -> tokio::task::JoinHandle<()> {
     let ep = Endpoint {
         addr: ep.addr,
         server_ca: ep.server_ca.clone(),
     };
+    let (stop, sent, refused) = counters;
     tokio::spawn(async move {
+        let hdrs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut open = if keep_open {
+            Some(connect(&ep, Some(&id), false).await)
+        } else {
+            None
+        };
         while !stop.load(Ordering::SeqCst) {
-            let hdrs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let r = once(&ep, Some(&id), &hdrs).await;
+            let r = match &mut open {
+                Some(conn) => conn.get(&hdrs).await,
+                None => once(&ep, Some(&id), &hdrs).await,
+            };
             sent.fetch_add(1, Ordering::SeqCst);
             if r.status != 200 {
                 refused.fetch_add(1, Ordering::SeqCst);
@@ -336,16 +355,22 @@ struct Flows {
 }
 
 impl Flows {
+    /// For each client, one loop on fresh connections and one on a connection kept open.
     fn start(ep: &Endpoint, clients: Vec<(Identity, Vec<(&'static str, String)>)>) -> Flows {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU32::new(0));
         let refused = Arc::new(AtomicU32::new(0));
-        let tasks = clients
-            .into_iter()
-            .map(|(id, headers)| {
-                traffic(ep, id, headers, stop.clone(), sent.clone(), refused.clone())
-            })
-            .collect();
+        let counters = || (stop.clone(), sent.clone(), refused.clone());
+        let mut tasks = Vec::new();
+        for (id, headers) in clients {
+            let twin = Identity {
+                chain: id.chain.clone(),
+                key: id.key.clone_key(),
+                leaf_sha256: id.leaf_sha256.clone(),
+            };
+            tasks.push(traffic(ep, twin, headers.clone(), true, counters()));
+            tasks.push(traffic(ep, id, headers, false, counters()));
+        }
         Flows {
             stop,
             sent,
@@ -357,7 +382,12 @@ impl Flows {
     async fn stop(self) -> (u32, u32) {
         // Let some requests run on the state after the change, too.
         let floor = self.sent.load(Ordering::SeqCst) + 4;
+        let started = std::time::Instant::now();
         while self.sent.load(Ordering::SeqCst) < floor {
+            assert!(
+                started.elapsed() < super::PROPAGATION,
+                "the traffic stopped flowing"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         self.stop.store(true, Ordering::SeqCst);
