@@ -1,7 +1,17 @@
 //! Upload checks for CA certificates: PEM text in, a parsed certificate or a precise refusal out.
 //!
 //! A pure, total function: no I/O, no panics on any input. The rules follow OpenAI's published
-//! requirements (spec.md §9) and certgate's decisions (spec.md §11.4).
+//! requirements (spec.md §9) and certgate's decisions (spec.md §11.4). Beside it, equally pure:
+//! [`details`] (what `include[]=details` shows, with [`rfc4514`] names) and [`client`] (the chain
+//! submitted to the check endpoint).
+
+mod client;
+mod details;
+mod rfc4514;
+
+pub use client::parse_client_chain;
+pub use details::{certificate_details, CertificateFacts};
+pub use rfc4514::rfc4514_string;
 
 use sha2::Digest;
 use x509_parser::oid_registry as oids;

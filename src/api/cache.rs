@@ -7,12 +7,15 @@
 //! older page. The page itself is read after the sequence, so an entry can only be newer than
 //! its label, never older.
 //!
+//! Pages with `include[]=details` are not cached at all: their `status` changes with time
+//! alone, without any write moving the sequence.
+//!
 //! Memory is bounded by bytes (keys and pages), with real eviction (`quick_cache`'s CLOCK-style policy), whatever
 //! clients ask for.
 
 use axum::body::Bytes;
 
-use crate::domain::{OrgId, PageRequest, ProjectId};
+use crate::domain::{CertificateInclude, OrgId, PageRequest, ProjectId};
 
 /// Bytes of pages and keys kept; about 16 MiB whatever the page sizes.
 const MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -24,6 +27,9 @@ pub struct PageKey {
     pub org_id: OrgId,
     pub project_id: Option<ProjectId>,
     pub page: PageRequest,
+    /// What the page shows besides the base fields. Pages with details are never cached:
+    /// their `status` depends on the instant, not only on the organization's writes.
+    pub include: CertificateInclude,
 }
 
 #[derive(Clone)]
@@ -91,6 +97,7 @@ mod tests {
                 after: Some(format!("cert_{after}")),
                 order: crate::domain::Order::Desc,
             },
+            include: CertificateInclude::default(),
         }
     }
 

@@ -12,7 +12,8 @@ use super::error::ApiError;
 use super::extract::{AdminCaller, JsonObject, PathId, Query};
 use super::AppState;
 use crate::domain::{
-    self, CertificateKind, DomainError, Order, ProjectId, ProjectKind, Scope, ToggleIds,
+    self, CertificateInclude, CertificateKind, DomainError, Order, ProjectId, ProjectKind, Scope,
+    ToggleIds,
 };
 
 const ORG_ITEM: &str = "organization.certificate";
@@ -35,7 +36,8 @@ pub async fn list_for_project(
     certificate_list(&s, caller, Some(project), &q).await
 }
 
-/// Either certificate list, served from the page cache while the organization is unchanged.
+/// Either certificate list, served from the page cache while the organization is unchanged
+/// (pages with details excepted: see [`PageKey::include`]).
 async fn certificate_list(
     s: &AppState,
     caller: AdminCaller,
@@ -46,27 +48,74 @@ async fn certificate_list(
         org_id: caller.org_id,
         project_id: project,
         page: q.page(Order::Desc)?,
+        include: include(q)?,
     };
-    if let Some(hit) = s.pages.get(&key, caller.version) {
+    let cacheable = !key.include.details;
+    if let Some(hit) = s.pages.get(&key, caller.version).filter(|_| cacheable) {
         return Ok(json_bytes(hit));
     }
     let (page, item) = match &key.project_id {
         None => (
-            s.store.list_certificates(&key.org_id, &key.page).await?,
+            s.store
+                .list_certificates(&key.org_id, &key.page, key.include)
+                .await?,
             ORG_ITEM,
         ),
         Some(project) => (
             s.store
-                .list_project_certificates(&key.org_id, project, &key.page)
+                .list_project_certificates(&key.org_id, project, &key.page, key.include)
                 .await?,
             PROJECT_ITEM,
         ),
     };
-    let bytes = to_bytes(&List::from_page(page, |c| {
-        CertificateObject::scoped(item, c)
-    }))?;
-    s.pages.put(key, caller.version, bytes.clone());
+    let now = s.store.now();
+    let mut items = Vec::with_capacity(page.items.len());
+    for c in page.items {
+        items.push(
+            CertificateObject::included(item, c.certificate, Some(c.active), key.include, now)
+                .map_err(stored_pem)?,
+        );
+    }
+    let list = List::from_page(
+        domain::Page {
+            items,
+            has_more: page.has_more,
+        },
+        |c| c,
+    );
+    let bytes = to_bytes(&list)?;
+    if cacheable {
+        s.pages.put(key, caller.version, bytes.clone());
+    }
     Ok(json_bytes(bytes))
+}
+
+/// `include[]=content` and/or `include[]=details`; any other value is refused.
+fn include(q: &Query) -> Result<CertificateInclude, ApiError> {
+    let mut include = CertificateInclude::default();
+    for value in q.all("include") {
+        match value {
+            "content" => include.content = true,
+            "details" => include.details = true,
+            other => {
+                let shown: String = other.chars().take(40).collect();
+                return Err(DomainError::invalid(
+                    "include",
+                    format!(
+                        "Invalid 'include' value '{shown}': the supported values are 'content' and 'details'."
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+    Ok(include)
+}
+
+/// A stored certificate whose PEM no longer parses: uploads never store one, so this is a
+/// fault on certgate's side, never the client's.
+fn stored_pem(e: DomainError) -> ApiError {
+    ApiError::Internal(Box::new(e))
 }
 
 fn to_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, ApiError> {
@@ -113,27 +162,14 @@ pub async fn get(
     PathId(id): PathId<CertificateKind>,
     q: Query,
 ) -> Result<Json<CertificateObject>, ApiError> {
-    let mut with_content = false;
-    for value in q.all("include") {
-        match value {
-            "content" => with_content = true,
-            other => {
-                let shown: String = other.chars().take(40).collect();
-                return Err(DomainError::invalid(
-                    "include",
-                    format!(
-                        "Invalid 'include' value '{shown}': the only supported value is 'content'."
-                    ),
-                )
-                .into());
-            }
-        }
-    }
+    let include = include(&q)?;
     let cert = s
         .store
-        .get_certificate(&caller.org_id, &id, with_content)
+        .get_certificate(&caller.org_id, &id, include)
         .await?;
-    Ok(Json(CertificateObject::single(cert)))
+    CertificateObject::included("certificate", cert, None, include, s.store.now())
+        .map(Json)
+        .map_err(stored_pem)
 }
 
 pub async fn modify(

@@ -5,7 +5,8 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::domain::{
-    owner_user_id, AdminKey, Certificate, OrgId, Page, Project, ScopedCertificate,
+    owner_user_id, Activations, AdminKey, Certificate, CertificateInclude, CertificateStatus,
+    DomainError, OrgId, Page, Project, Rotation, ScopedCertificate,
 };
 use crate::store::AuditRecord;
 
@@ -15,6 +16,54 @@ pub struct CertificateDetails {
     pub expires_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// certgate's extension (spec §12.4), only with `include[]=details`: its fields sit beside
+    /// `valid_at` and `expires_at`.
+    #[serde(flatten)]
+    pub details: Option<Details>,
+}
+
+/// What `include[]=details` adds to `certificate_details`.
+#[derive(Serialize)]
+pub struct Details {
+    pub sha256_fingerprint: String,
+    pub spki_sha256: String,
+    pub subject: String,
+    pub issuer: String,
+    pub serial_number: String,
+    pub key_algorithm: String,
+    /// `not_yet_valid`, `valid`, `expiring_soon` or `expired`, at request time.
+    pub status: &'static str,
+    /// The CA's stored CRL; null while none is stored.
+    pub crl: Option<CrlSummary>,
+}
+
+/// `certificate_details.crl` (spec §12.4, §12.5).
+#[derive(Serialize)]
+pub struct CrlSummary {
+    pub this_update: i64,
+    pub next_update: Option<i64>,
+    pub revoked_count: i64,
+    pub stale: bool,
+}
+
+/// Top-level `activations` of a certificate shown with details.
+#[derive(Serialize)]
+pub struct ActivationsObject {
+    pub organization: bool,
+    pub projects: Vec<String>,
+}
+
+impl From<Activations> for ActivationsObject {
+    fn from(a: Activations) -> Self {
+        ActivationsObject {
+            organization: a.organization,
+            projects: a
+                .projects
+                .into_iter()
+                .map(crate::domain::ProjectId::into_string)
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -27,6 +76,9 @@ pub struct CertificateObject {
     /// Present in lists and toggles, never on upload/get/modify.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
+    /// Only with `include[]=details`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activations: Option<ActivationsObject>,
 }
 
 impl CertificateObject {
@@ -40,6 +92,45 @@ impl CertificateObject {
         Self::build(object, s.certificate, Some(s.active))
     }
 
+    /// A get (`single`) or list item (`scoped`) with what `include` asks for: the content
+    /// only when asked for, the details computed from the stored PEM with the status at `now`.
+    /// Fails only on a stored PEM that no longer parses, which uploads never store.
+    pub fn included(
+        object: &'static str,
+        mut c: Certificate,
+        active: Option<bool>,
+        include: CertificateInclude,
+        now: i64,
+    ) -> Result<Self, DomainError> {
+        let details = match (include.details, &c.content) {
+            (true, Some(pem)) => {
+                let facts = crate::x509::certificate_details(pem)?;
+                Some(Details {
+                    sha256_fingerprint: facts.sha256_fingerprint,
+                    spki_sha256: facts.spki_sha256,
+                    subject: facts.subject,
+                    issuer: facts.issuer,
+                    serial_number: facts.serial_number,
+                    key_algorithm: facts.key_algorithm,
+                    status: CertificateStatus::at(c.valid_at, c.expires_at, now).as_str(),
+                    crl: c.crl.take().map(|crl| CrlSummary {
+                        this_update: crl.this_update,
+                        next_update: crl.next_update,
+                        revoked_count: crl.revoked_count,
+                        stale: crl.stale(now),
+                    }),
+                })
+            }
+            _ => None,
+        };
+        if !include.content {
+            c.content = None;
+        }
+        let mut built = Self::build(object, c, active);
+        built.certificate_details.details = details;
+        Ok(built)
+    }
+
     fn build(object: &'static str, c: Certificate, active: Option<bool>) -> Self {
         CertificateObject {
             object,
@@ -50,8 +141,56 @@ impl CertificateObject {
                 valid_at: c.valid_at,
                 expires_at: c.expires_at,
                 content: c.content,
+                details: None,
             },
             active,
+            activations: c.activations.map(ActivationsObject::from),
+        }
+    }
+}
+
+/// The check endpoint's answer (spec §12.4): would the gateway admit this client?
+#[derive(Serialize)]
+pub struct CertificateCheck {
+    pub object: &'static str,
+    pub admitted: bool,
+    /// The gateway's refusal code; null when admitted.
+    pub code: Option<&'static str>,
+    pub message: String,
+    /// The active CA that admits the client; null when refused.
+    pub certificate: Option<CertificateName>,
+}
+
+#[derive(Serialize)]
+pub struct CertificateName {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// The rotate endpoint's answer (spec §12.4).
+#[derive(Serialize)]
+pub struct RotationObject {
+    pub object: &'static str,
+    pub from: String,
+    pub to: String,
+    pub organization: bool,
+    pub projects: Vec<String>,
+    pub retired: bool,
+}
+
+impl From<Rotation> for RotationObject {
+    fn from(r: Rotation) -> Self {
+        RotationObject {
+            object: "organization.certificate_rotation",
+            from: r.from.into_string(),
+            to: r.to.into_string(),
+            organization: r.organization,
+            projects: r
+                .projects
+                .into_iter()
+                .map(crate::domain::ProjectId::into_string)
+                .collect(),
+            retired: r.retired,
         }
     }
 }

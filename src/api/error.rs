@@ -5,14 +5,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::domain::DomainError;
-use crate::openai_error::{OpenAiError, INVALID_REQUEST, SERVER};
+use crate::openai_error::{OpenAiError, INVALID_REQUEST, PERMISSION, SERVER};
 use crate::store::{BoxError, StoreError};
 use crate::telemetry::ErrorChain;
+use crate::trust::{Rejection, RejectionKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
     Domain(#[from] DomainError),
+    /// The check endpoint's request cannot be decided, with the gateway's own code and
+    /// message (e.g. `unknown_project`, spec §12.9); refusals of the certificate itself are
+    /// answered 200 with `admitted: false`, never through here.
+    #[error("{0}")]
+    Refused(Rejection),
     /// Missing, malformed, unknown or revoked admin key.
     #[error("{0}")]
     Unauthorized(String),
@@ -42,6 +48,11 @@ impl ApiError {
             message: message.into(),
             param: param.map(str::to_owned),
         }
+    }
+
+    /// The `code` of the answer, if it has one (e.g. for the CLI's messages).
+    pub fn code(&self) -> Option<&'static str> {
+        self.parts().3
     }
 
     /// (status, `type`, `param`, `code`)
@@ -138,10 +149,43 @@ impl ApiError {
                     Some("crl_outdated"),
                 ),
                 D::NotFound { .. } => (StatusCode::NOT_FOUND, INVALID_REQUEST, None, None),
+                D::UnknownCertificate { param, .. } => (
+                    StatusCode::NOT_FOUND,
+                    INVALID_REQUEST,
+                    Some((*param).to_owned()),
+                    None,
+                ),
+                D::CertificateNotActive(_) => (
+                    bad,
+                    INVALID_REQUEST,
+                    Some("from".into()),
+                    Some("certificate_not_active"),
+                ),
+                D::InvalidRotationTarget(_) => (
+                    bad,
+                    INVALID_REQUEST,
+                    Some("to".into()),
+                    Some("invalid_certificate"),
+                ),
+                D::CertificateNotYetValid(_) => (
+                    bad,
+                    INVALID_REQUEST,
+                    Some("to".into()),
+                    Some("certificate_not_yet_valid"),
+                ),
                 D::InvalidParam { param, .. } => {
                     (bad, INVALID_REQUEST, Some((*param).to_owned()), None)
                 }
             },
+            ApiError::Refused(r) => {
+                let (status, kind) = match r.kind() {
+                    RejectionKind::BadRequest => (bad, INVALID_REQUEST),
+                    RejectionKind::Forbidden => (StatusCode::FORBIDDEN, PERMISSION),
+                    RejectionKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, SERVER),
+                };
+                let param = (*r == Rejection::UnknownProject).then(|| "project_id".to_owned());
+                (status, kind, param, Some(r.code()))
+            }
             ApiError::Unauthorized(_) => (
                 StatusCode::UNAUTHORIZED,
                 INVALID_REQUEST,
@@ -345,6 +389,51 @@ mod tests {
                 None,
             ),
             (
+                d(DomainError::UnknownCertificate {
+                    param: "to",
+                    id: "cert_x".into(),
+                }),
+                404,
+                None,
+                Some("to"),
+            ),
+            (
+                d(DomainError::CertificateNotActive("x".into())),
+                400,
+                Some("certificate_not_active"),
+                Some("from"),
+            ),
+            (
+                d(DomainError::InvalidRotationTarget("x".into())),
+                400,
+                Some("invalid_certificate"),
+                Some("to"),
+            ),
+            (
+                d(DomainError::CertificateNotYetValid("x".into())),
+                400,
+                Some("certificate_not_yet_valid"),
+                Some("to"),
+            ),
+            (
+                ApiError::Refused(Rejection::UnknownProject),
+                400,
+                Some("unknown_project"),
+                Some("project_id"),
+            ),
+            (
+                ApiError::Refused(Rejection::Expired),
+                403,
+                Some("client_certificate_expired"),
+                None,
+            ),
+            (
+                ApiError::Refused(Rejection::TrustStateUnavailable),
+                503,
+                Some("trust_state_unavailable"),
+                None,
+            ),
+            (
                 d(DomainError::invalid("limit", "bad")),
                 400,
                 None,
@@ -404,10 +493,10 @@ mod tests {
             assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
             assert_eq!(e["code"].as_str(), code, "{shown}");
             assert_eq!(e["param"].as_str(), param, "{shown}");
-            let kind = if status < 500 {
-                INVALID_REQUEST
-            } else {
-                SERVER
+            let kind = match status {
+                403 => PERMISSION,
+                s if s < 500 => INVALID_REQUEST,
+                _ => SERVER,
             };
             assert_eq!(e["type"], kind, "{shown}");
             assert_eq!(
@@ -440,8 +529,13 @@ mod tests {
                 | DomainError::InvalidCrl(_)
                 | DomainError::CrlOutdated { .. }
                 | DomainError::NotFound { .. }
+                | DomainError::UnknownCertificate { .. }
+                | DomainError::CertificateNotActive(_)
+                | DomainError::InvalidRotationTarget(_)
+                | DomainError::CertificateNotYetValid(_)
                 | DomainError::InvalidParam { .. },
             )
+            | ApiError::Refused(_)
             | ApiError::Unauthorized(_)
             | ApiError::BadRequest { .. }
             | ApiError::BodyTooLarge { .. }

@@ -164,6 +164,15 @@ impl<const LIMIT: usize> JsonObject<LIMIT> {
         }
     }
 
+    /// A boolean field that may be absent; `null` counts as absent.
+    pub fn optional_bool(&mut self, field: &str) -> Result<Option<bool>, ApiError> {
+        match self.fields.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(wrong_type(field, "a boolean")),
+        }
+    }
+
     pub fn required_string(&mut self, field: &str) -> Result<String, ApiError> {
         self.optional_string(field)?.ok_or_else(|| {
             ApiError::bad_request(

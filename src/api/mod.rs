@@ -7,6 +7,7 @@ pub mod certificates;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod insight;
 pub mod keys;
 pub mod projects;
 pub mod revocations;
@@ -28,6 +29,8 @@ use error::ApiError;
 pub struct AppState {
     pub store: Store,
     pub pages: std::sync::Arc<cache::PageCache>,
+    /// The check endpoint's trust index, kept while the trust generation is unchanged.
+    pub trust: std::sync::Arc<insight::TrustCache>,
 }
 
 impl AppState {
@@ -35,6 +38,7 @@ impl AppState {
         AppState {
             store,
             pages: std::sync::Arc::default(),
+            trust: std::sync::Arc::default(),
         }
     }
 }
@@ -57,6 +61,8 @@ pub fn router(state: AppState) -> Router {
             get(certs::list).post(certs::upload),
         )
         .route("/organization/certificates/activate", post(certs::activate))
+        .route("/organization/certificates/check", post(insight::check))
+        .route("/organization/certificates/rotate", post(insight::rotate))
         .route(
             "/organization/certificates/deactivate",
             post(certs::deactivate),

@@ -161,7 +161,17 @@ pub async fn put_crl(
     let crl = crate::crl::parse_crl(&text)?;
     // A certificate's content never changes, so checking the CRL against it before the
     // writing transaction is not load-check-save: the store only re-checks that it exists.
-    let ca = s.store.get_certificate(&caller.org_id, &id, true).await?;
+    let ca = s
+        .store
+        .get_certificate(
+            &caller.org_id,
+            &id,
+            domain::CertificateInclude {
+                content: true,
+                details: false,
+            },
+        )
+        .await?;
     crate::crl::check_issued_by(&crl, ca.content.as_deref().unwrap_or_default())?;
     let stored = s
         .store

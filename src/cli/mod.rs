@@ -1,8 +1,10 @@
-//! Command line: `serve`, `gateway`, `org create|list`, `key create|list|revoke`, `migrate`,
-//! `completions`, `man`. Every flag has a `CERTGATE_*` variable (see [`args`]). This module
-//! parses and prints; the subcommands it calls know nothing of clap.
+//! Command line: `serve`, `gateway`, `org create|list`, `key create|list|revoke`,
+//! `cert check|rotate`, `migrate`, `completions`, `man`. Every flag has a `CERTGATE_*`
+//! variable (see [`args`]). This module parses and prints; the subcommands it calls know
+//! nothing of clap.
 
 pub mod args;
+mod certs;
 pub mod generate;
 mod keys;
 
@@ -43,6 +45,12 @@ pub enum Command {
     Key {
         #[command(subcommand)]
         command: keys::KeyCommand,
+    },
+    /// Check a client certificate against the active CAs, or rotate one CA for another,
+    /// directly on the database (audit actor: null).
+    Cert {
+        #[command(subcommand)]
+        command: certs::CertCommand,
     },
     /// Run the mTLS gateway in front of an OpenAI-compatible upstream.
     Gateway(GatewayArgs),
@@ -168,6 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Key { command } => keys::run(command).await,
+        Command::Cert { command } => certs::run(command).await,
         Command::Completions { shell } => {
             generate::completions(shell, &mut std::io::stdout().lock());
             Ok(())

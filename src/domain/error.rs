@@ -42,6 +42,18 @@ pub enum DomainError {
     CrlOutdated { stored: i64, given: i64 },
     #[error("No {kind} found with id '{id}'.")]
     NotFound { kind: &'static str, id: String },
+    /// A rotation's `from` or `to` names no certificate of the organization (`param` says which).
+    #[error("No certificate found with id '{id}'. Nothing was changed.")]
+    UnknownCertificate { param: &'static str, id: String },
+    /// A rotation's `from` is active nowhere.
+    #[error("{0}")]
+    CertificateNotActive(String),
+    /// A rotation's `to` cannot take over (it expired).
+    #[error("Invalid certificate: {0}")]
+    InvalidRotationTarget(String),
+    /// A rotation would retire `from` in favour of a CA that is not valid yet.
+    #[error("{0}")]
+    CertificateNotYetValid(String),
     #[error("{message}")]
     InvalidParam {
         param: &'static str,

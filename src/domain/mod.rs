@@ -1,5 +1,5 @@
 //! The rules of certgate: identifiers, limits, scopes, toggles, the delete guard, admin key
-//! values, the audit log's events and the clock.
+//! values, the audit log's events, certificate insight (status, rotation) and the clock.
 //!
 //! Nothing here performs I/O or knows HTTP, JSON or SQL. The store calls these rules *inside*
 //! its writing transactions, so a rule is checked against the state it is about to change.
@@ -8,6 +8,7 @@ mod audit;
 mod clock;
 mod error;
 mod ids;
+mod insight;
 mod keys;
 mod model;
 mod page;
@@ -21,6 +22,10 @@ pub use ids::{
     echo, AuditEventId, AuditEventKind, CertificateId, CertificateKind, Id, IdKind, KeyId, KeyKind,
     OrgId, OrgKind, ProjectId, ProjectKind, RevokedCertificateId, RevokedCertificateKind,
     MAX_ID_LEN,
+};
+pub use insight::{
+    check_rotation_source, check_rotation_target, parse_rotation_ids, Activations,
+    CertificateInclude, CertificateStatus, Rotation, EXPIRING_SOON_SECS,
 };
 pub use keys::{
     admin_key_digest, key_expired, parse_key_lifetime, AdminKeySecret, MAX_KEY_LIFETIME_SECS,

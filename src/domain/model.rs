@@ -1,6 +1,7 @@
 //! The objects certgate keeps, as the rules and the API see them.
 
 use super::ids::{CertificateId, KeyId, OrgId, ProjectId};
+use super::insight::Activations;
 use super::keys::AdminKeySecret;
 
 /// An uploaded CA certificate.
@@ -11,8 +12,13 @@ pub struct Certificate {
     pub created_at: i64,
     pub valid_at: i64,
     pub expires_at: i64,
-    /// The PEM exactly as uploaded; filled only when asked for.
+    /// The PEM exactly as uploaded; filled only when asked for (to be shown, or for the
+    /// details computed from it).
     pub content: Option<String>,
+    /// Where it is active; filled only when details were asked for.
+    pub activations: Option<Activations>,
+    /// Its stored CRL; read only when details were asked for.
+    pub crl: Option<super::CrlSummary>,
 }
 
 /// A certificate with its activation flag for the scope it was listed or toggled in.

@@ -24,6 +24,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The signature algorithms client chains are verified with: those of [`provider`], which the
+/// gateway's chain checks use, so the check endpoint (which calls this) uses the same set.
+pub fn chain_algorithms() -> &'static [&'static dyn rustls_pki_types::SignatureVerificationAlgorithm]
+{
+    provider().signature_verification_algorithms.all
+}
+
 /// Requests a client certificate, requires none, names no CA, checks possession of the key.
 #[derive(Debug)]
 pub struct AskForClientCert {

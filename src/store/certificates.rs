@@ -10,8 +10,9 @@ use super::projects::project_state;
 use super::tx::{bump_trust_generation, in_transaction, lock_organization};
 use super::{Result, Store};
 use crate::domain::{
-    self, unknown_cursor, Actor, AuditEvent, Certificate, CertificateId, CertificateRef,
-    DomainError, Order, OrgId, Page, PageRequest, ProjectId, Scope, ScopedCertificate, ToggleIds,
+    self, unknown_cursor, Activations, Actor, AuditEvent, Certificate, CertificateId,
+    CertificateInclude, CertificateRef, DomainError, Order, OrgId, Page, PageRequest, ProjectId,
+    Scope, ScopedCertificate, ToggleIds,
 };
 use crate::x509::ParsedCa;
 
@@ -29,6 +30,8 @@ fn certificate_from_row(row: &AnyRow, with_content: bool) -> Result<Certificate,
         } else {
             None
         },
+        activations: None,
+        crl: None,
     })
 }
 
@@ -104,26 +107,45 @@ impl Store {
                 valid_at: parsed.valid_at,
                 expires_at: parsed.expires_at,
                 content: None,
+                activations: None,
+                crl: None,
             })
         })
     }
 
+    /// One certificate; with `include.details` its row and its activations are read in one
+    /// read transaction, so they describe the same committed state.
     pub async fn get_certificate(
         &self,
         org: &OrgId,
         id: &CertificateId,
-        with_content: bool,
+        include: CertificateInclude,
     ) -> Result<Certificate> {
-        let sql = format!("SELECT {CERT_COLUMNS}, content FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL");
-        let row = sqlx::query(&sql)
-            .bind(id.as_str())
-            .bind(org.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            Some(row) => Ok(certificate_from_row(&row, with_content)?),
-            None => Err(id.not_found().into()),
+        let sql = format!("SELECT {CERT_COLUMNS}, content, active_org FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL");
+        let query = sqlx::query(&sql).bind(id.as_str()).bind(org.as_str());
+        if !include.details {
+            return match query.fetch_optional(&self.pool).await? {
+                Some(row) => Ok(certificate_from_row(&row, include.content)?),
+                None => Err(id.not_found().into()),
+            };
         }
+        let mut tx = self.read_transaction().await?;
+        let row = query
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| id.not_found())?;
+        let mut cert = certificate_from_row(&row, true)?;
+        let org_wide = row.try_get::<i64, _>("active_org")? != 0;
+        let mut projects = project_activations(&mut tx, org, std::slice::from_ref(id)).await?;
+        let mut crls =
+            super::revocations::crl_summaries(&mut tx, org, std::slice::from_ref(id)).await?;
+        tx.commit().await?;
+        cert.activations = Some(Activations {
+            organization: org_wide,
+            projects: projects.remove(id).unwrap_or_default(),
+        });
+        cert.crl = crls.remove(id);
+        Ok(cert)
     }
 
     /// Changes the name (the only mutable field). `None` leaves it as it is; every call
@@ -347,8 +369,9 @@ impl Store {
         &self,
         org: &OrgId,
         page: &PageRequest,
+        include: CertificateInclude,
     ) -> Result<Page<ScopedCertificate>> {
-        self.certificate_page(org, None, page).await
+        self.certificate_page(org, None, page, include).await
     }
 
     /// Every certificate of the organization; `active` means active for `project`.
@@ -357,18 +380,24 @@ impl Store {
         org: &OrgId,
         project: &ProjectId,
         page: &PageRequest,
+        include: CertificateInclude,
     ) -> Result<Page<ScopedCertificate>> {
         let mut conn = self.pool.acquire().await?;
         project_state(&mut conn, org, project).await?;
         drop(conn);
-        self.certificate_page(org, Some(project), page).await
+        self.certificate_page(org, Some(project), page, include)
+            .await
     }
 
+    /// One page. With `include.details`, the page and its certificates' activations are read
+    /// in one read transaction (so `active` and `activations` never describe different
+    /// states); otherwise in one statement, as before details existed.
     async fn certificate_page(
         &self,
         org: &OrgId,
         project: Option<&ProjectId>,
         page: &PageRequest,
+        include: CertificateInclude,
     ) -> Result<Page<ScopedCertificate>> {
         let cursor = self.certificate_cursor(org, page.after.as_deref()).await?;
         let (cmp, dir) = order_sql(page.order);
@@ -385,8 +414,13 @@ impl Store {
             Some(_) => format!("AND (c.created_at, c.seq) {cmp} (${next}, ${})", next + 1),
             None => String::new(),
         };
+        let content = if include.needs_content() {
+            ", c.content, c.active_org"
+        } else {
+            ""
+        };
         let sql = format!(
-            "SELECT c.id, c.name, c.created_at, c.valid_at, c.expires_at, {active} AS active
+            "SELECT c.id, c.name, c.created_at, c.valid_at, c.expires_at, {active} AS active{content}
              FROM certificates c {join}
              WHERE c.org_id = $1 AND c.deleted_at IS NULL {cursor_sql}
              ORDER BY c.created_at {dir}, c.seq {dir} LIMIT $2"
@@ -399,19 +433,61 @@ impl Store {
         if let Some((at, seq)) = cursor {
             q = q.bind(at).bind(seq);
         }
-        let rows = q.fetch_all(&self.pool).await?;
-        let has_more = rows.len() > page.limit.get() as usize;
+        let limit = page.limit.get() as usize;
+        let (rows, mut activations, mut crls) = if include.details {
+            let mut tx = self.read_transaction().await?;
+            let rows = q.fetch_all(&mut *tx).await?;
+            let ids: Vec<CertificateId> = rows
+                .iter()
+                .take(limit)
+                .map(|r| r.try_get("id").map(CertificateId::trusted))
+                .collect::<Result<_, _>>()?;
+            let activations = project_activations(&mut tx, org, &ids).await?;
+            let crls = super::revocations::crl_summaries(&mut tx, org, &ids).await?;
+            tx.commit().await?;
+            (rows, activations, crls)
+        } else {
+            (
+                q.fetch_all(&self.pool).await?,
+                HashMap::new(),
+                HashMap::new(),
+            )
+        };
+        let has_more = rows.len() > limit;
         let items = rows
             .iter()
-            .take(page.limit.get() as usize)
+            .take(limit)
             .map(|row| {
+                let mut certificate = certificate_from_row(row, include.needs_content())?;
+                if include.details {
+                    certificate.activations = Some(Activations {
+                        organization: row.try_get::<i64, _>("active_org")? != 0,
+                        projects: activations.remove(&certificate.id).unwrap_or_default(),
+                    });
+                    certificate.crl = crls.remove(&certificate.id);
+                }
                 Ok(ScopedCertificate {
-                    certificate: certificate_from_row(row, false)?,
+                    certificate,
                     active: row.try_get::<i64, _>("active")? != 0,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?;
         Ok(Page { items, has_more })
+    }
+
+    /// A read-only transaction that sees one committed state throughout (REPEATABLE READ on
+    /// PostgreSQL, where each statement would otherwise see its own; on SQLite a read
+    /// transaction in WAL mode already does).
+    pub(super) async fn read_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == super::Backend::Postgres {
+            sqlx::Executor::execute(
+                &mut *tx,
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            )
+            .await?;
+        }
+        Ok(tx)
     }
 
     /// Position of a cursor id, deleted or not; ids this list never handed out are refused.
@@ -435,4 +511,36 @@ impl Store {
             None => Err(unknown_cursor("after", after).into()),
         }
     }
+}
+
+/// The unarchived projects each of `ids` is active for, in the projects' creation order.
+async fn project_activations(
+    conn: &mut sqlx::AnyConnection,
+    org: &OrgId,
+    ids: &[CertificateId],
+) -> Result<HashMap<CertificateId, Vec<ProjectId>>> {
+    let mut out: HashMap<CertificateId, Vec<ProjectId>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let placeholders = (2..2 + ids.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT pa.certificate_id, pa.project_id FROM project_activations pa
+         JOIN projects p ON p.id = pa.project_id
+         WHERE pa.org_id = $1 AND p.archived_at IS NULL AND pa.certificate_id IN ({placeholders})
+         ORDER BY p.created_at, p.seq"
+    );
+    let mut q = sqlx::query(&sql).bind(org.as_str());
+    for id in ids {
+        q = q.bind(id.as_str());
+    }
+    for row in q.fetch_all(&mut *conn).await? {
+        out.entry(CertificateId::trusted(row.try_get("certificate_id")?))
+            .or_default()
+            .push(ProjectId::trusted(row.try_get("project_id")?));
+    }
+    Ok(out)
 }

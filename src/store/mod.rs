@@ -18,7 +18,8 @@
 //! then one file per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the
 //! check every request makes), `key_usage` (`last_used_at`, flushed off the request path),
 //! `audit` (the audit log, appended inside each writing transaction), `certificates`,
-//! `projects`, `trust` (what the gateway reads).
+//! `rotation` (one CA taking over from another everywhere at once), `projects`, `trust` (what
+//! the gateway reads).
 
 mod audit;
 mod certificates;
@@ -29,6 +30,7 @@ mod keys;
 mod orgs;
 mod projects;
 mod revocations;
+mod rotation;
 mod sqlite_local;
 mod trust;
 mod tx;

@@ -299,20 +299,6 @@ impl Store {
             Ok(())
         })
     }
-
-    /// Every stored CRL summary of the organization's certificates, by certificate id (for
-    /// the certificate details).
-    pub async fn crls_of(&self, org: &OrgId) -> Result<Vec<CrlSummary>> {
-        Ok(sqlx::query(
-            "SELECT certificate_id, this_update, next_update, revoked_count FROM certificate_crls WHERE org_id = $1",
-        )
-        .bind(org.as_str())
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(crl_from_row)
-        .collect::<Result<_, _>>()?)
-    }
 }
 
 /// 404 unless the organization has the (undeleted) certificate.
@@ -336,4 +322,34 @@ fn no_crl(certificate: &CertificateId) -> super::StoreError {
         id: certificate.to_string(),
     }
     .into()
+}
+
+/// The stored CRL summaries of `ids`, for certificate details (read in the caller's
+/// transaction, so they describe the same state as the rest of the page).
+pub(super) async fn crl_summaries(
+    conn: &mut sqlx::AnyConnection,
+    org: &OrgId,
+    ids: &[CertificateId],
+) -> Result<std::collections::HashMap<CertificateId, CrlSummary>> {
+    let mut out = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let placeholders = (2..2 + ids.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT certificate_id, this_update, next_update, revoked_count FROM certificate_crls
+         WHERE org_id = $1 AND certificate_id IN ({placeholders})"
+    );
+    let mut q = sqlx::query(&sql).bind(org.as_str());
+    for id in ids {
+        q = q.bind(id.as_str());
+    }
+    for row in q.fetch_all(&mut *conn).await? {
+        let crl = crl_from_row(&row)?;
+        out.insert(crl.certificate_id.clone(), crl);
+    }
+    Ok(out)
 }

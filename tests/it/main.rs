@@ -11,6 +11,7 @@ mod pki;
 mod process;
 
 mod api;
+mod cert_cli;
 mod cli;
 mod gateway;
 mod install;

@@ -287,3 +287,49 @@ pub fn crl(
     };
     params.signed_by(&issuer.cert, &issuer.key).unwrap()
 }
+
+/// The CA key types certgate accepts, as the details test makes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Rsa2048,
+    P256,
+    P384,
+    Ed25519,
+}
+
+/// A fresh key of `kind`, with its certificate signature algorithm.
+pub fn key_pair(kind: KeyType) -> KeyPair {
+    match kind {
+        KeyType::Rsa2048 => rsa_2048(),
+        KeyType::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+        KeyType::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap(),
+        KeyType::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap(),
+    }
+}
+
+/// A 2048-bit RSA key. rcgen's ring backend signs with RSA keys but cannot make them, so the
+/// `rsa` crate makes one per test run (in memory only; never written to disk).
+fn rsa_2048() -> KeyPair {
+    use rsa::pkcs8::EncodePrivateKey;
+    static PKCS8: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let der = PKCS8.get_or_init(|| {
+        rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
+            .unwrap()
+            .to_pkcs8_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec()
+    });
+    KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_slice()),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .unwrap()
+}
+
+/// A self-signed CA with `params` and a fresh key of `kind`.
+pub fn ca_with_key_type(params: CertificateParams, kind: KeyType) -> Ca {
+    let key = key_pair(kind);
+    let cert = params.clone().self_signed(&key).unwrap();
+    Ca { cert, key, params }
+}

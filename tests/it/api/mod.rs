@@ -6,6 +6,7 @@ mod auth;
 mod certificates;
 mod default_project;
 mod hostile;
+mod insight;
 mod keys;
 mod lists;
 mod projects;

@@ -307,7 +307,26 @@ async fn crl_lifecycle(app: TestApp) {
         .put_json(&path, json!({"crl": lapsed.pem().unwrap()}))
         .await
         .ok();
+    // `include[]=details` shows it, stale once past nextUpdate.
+    let details = app
+        .api
+        .get(&format!(
+            "/organization/certificates/{ca_id}?include[]=details"
+        ))
+        .await;
+    assert_eq!(
+        details.ok()["certificate_details"]["crl"],
+        json!({"this_update": now + 1, "next_update": now + 2, "revoked_count": 3, "stale": true})
+    );
     app.clock.set(now);
+    let listed = app
+        .api
+        .get("/organization/certificates?include[]=details")
+        .await;
+    assert_eq!(
+        listed.ok()["data"][0]["certificate_details"]["crl"]["stale"],
+        false
+    );
     // Audited.
     let events = app
         .api

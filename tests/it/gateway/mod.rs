@@ -6,6 +6,7 @@
 mod admission;
 mod binary;
 mod hostile;
+mod insight;
 mod live_changes;
 mod proxying;
 mod revocation;

@@ -38,6 +38,18 @@ async fn a_deny_listed_leaf_is_refused_and_its_sibling_admitted(app: TestApp) {
     caught_up(&app, &gw).await;
     let r = once(&gw, Some(&leaked_id), &[]).await;
     r.refused(403, "client_certificate_revoked");
+    // The check endpoint says the same, word for word.
+    let checked = app
+        .api
+        .post(
+            "/organization/certificates/check",
+            json!({"certificate": leaked.cert.pem()}),
+        )
+        .await;
+    let checked = checked.ok();
+    assert_eq!(checked["admitted"], false);
+    assert_eq!(checked["code"], "client_certificate_revoked");
+    assert_eq!(checked["message"], r.body["error"]["message"]);
     once(&gw, Some(&sibling), &[]).await.admitted();
     // Another organization's deny-list does not apply to this one.
     let (other_org, them) = app.other_org().await;
