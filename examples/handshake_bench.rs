@@ -152,7 +152,7 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
         let org = i % org_ids.len();
         let parsed = certgate::x509::parse_ca_pem(&pem, now())?;
         let cert = store
-            .upload_certificate(&org_ids[org], None, &pem, &parsed, &Actor::System)
+            .upload_certificate(&org_ids[org], None, &pem, &parsed, None, &Actor::System)
             .await?;
         if i == 0 {
             client_cert_id = cert.id.to_string();

@@ -118,7 +118,7 @@ async fn setup(dir: &Path, db: &str) -> Result<(), BoxError> {
         let cert = ca_params(SUBJECT)?.self_signed(&key)?;
         let parsed = certgate::x509::parse_ca_pem(&cert.pem(), now())?;
         let stored = store
-            .upload_certificate(&org.id, None, &cert.pem(), &parsed, &Actor::System)
+            .upload_certificate(&org.id, None, &cert.pem(), &parsed, None, &Actor::System)
             .await?;
         ids.push(stored.id.into_string());
         victim.get_or_insert((cert, key));

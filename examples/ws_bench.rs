@@ -104,7 +104,7 @@ async fn setup(dir: &Path, db: &str) -> Result<(), BoxError> {
     let (org, _) = store.create_organization("WebSocket bench").await?;
     let parsed = certgate::x509::parse_ca_pem(&ca.pem(), now())?;
     let cert = store
-        .upload_certificate(&org.id, None, &ca.pem(), &parsed, &Actor::System)
+        .upload_certificate(&org.id, None, &ca.pem(), &parsed, None, &Actor::System)
         .await?;
     let ids = [cert.id.to_string()];
     store

@@ -7,10 +7,12 @@
 
 mod client;
 mod details;
+mod leaf;
 mod rfc4514;
 
 pub use client::parse_client_chain;
 pub use details::{certificate_details, CertificateFacts};
+pub use leaf::LeafFacts;
 pub use rfc4514::rfc4514_string;
 
 use sha2::Digest;

@@ -140,6 +140,10 @@ pub async fn upload(
         .optional_string("name")?
         .map(|n| domain::parse_name("name", n))
         .transpose()?;
+    let client_filter = body
+        .optional_string("client_filter")?
+        .map(parse_client_filter)
+        .transpose()?;
     body.finish()?;
     let text = certificate.or(content).ok_or_else(|| {
         ApiError::bad_request(
@@ -150,7 +154,14 @@ pub async fn upload(
     let parsed = crate::x509::parse_ca_pem(&text, s.store.now())?;
     let cert = s
         .store
-        .upload_certificate(&caller.org_id, name, &text, &parsed, &caller.actor())
+        .upload_certificate(
+            &caller.org_id,
+            name,
+            &text,
+            &parsed,
+            client_filter,
+            &caller.actor(),
+        )
         .await?;
     tracing::info!(org = %caller.org_id, certificate = %cert.id, "certificate uploaded");
     Ok(Json(CertificateObject::single(cert)))
@@ -182,10 +193,15 @@ pub async fn modify(
         .nullable_string("name")?
         .map(|n| n.map(|n| domain::parse_name("name", n)).transpose())
         .transpose()?;
+    // A string sets the filter, null clears it, absence leaves it.
+    let client_filter = body
+        .nullable_string("client_filter")?
+        .map(|f| f.map(parse_client_filter).transpose())
+        .transpose()?;
     body.finish()?;
     let cert = s
         .store
-        .rename_certificate(&caller.org_id, &id, name, &caller.actor())
+        .modify_certificate(&caller.org_id, &id, name, client_filter, &caller.actor())
         .await?;
     Ok(Json(CertificateObject::single(cert)))
 }
@@ -278,4 +294,20 @@ async fn toggle(
             .map(|c| CertificateObject::scoped(item, c))
             .collect(),
     }))
+}
+
+/// A client filter as written: at most 4 KiB, and a CEL expression that compiles and gives a
+/// boolean on a certificate with every variable set (spec §12.6).
+fn parse_client_filter(source: String) -> Result<String, ApiError> {
+    if source.len() > domain::MAX_CLIENT_FILTER_BYTES {
+        return Err(DomainError::InvalidClientFilter(format!(
+            "it is {} bytes; the limit is {} bytes.",
+            source.len(),
+            domain::MAX_CLIENT_FILTER_BYTES
+        ))
+        .into());
+    }
+    crate::trust::ClientFilter::compile(&source)
+        .map_err(|why| DomainError::InvalidClientFilter(format!("{why}.")))?;
+    Ok(source)
 }

@@ -79,6 +79,10 @@ pub struct CertificateObject {
     /// Only with `include[]=details`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activations: Option<ActivationsObject>,
+    /// certgate's extension (spec §12.6): only when one is set, so a client that never sets
+    /// one sees OpenAI's shape exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_filter: Option<String>,
 }
 
 impl CertificateObject {
@@ -145,6 +149,7 @@ impl CertificateObject {
             },
             active,
             activations: c.activations.map(ActivationsObject::from),
+            client_filter: c.client_filter,
         }
     }
 }

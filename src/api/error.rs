@@ -148,6 +148,12 @@ impl ApiError {
                     Some("crl".into()),
                     Some("crl_outdated"),
                 ),
+                D::InvalidClientFilter(_) => (
+                    bad,
+                    INVALID_REQUEST,
+                    Some("client_filter".into()),
+                    Some("invalid_client_filter"),
+                ),
                 D::NotFound { .. } => (StatusCode::NOT_FOUND, INVALID_REQUEST, None, None),
                 D::UnknownCertificate { param, .. } => (
                     StatusCode::NOT_FOUND,
@@ -528,6 +534,7 @@ mod tests {
                 | DomainError::RevocationLimitReached
                 | DomainError::InvalidCrl(_)
                 | DomainError::CrlOutdated { .. }
+                | DomainError::InvalidClientFilter(_)
                 | DomainError::NotFound { .. }
                 | DomainError::UnknownCertificate { .. }
                 | DomainError::CertificateNotActive(_)

@@ -143,7 +143,7 @@ fn decide_now(
         now,
         crate::gateway::tls::chain_algorithms(),
     );
-    trust::decide(index, Some(&peer), &checks, scope, now)
+    trust::decide(index, Some(&peer), &mut checks, scope, now)
 }
 
 async fn admitted(

@@ -35,8 +35,11 @@ pub struct ProjectRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditEvent {
     CertificateCreated(CertificateRef),
-    /// One per modify call, whatever it changed; the name after the change.
-    CertificateUpdated(CertificateRef),
+    /// One per modify call, whatever it changed; the name (and client filter) after it.
+    CertificateUpdated {
+        certificate: CertificateRef,
+        client_filter: Option<String>,
+    },
     CertificateDeleted {
         certificate: CertificateRef,
         /// The PEM exactly as uploaded.
@@ -95,7 +98,7 @@ impl AuditEvent {
     pub fn kind(&self) -> &'static str {
         match self {
             AuditEvent::CertificateCreated(_) => "certificate.created",
-            AuditEvent::CertificateUpdated(_) => "certificate.updated",
+            AuditEvent::CertificateUpdated { .. } => "certificate.updated",
             AuditEvent::CertificateDeleted { .. } => "certificate.deleted",
             AuditEvent::CertificatesActivated { .. } => "certificates.activated",
             AuditEvent::CertificatesDeactivated { .. } => "certificates.deactivated",
@@ -129,7 +132,7 @@ impl AuditEvent {
     pub fn resource_ids(&self) -> Vec<&str> {
         match self {
             AuditEvent::CertificateCreated(c)
-            | AuditEvent::CertificateUpdated(c)
+            | AuditEvent::CertificateUpdated { certificate: c, .. }
             | AuditEvent::CertificateDeleted { certificate: c, .. } => vec![c.id.as_str()],
             AuditEvent::CertificatesActivated { certificates, .. }
             | AuditEvent::CertificatesDeactivated { certificates, .. } => {

@@ -40,6 +40,8 @@ pub enum DomainError {
     InvalidCrl(String),
     #[error("The CRL's thisUpdate ({given}) is older than the stored CRL's ({stored}); upload a newer CRL.")]
     CrlOutdated { stored: i64, given: i64 },
+    #[error("Invalid 'client_filter': {0}")]
+    InvalidClientFilter(String),
     #[error("No {kind} found with id '{id}'.")]
     NotFound { kind: &'static str, id: String },
     /// A rotation's `from` or `to` names no certificate of the organization (`param` says which).

@@ -19,6 +19,8 @@ pub struct Certificate {
     pub activations: Option<Activations>,
     /// Its stored CRL; read only when details were asked for.
     pub crl: Option<super::CrlSummary>,
+    /// The CEL expression a client must satisfy for this CA to admit it (spec §12.6).
+    pub client_filter: Option<String>,
 }
 
 /// A certificate with its activation flag for the scope it was listed or toggled in.

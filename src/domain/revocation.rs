@@ -8,6 +8,8 @@ use super::DomainError;
 pub const MAX_REVOCATIONS: i64 = 10_000;
 /// Longest accepted `reason`, in characters.
 pub const MAX_REASON_CHARS: usize = 256;
+/// Longest accepted client filter (spec §12.6), in bytes.
+pub const MAX_CLIENT_FILTER_BYTES: usize = 4096;
 
 /// One deny-listed certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -95,7 +95,7 @@ pub(super) async fn admit(
             checks.insert(group, check);
         }
     }
-    trust::decide(&index, Some(chain), &checks, scope, now)
+    trust::decide(&index, Some(chain), &mut checks, scope, now)
 }
 
 /// A scope header's value: `Ok(None)` when absent or empty; refused when given more than once

@@ -337,6 +337,30 @@ enum Direction {
     ToUpstream,
 }
 
+/// Writes the close frame `wanted` asks for in `direction`: masked towards the upstream (a
+/// client's frames must be), with the withdrawal reason towards the client.
+async fn write_close<W: AsyncWrite + Unpin>(to: &mut W, direction: Direction, wanted: Stop) {
+    let Stop::Close {
+        to_client,
+        to_upstream,
+        withdrawn,
+    } = wanted
+    else {
+        return;
+    };
+    let (code, masked) = match direction {
+        Direction::ToClient => (to_client, false),
+        Direction::ToUpstream => (to_upstream, true),
+    };
+    let reason = if withdrawn && direction == Direction::ToClient {
+        WITHDRAWN_REASON
+    } else {
+        ""
+    };
+    let _ = to.write_all(&close_frame(code, reason, masked)).await;
+    let _ = to.flush().await;
+}
+
 /// Copies one direction, byte for byte, noting activity, frame boundaries and who sent the
 /// first close frame (`first_close`). Asked to stop, it finishes the frame in flight, writes
 /// its close frame (masked towards the upstream, as a client's frames must be), then reads and
@@ -357,36 +381,19 @@ async fn pump<R, W>(
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let wanted = *stop.borrow();
-        if let Stop::Close {
-            to_client,
-            to_upstream,
-            withdrawn,
-        } = wanted
-        {
-            if frames.at_boundary() {
-                let (code, masked) = match direction {
-                    Direction::ToClient => (to_client, false),
-                    Direction::ToUpstream => (to_upstream, true),
-                };
-                let reason = if withdrawn && direction == Direction::ToClient {
-                    WITHDRAWN_REASON
-                } else {
-                    ""
-                };
-                let _ = to.write_all(&close_frame(code, reason, masked)).await;
-                let _ = to.flush().await;
-                // Discard what the peer still sends until its close frame (the closing
-                // handshake is then complete) or its end; the caller drops us at the deadline.
-                let mut answer = FrameTracker::default();
-                while !answer.saw_close() {
-                    match from.read(&mut buf).await {
-                        Ok(n) if n > 0 => answer.feed(&buf[..n]),
-                        _ => break,
-                    }
+        if wanted != Stop::Run && frames.at_boundary() {
+            write_close(&mut to, direction, wanted).await;
+            // Discard what the peer still sends until its close frame (the closing
+            // handshake is then complete) or its end; the caller drops us at the deadline.
+            let mut answer = FrameTracker::default();
+            while !answer.saw_close() {
+                match from.read(&mut buf).await {
+                    Ok(n) if n > 0 => answer.feed(&buf[..n]),
+                    _ => break,
                 }
-                let _ = to.shutdown().await;
-                return;
             }
+            let _ = to.shutdown().await;
+            return;
         }
         let limit = match (wanted, frames.left_in_frame()) {
             // Stopping: read no further than the end of the frame in flight.
@@ -401,6 +408,13 @@ async fn pump<R, W>(
         };
         let n = match read {
             Ok(0) | Err(_) => {
+                // The source is gone. If a close was asked for meanwhile (the two can race:
+                // the other side may answer our close before this side noticed the request),
+                // this side's peer still gets its close frame.
+                let wanted = *stop.borrow();
+                if wanted != Stop::Run && frames.at_boundary() {
+                    write_close(&mut to, direction, wanted).await;
+                }
                 let _ = to.shutdown().await;
                 return;
             }

@@ -108,8 +108,16 @@ fn payload(event: &AuditEvent) -> Value {
             .collect()
     };
     match event {
-        AuditEvent::CertificateCreated(c) | AuditEvent::CertificateUpdated(c) => {
-            json!({"id": c.id.as_str(), "name": c.name})
+        AuditEvent::CertificateCreated(c) => json!({"id": c.id.as_str(), "name": c.name}),
+        AuditEvent::CertificateUpdated {
+            certificate: c,
+            client_filter,
+        } => {
+            let mut payload = json!({"id": c.id.as_str(), "name": c.name});
+            if let Some(filter) = client_filter {
+                payload["client_filter"] = json!(filter);
+            }
+            payload
         }
         AuditEvent::CertificateDeleted { certificate, pem } => {
             json!({"id": certificate.id.as_str(), "name": certificate.name, "certificate": pem})

@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::x509::ParsedCa;
 
-const CERT_COLUMNS: &str = "id, name, created_at, valid_at, expires_at";
+const CERT_COLUMNS: &str = "id, name, created_at, valid_at, expires_at, client_filter";
 
 fn certificate_from_row(row: &AnyRow, with_content: bool) -> Result<Certificate, sqlx::Error> {
     Ok(Certificate {
@@ -32,6 +32,7 @@ fn certificate_from_row(row: &AnyRow, with_content: bool) -> Result<Certificate,
         },
         activations: None,
         crl: None,
+        client_filter: row.try_get("client_filter")?,
     })
 }
 
@@ -49,6 +50,7 @@ impl Store {
         name: Option<String>,
         content: &str,
         parsed: &ParsedCa,
+        client_filter: Option<String>,
         actor: &Actor,
     ) -> Result<Certificate> {
         let now = self.now();
@@ -77,8 +79,8 @@ impl Store {
             domain::check_certificate_limit(count)?;
             let id = CertificateId::generate();
             sqlx::query(
-                "INSERT INTO certificates (id, org_id, name, content, sha256, subject_der, ski, valid_at, expires_at, created_at, seq, active_org)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0)",
+                "INSERT INTO certificates (id, org_id, name, content, sha256, subject_der, ski, valid_at, expires_at, created_at, seq, active_org, client_filter)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12)",
             )
             .bind(id.as_str())
             .bind(org.as_str())
@@ -91,6 +93,7 @@ impl Store {
             .bind(parsed.expires_at)
             .bind(now)
             .bind(seq)
+            .bind(client_filter.clone())
             .execute(&mut *tx)
             .await?;
             let created = CertificateRef {
@@ -109,6 +112,7 @@ impl Store {
                 content: None,
                 activations: None,
                 crl: None,
+                client_filter: client_filter.clone(),
             })
         })
     }
@@ -150,42 +154,54 @@ impl Store {
 
     /// Changes the name (the only mutable field). `None` leaves it as it is; every call
     /// answered 200 writes one `certificate.updated`, whatever it changed.
-    pub async fn rename_certificate(
+    pub async fn modify_certificate(
         &self,
         org: &OrgId,
         id: &CertificateId,
         name: Option<Option<String>>,
+        client_filter: Option<Option<String>>,
         actor: &Actor,
     ) -> Result<Certificate> {
         let now = self.now();
-        let rename = format!("UPDATE certificates SET name = $1 WHERE id = $2 AND org_id = $3 AND deleted_at IS NULL RETURNING {CERT_COLUMNS}");
         let select = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL");
         in_transaction!(self, |tx| {
             let seq = lock_organization(&mut tx, org).await?;
-            let row = match &name {
-                Some(name) => {
-                    sqlx::query(&rename)
-                        .bind(name.clone())
-                        .bind(id.as_str())
-                        .bind(org.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?
+            let before = sqlx::query(&select)
+                .bind(id.as_str())
+                .bind(org.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| id.not_found())?;
+            let mut cert = certificate_from_row(&before, false)?;
+            if let Some(name) = &name {
+                sqlx::query("UPDATE certificates SET name = $1 WHERE id = $2")
+                    .bind(name.clone())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                cert.name.clone_from(name);
+            }
+            if let Some(filter) = &client_filter {
+                sqlx::query("UPDATE certificates SET client_filter = $1 WHERE id = $2")
+                    .bind(filter.clone())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                if *filter != cert.client_filter {
+                    // Who may connect changes: gateways reload (and re-judge open upgrades).
+                    bump_trust_generation(&mut tx, self.backend).await?;
                 }
-                None => {
-                    sqlx::query(&select)
-                        .bind(id.as_str())
-                        .bind(org.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                }
-            };
-            let cert = certificate_from_row(&row.ok_or_else(|| id.not_found())?, false)?;
-            let updated = CertificateRef {
-                id: cert.id.clone(),
-                name: cert.name.clone(),
+                cert.client_filter.clone_from(filter);
+            }
+            let updated = AuditEvent::CertificateUpdated {
+                certificate: CertificateRef {
+                    id: cert.id.clone(),
+                    name: cert.name.clone(),
+                },
+                client_filter: cert.client_filter.clone(),
             };
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &AuditEvent::CertificateUpdated(updated))
+                .append(&mut tx, &updated)
                 .await?;
             Ok(cert)
         })
@@ -420,7 +436,7 @@ impl Store {
             ""
         };
         let sql = format!(
-            "SELECT c.id, c.name, c.created_at, c.valid_at, c.expires_at, {active} AS active{content}
+            "SELECT c.id, c.name, c.created_at, c.valid_at, c.expires_at, c.client_filter, {active} AS active{content}
              FROM certificates c {join}
              WHERE c.org_id = $1 AND c.deleted_at IS NULL {cursor_sql}
              ORDER BY c.created_at {dir}, c.seq {dir} LIMIT $2"

@@ -34,7 +34,7 @@ impl Store {
             .await?
             .try_get("generation")?;
         let rows = sqlx::query(
-            "SELECT c.id, c.org_id, c.active_org, c.content, c.subject_der, c.ski, c.valid_at, c.expires_at
+            "SELECT c.id, c.org_id, c.active_org, c.content, c.subject_der, c.ski, c.valid_at, c.expires_at, c.client_filter
              FROM certificates c
              WHERE c.deleted_at IS NULL
                AND (c.active_org <> 0 OR c.id IN (SELECT certificate_id FROM project_activations))",
@@ -60,6 +60,7 @@ impl Store {
                 pem: row.try_get("content")?,
                 valid_at: row.try_get("valid_at")?,
                 expires_at: row.try_get("expires_at")?,
+                client_filter: row.try_get("client_filter")?,
             };
             index.insert(id, anchors.len());
             anchors.push(anchor);

@@ -269,9 +269,23 @@ pub struct PathCert {
 /// What one connection learnt about its chain: anchor group → outcome. Filled on demand, kept
 /// across trust generations (an anchor group verifies the same chains whatever else changed),
 /// so a new generation costs only the checks of anchors the connection never tried.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ChainChecks {
     checks: HashMap<AnchorGroup, AnchorCheck>,
+    /// The leaf's `cert` variable for client filters, made on first need.
+    facts: Option<cel::Value>,
+    /// Client filter verdicts by (certificate id, filter source): a filter is evaluated once
+    /// per connection (per handshake), and again only if it changes.
+    filter_verdicts: HashMap<(String, String), bool>,
+}
+
+impl std::fmt::Debug for ChainChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainChecks")
+            .field("checks", &self.checks)
+            .field("filter_verdicts", &self.filter_verdicts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ChainChecks {
@@ -305,6 +319,32 @@ impl ChainChecks {
             }
         }
         out
+    }
+
+    /// Whether `filter` (of the certificate object `certificate_id`) admits `peer`'s leaf,
+    /// remembered for the connection.
+    pub(super) fn filter_admits(
+        &mut self,
+        peer: &PeerChain,
+        certificate_id: &str,
+        filter: &Result<super::ClientFilter, String>,
+    ) -> bool {
+        let Ok(filter) = filter else {
+            return false;
+        };
+        let key = (certificate_id.to_owned(), filter.source().to_owned());
+        if let Some(&verdict) = self.filter_verdicts.get(&key) {
+            return verdict;
+        }
+        let facts = self.facts.get_or_insert_with(|| {
+            let facts = crate::x509::LeafFacts::of(peer.certs[0].as_ref()).unwrap_or_default();
+            super::filter::facts_value(&facts)
+        });
+        let verdict = filter.admits(facts);
+        if self.filter_verdicts.len() < MAX_CHECKS_PER_CONNECTION {
+            self.filter_verdicts.insert(key, verdict);
+        }
+        verdict
     }
 
     pub fn insert(&mut self, group: AnchorGroup, check: AnchorCheck) {

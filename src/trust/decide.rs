@@ -42,6 +42,8 @@ pub enum Rejection {
     NotActiveForProject,
     /// The verified path holds a deny-listed certificate, or one its issuer's CRL lists.
     Revoked,
+    /// The CA's client filter does not admit the certificate.
+    Filtered,
 }
 
 /// What "untrusted" means in a given refusal, for the message.
@@ -77,6 +79,7 @@ impl Rejection {
             Rejection::Expired => "client_certificate_expired",
             Rejection::NotActiveForProject => "client_certificate_not_active_for_project",
             Rejection::Revoked => "client_certificate_revoked",
+            Rejection::Filtered => "client_certificate_filtered",
         }
     }
 
@@ -90,7 +93,8 @@ impl Rejection {
             | Rejection::Untrusted(_)
             | Rejection::Expired
             | Rejection::NotActiveForProject
-            | Rejection::Revoked => RejectionKind::Forbidden,
+            | Rejection::Revoked
+            | Rejection::Filtered => RejectionKind::Forbidden,
         }
     }
 }
@@ -111,6 +115,7 @@ impl fmt::Display for Rejection {
             Rejection::Expired => "The client certificate, or the CA certificate it chains to, is outside its validity period.",
             Rejection::NotActiveForProject => "The client certificate's CA is not active for this project (send OpenAI-Project for a project-level CA).",
             Rejection::Revoked => "The client certificate (or a certificate of its chain) is revoked: it is on this organization's deny-list or in its issuer's certificate revocation list.",
+            Rejection::Filtered => "The client certificate chains to an active CA, but that CA's client filter does not admit it.",
         })
     }
 }
@@ -147,11 +152,11 @@ pub fn precheck(
 /// Decides one request from the chain checks already made (see [`ChainChecks::missing`]; an
 /// anchor not checked counts as not verifying, which can only refuse). When several refusals
 /// apply, the code is that of the first failing check, for the active CA that got furthest:
-/// untrusted, then expired, then not active for the project, then revoked.
+/// untrusted, then expired, then not active for the project, then revoked, then filtered.
 pub fn decide(
     index: &TrustIndex,
     peer: Option<&PeerChain>,
-    checks: &ChainChecks,
+    checks: &mut ChainChecks,
     scope: Scope<'_>,
     now: i64,
 ) -> Result<Admission, Rejection> {
@@ -188,6 +193,12 @@ pub fn decide(
                     reached(Stage::NotActiveForProject);
                 } else if index.revokes(scope.organization, path) {
                     reached(Stage::Revoked);
+                } else if act
+                    .filter
+                    .as_ref()
+                    .is_some_and(|f| !checks.filter_admits(peer, &act.certificate_id, f))
+                {
+                    reached(Stage::Filtered);
                 } else if admitting.is_none_or(|id| act.certificate_id.as_str() < id) {
                     // Deterministic: the smallest certificate id among those that admit.
                     admitting = Some(&act.certificate_id);
@@ -207,6 +218,7 @@ pub fn decide(
         Some(Stage::Expired) => Rejection::Expired,
         Some(Stage::NotActiveForProject) => Rejection::NotActiveForProject,
         Some(Stage::Revoked) => Rejection::Revoked,
+        Some(Stage::Filtered) => Rejection::Filtered,
     })
 }
 
@@ -217,4 +229,5 @@ enum Stage {
     Expired,
     NotActiveForProject,
     Revoked,
+    Filtered,
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rustls_pki_types::{CertificateDer, TrustAnchor};
 use sha2::{Digest, Sha256};
 
+use super::filter::ClientFilter;
 use super::snapshot::{TrustAnchor as StoredAnchor, TrustSnapshot};
 
 /// Anchors that verify exactly the same chains: same subject, key and name constraints (webpki
@@ -24,13 +25,15 @@ pub struct ParsedAnchor {
     der: CertificateDer<'static>,
 }
 
-/// One certificate object's activations.
+/// One certificate object's activations, and its client filter.
 #[derive(Debug, Clone)]
 pub(super) struct Activation {
     pub(super) certificate_id: String,
     pub(super) org_id: String,
     pub(super) org_wide: bool,
     pub(super) projects: Vec<String>,
+    /// `Err` for a stored filter that no longer compiles: it refuses everyone.
+    pub(super) filter: Option<Arc<Result<ClientFilter, String>>>,
 }
 
 impl Activation {
@@ -66,6 +69,8 @@ pub struct TrustIndex {
     pub(super) crls: HashMap<(String, String), Arc<CrlSerials>>,
     /// Decoded anchors by certificate id, handed to the next build (contents never change).
     parsed_by_id: HashMap<String, Arc<ParsedAnchor>>,
+    /// Compiled client filters by (certificate id, source), handed to the next build.
+    filters: HashMap<(String, String), Arc<Result<ClientFilter, String>>>,
 }
 
 /// The serials one stored CRL revokes, decoded once per stored version.
@@ -143,11 +148,26 @@ impl TrustIndex {
             index
                 .parsed_by_id
                 .insert(a.certificate_id.clone(), parsed.clone());
+            let filter = a.client_filter.as_ref().map(|source| {
+                match previous
+                    .filters
+                    .get(&(a.certificate_id.clone(), source.clone()))
+                {
+                    Some(done) => Arc::clone(done),
+                    None => Arc::new(ClientFilter::compile(source)),
+                }
+            });
+            if let (Some(source), Some(compiled)) = (&a.client_filter, &filter) {
+                index
+                    .filters
+                    .insert((a.certificate_id.clone(), source.clone()), compiled.clone());
+            }
             let activation = Activation {
                 certificate_id: a.certificate_id.clone(),
                 org_id: a.org_id.clone(),
                 org_wide: a.org_wide,
                 projects: a.projects.clone(),
+                filter,
             };
             if let Some(&i) = by_der.get(&parsed.der) {
                 index.anchors[i].activations.push(activation);

@@ -18,10 +18,12 @@
 
 pub mod chain;
 pub mod decide;
+pub mod filter;
 pub mod index;
 pub mod snapshot;
 
 pub use chain::{AnchorCheck, ChainChecks, ChainProblem, PeerChain, MAX_INTERMEDIATES};
 pub use decide::{decide, precheck, Admission, Rejection, RejectionKind, Scope, Untrusted};
+pub use filter::ClientFilter;
 pub use index::{AnchorGroup, ParsedAnchor, TrustIndex};
 pub use snapshot::{StoredCrl, TrustAnchor, TrustSnapshot};

@@ -18,6 +18,8 @@ pub struct TrustAnchor {
     pub ski: Vec<u8>,
     pub valid_at: i64,
     pub expires_at: i64,
+    /// The certificate object's client filter (CEL), if it has one.
+    pub client_filter: Option<String>,
 }
 
 /// Everything that decides who may connect, as of `generation`.

@@ -82,7 +82,7 @@ fn value(any: &Any<'_>) -> Value {
 }
 
 fn utf16be(data: &[u8]) -> Option<String> {
-    if data.len() % 2 != 0 {
+    if !data.len().is_multiple_of(2) {
         return None;
     }
     let units: Vec<u16> = data
@@ -93,7 +93,7 @@ fn utf16be(data: &[u8]) -> Option<String> {
 }
 
 fn utf32be(data: &[u8]) -> Option<String> {
-    if data.len() % 4 != 0 {
+    if !data.len().is_multiple_of(4) {
         return None;
     }
     data.chunks_exact(4)

@@ -333,3 +333,14 @@ pub fn ca_with_key_type(params: CertificateParams, kind: KeyType) -> Ca {
     let cert = params.clone().self_signed(&key).unwrap();
     Ca { cert, key, params }
 }
+
+/// A client leaf of `ca` (valid from a day ago for 30 days) with exactly the given subject
+/// alternative names, e.g. a SPIFFE id as a URI.
+pub fn leaf_with_sans(ca: &Ca, cn: &str, sans: Vec<rcgen::SanType>) -> Leaf {
+    let now = super::helpers::wall_clock();
+    let mut p = leaf_params(cn, now - 86_400, now + 30 * 86_400);
+    p.subject_alt_names = sans;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    sign_leaf(p, ca)
+}

@@ -5,6 +5,7 @@
 
 mod admission;
 mod binary;
+mod filters;
 mod hostile;
 mod insight;
 mod live_changes;

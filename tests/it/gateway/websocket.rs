@@ -21,6 +21,7 @@ backend_tests!(
     messages_flow_both_ways_in_order,
     refusals_come_before_the_upgrade,
     withdrawn_trust_closes_open_upgrades,
+    revocation_and_filters_close_open_upgrades,
 );
 
 type Ws =
@@ -127,7 +128,15 @@ async fn closed_with(ws: &mut Ws, limit: Duration) -> Option<(u16, String)> {
             }
             Ok(Some(Ok(Message::Close(None)))) => return Some((1005, String::new())),
             Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(_)) | None) | Err(_) => return None,
+            Ok(Some(Err(e))) => {
+                eprintln!("closed_with: error instead of a close frame: {e}");
+                return None;
+            }
+            Ok(None) => {
+                eprintln!("closed_with: the stream ended without a close frame");
+                return None;
+            }
+            Err(_) => return None,
         }
     }
 }
@@ -348,6 +357,74 @@ async fn withdrawn_trust_closes_open_upgrades(app: TestApp) {
     assert_eq!(stats.open(), 1);
 }
 
+/// A deny-listed leaf, a leaf its CA's CRL lists, and a leaf a new client filter rejects each
+/// lose their open upgrades; a sibling of the same CA keeps its own.
+async fn revocation_and_filters_close_open_upgrades(app: TestApp) {
+    let (gw, _up) = setup_ws(&app, Duration::from_secs(60)).await;
+    let ca = pki::ca("Org CA");
+    let ca_id = app.api.upload_active(&ca).await;
+    caught_up(&app, &gw).await;
+    let now = app.clock.now();
+    let denied = pki::leaf(&ca, "denied", now - DAY, now + 30 * DAY);
+    let listed = pki::leaf(&ca, "listed", now - DAY, now + 30 * DAY);
+    let filtered = pki::leaf(&ca, "filtered", now - DAY, now + 30 * DAY);
+    let sibling = pki::leaf(&ca, "sibling", now - DAY, now + 30 * DAY);
+    let mut open_as = Vec::new();
+    for leaf in [&denied, &listed, &filtered, &sibling] {
+        let (mut ws, _) = open(&gw, Some(&identity(leaf, &[])), &[])
+            .await
+            .expect("open");
+        assert!(echoes(&mut ws, "hi").await);
+        open_as.push(ws);
+    }
+    let mut sibling_ws = open_as.pop().unwrap();
+    let mut filtered_ws = open_as.pop().unwrap();
+    let mut listed_ws = open_as.pop().unwrap();
+    let mut denied_ws = open_as.pop().unwrap();
+
+    app.api
+        .post(
+            "/organization/revoked_certificates",
+            serde_json::json!({"certificate": denied.cert.pem()}),
+        )
+        .await
+        .ok();
+    let (code, _) = closed_with(&mut denied_ws, Duration::from_secs(30))
+        .await
+        .expect("closed");
+    assert_eq!(code, 1008);
+
+    let crl = pki::crl(&ca, &[pki::serial_of(&listed.cert)], now - 60, now + DAY);
+    app.api
+        .put_json(
+            &format!("/organization/certificates/{ca_id}/crl"),
+            serde_json::json!({"crl": crl.pem().unwrap()}),
+        )
+        .await
+        .ok();
+    let (code, _) = closed_with(&mut listed_ws, Duration::from_secs(30))
+        .await
+        .expect("closed");
+    assert_eq!(code, 1008);
+
+    app.api
+        .post(
+            &format!("/organization/certificates/{ca_id}"),
+            serde_json::json!({"client_filter": r#"cert.subject_cn != "filtered""#}),
+        )
+        .await
+        .ok();
+    let (code, _) = closed_with(&mut filtered_ws, Duration::from_secs(30))
+        .await
+        .expect("closed");
+    assert_eq!(code, 1008);
+
+    assert!(
+        echoes(&mut sibling_ws, "still here").await,
+        "the sibling stays open"
+    );
+}
+
 /// An upgraded connection with no frame either way for the idle timeout is closed with 1001
 /// to both sides; upgraded connections hold their connection slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,5 +524,10 @@ async fn shutdown_closes_upgrades_with_going_away() {
     let took = gateway.terminate_and_wait();
     assert_eq!(closed.await.unwrap().map(|c| c.0), Some(1001));
     assert!(took < Duration::from_secs(20), "{took:?}");
+    // The upstream reads its close frame on its own task: give it a moment.
+    let start = Instant::now();
+    while up.closes.lock().unwrap().is_empty() && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(up.closes.lock().unwrap().as_slice(), [Some(1001)]);
 }
