@@ -89,9 +89,7 @@ pub fn router(state: AppState) -> Router {
             post(certs::deactivate_for_project),
         );
     let x_request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    health_routes()
         .nest("/v1", v1)
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -106,6 +104,18 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .layer(PropagateRequestIdLayer::new(x_request_id)),
         )
+}
+
+/// `/healthz` and `/readyz`: on the API port, and on the metrics listener.
+fn health_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+/// [`health_routes`] on their own, for the metrics listener.
+pub fn health_router(state: AppState) -> Router {
+    health_routes().with_state(state)
 }
 
 /// `req_` + 32 hex digits, like OpenAI's request ids.

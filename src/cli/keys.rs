@@ -117,7 +117,7 @@ async fn create(
     let reserved = KeyOutput::new(key_file).reserve()?;
     let made = async {
         let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
-            super::say_if_created(&store);
+        super::say_if_created(&store);
         let made = match store.get_organization(&org).await {
             Ok(_) => {
                 store

@@ -50,7 +50,10 @@ pub async fn handle(
         project: project.as_deref(),
     };
     match admit(&shared, &peer, scope).await {
-        Ok(admission) => proxy::forward(&shared, &peer, admission, req).await,
+        Ok(admission) => {
+            shared.metrics.decided("admitted");
+            proxy::forward(&shared, &peer, admission, req).await
+        }
         Err(rejection) => refuse(&shared, &peer, rejection),
     }
 }
@@ -127,6 +130,7 @@ fn bad_request(message: String) -> Response {
 /// refusal policy says (see [`RefusalLog`]).
 fn refuse(shared: &Shared, peer: &PeerIdentity, rejection: Rejection) -> Response {
     shared.refusals.record(peer, rejection);
+    shared.metrics.decided(rejection.code());
     let (status, kind) = match rejection.kind() {
         RejectionKind::BadRequest => (StatusCode::BAD_REQUEST, INVALID_REQUEST),
         RejectionKind::Forbidden => (StatusCode::FORBIDDEN, PERMISSION),

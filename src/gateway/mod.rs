@@ -12,13 +12,15 @@
 //! - [`reload`]: keeping the [`crate::trust`] index current, and readiness;
 //! - [`handler`]: the one request handler: scope, decision (chain work on a bounded pool),
 //!   refusals and their logging;
-//! - [`proxy`]: forwarding to the upstream, path and header rules.
+//! - [`proxy`]: forwarding to the upstream, path and header rules;
+//! - [`metrics`]: the gateway's own metric families (decisions, trust generation).
 //!
 //! Invariant: this is the only module that imports rustls, nothing here writes to the
 //! database, and nothing here imports `api`, `cli` or `serve`.
 
 pub mod handler;
 pub mod listener;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod tls;
@@ -36,6 +38,7 @@ use axum::{Json, Router};
 use rustls_pki_types::CertificateDer;
 
 use crate::domain::SystemClock;
+use crate::metrics::{Metrics, Role, RouteLabel};
 use crate::runtime::{ConnectionLimits, ConnectionSlots};
 use crate::store::{Backend, Store, StoreOptions};
 pub use listener::HandshakeLimits;
@@ -63,6 +66,8 @@ pub struct GatewayConfig {
     /// The organization of requests without an `OpenAI-Organization` header.
     pub default_organization: Option<String>,
     pub limits: ConnectionLimits,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (plain HTTP); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Settings of a [`Gateway`], independent of the command line.
@@ -98,6 +103,7 @@ impl GatewayOptions {
 /// watcher (the last loaded state stays in force for routers still serving).
 pub struct Gateway {
     shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
     watcher: tokio::task::JoinHandle<()>,
 }
 
@@ -107,6 +113,7 @@ impl Gateway {
         let upstream = Upstream::parse(&options.upstream)?;
         let client = proxy::upstream_client(options.upstream_roots)?;
         let trust = TrustState::new();
+        let (metrics, own_metrics) = Metrics::new(Role::Gateway, metrics::GatewayMetrics::register);
         let watcher = reload::spawn_watcher(
             trust.clone(),
             store.clone(),
@@ -128,7 +135,9 @@ impl Gateway {
                 algs: tls::provider().signature_verification_algorithms,
                 chain_pool: handler::ChainPool::for_this_machine(),
                 refusals: handler::RefusalLog::default(),
+                metrics: own_metrics,
             }),
+            metrics,
             watcher,
         })
     }
@@ -142,11 +151,23 @@ impl Gateway {
         self.shared.chain_pool.checks_run()
     }
 
-    /// The proxy: every method and path goes through the trust decision.
+    /// The proxy: every method and path goes through the trust decision. Every request is
+    /// counted and timed under the route `proxy`.
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .fallback(handler::handle)
-            .with_state(self.shared.clone())
+            .with_state(self.shared.clone());
+        self.metrics.instrument(router, RouteLabel::Fixed("proxy"))
+    }
+
+    /// The metrics listener's routes: `/metrics` plus [`Gateway::health_router`].
+    pub fn metrics_router(&self) -> Router {
+        let shared = self.shared.clone();
+        let metrics = self.metrics.clone();
+        crate::metrics::listener_router(self.metrics.clone(), self.health_router(), move || {
+            shared.metrics.refresh(&metrics, &shared.trust);
+            std::future::ready(())
+        })
     }
 
     /// `/healthz` and `/readyz`, for the plain-HTTP health listener.
@@ -254,6 +275,11 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "health listener stopped");
             }
         });
+    }
+    if let Some(addr) = config.metrics_listen {
+        // Up until the process ends, so readiness stays visible while requests drain.
+        crate::metrics::spawn_listener(addr, gateway.metrics_router(), std::future::pending())
+            .await?;
     }
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -107,6 +107,7 @@ pub struct Shared {
     pub algs: rustls::crypto::WebPkiSupportedAlgorithms,
     pub chain_pool: ChainPool,
     pub refusals: RefusalLog,
+    pub metrics: super::metrics::GatewayMetrics,
 }
 
 /// Builds the upstream client: http and https (webpki roots, plus `extra_roots`), HTTP/1.1 and

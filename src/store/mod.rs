@@ -18,7 +18,7 @@
 //! then one file per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the
 //! check every request makes), `key_usage` (`last_used_at`, flushed off the request path),
 //! `audit` (the audit log, appended inside each writing transaction), `certificates`,
-//! `projects`, `trust` (what the gateway reads).
+//! `projects`, `trust` (what the gateway reads), `metrics` (what a metrics scrape reads).
 
 mod audit;
 mod certificates;
@@ -26,6 +26,7 @@ mod connect;
 mod error;
 mod key_usage;
 mod keys;
+mod metrics;
 mod orgs;
 mod projects;
 mod sqlite_local;
@@ -47,6 +48,7 @@ pub use audit::{AuditQuery, AuditRecord, TimeRange};
 use connect::Target;
 pub use error::{BoxError, StoreError};
 use key_usage::KeyUsage;
+pub use metrics::CertificateExpiry;
 pub use orgs::DEFAULT_PROJECT_NAME;
 use sqlite_local::{ChangeDetector, Marker, SqliteLocal};
 

@@ -15,6 +15,7 @@ mod cli;
 mod gateway;
 mod install;
 mod limits;
+mod metrics;
 mod outage;
 mod replicas;
 mod startup;

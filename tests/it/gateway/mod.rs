@@ -7,6 +7,7 @@ mod admission;
 mod binary;
 mod hostile;
 mod live_changes;
+mod metrics;
 mod proxying;
 
 use std::net::SocketAddr;
