@@ -1,31 +1,48 @@
 //! Wire shapes of OpenAI's Admin API, built from domain values by explicit conversions.
 //! The field names and `object` strings are a contract someone else owns (spec.md §2.10).
+//!
+//! Each shape also describes itself for `/openapi.json` (`ToSchema`; the `#[schema]`
+//! attributes say what serde alone cannot: constant `object` strings, fields that are always
+//! present but may be null). Where one Rust type answers under several OpenAI schemas (list
+//! items, toggle answers, audit events), `api::openapi` describes each of them.
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use super::openapi::constant;
 
 use crate::domain::{
     owner_user_id, AdminKey, Certificate, OrgId, Page, Project, ScopedCertificate,
 };
 use crate::store::AuditRecord;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CertificateDetails {
+    /// notBefore of the certificate, Unix seconds.
     pub valid_at: i64,
+    /// notAfter of the certificate, Unix seconds.
     pub expires_at: i64,
+    /// The PEM as uploaded; only with `include[]=content`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub content: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A CA certificate, as upload, retrieve and modify answer it (`object: "certificate"`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Certificate)]
 pub struct CertificateObject {
+    #[schema(schema_with = constant::certificate)]
     pub object: &'static str,
     pub id: String,
+    #[schema(required = true)]
     pub name: Option<String>,
     pub created_at: i64,
     pub certificate_details: CertificateDetails,
     /// Present in lists and toggles, never on upload/get/modify.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub active: Option<bool>,
 }
 
@@ -80,11 +97,15 @@ impl HasId for AuditLogObject {
     }
 }
 
-#[derive(Serialize)]
+/// A page of a list: `first_id` and `last_id` are null when `data` is empty.
+#[derive(Serialize, ToSchema)]
 pub struct List<T> {
+    #[schema(schema_with = constant::list)]
     pub object: &'static str,
     pub data: Vec<T>,
+    #[schema(required = true)]
     pub first_id: Option<String>,
+    #[schema(required = true)]
     pub last_id: Option<String>,
     pub has_more: bool,
 }
@@ -109,22 +130,32 @@ pub struct Toggled {
     pub data: Vec<CertificateObject>,
 }
 
-#[derive(Serialize)]
+/// The answer of `DELETE /organization/certificates/{certificate_id}`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DeleteCertificateResponse)]
 pub struct Deleted {
+    #[schema(schema_with = constant::certificate_deleted)]
     pub object: &'static str,
     pub id: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Project)]
 pub struct ProjectObject {
     pub id: String,
+    #[schema(schema_with = constant::project)]
     pub object: &'static str,
     pub name: String,
     pub created_at: i64,
+    #[schema(required = true)]
     pub archived_at: Option<i64>,
+    #[schema(schema_with = constant::project_status)]
     pub status: &'static str,
+    #[schema(required = true)]
     pub external_key_id: Option<String>,
+    /// Present when the project was created with one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = constant::residency)]
     pub residency: Option<String>,
 }
 
@@ -148,26 +179,35 @@ impl From<Project> for ProjectObject {
 }
 
 /// `owner` of an admin key: the organization's synthetic owner (spec §12.1).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AdminApiKeyOwner)]
 pub struct KeyOwnerObject {
     #[serde(rename = "type")]
+    #[schema(schema_with = constant::user)]
     pub kind: &'static str,
+    #[schema(schema_with = constant::organization_user)]
     pub object: &'static str,
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    #[schema(schema_with = constant::owner)]
     pub role: &'static str,
 }
 
 /// `AdminApiKey`: never the value.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AdminApiKey)]
 pub struct AdminKeyObject {
+    #[schema(schema_with = constant::admin_api_key)]
     pub object: &'static str,
     pub id: String,
     pub name: String,
+    /// `sk-admin...` and the value's last 4 characters.
     pub redacted_value: String,
     pub created_at: i64,
+    #[schema(required = true)]
     pub expires_at: Option<i64>,
+    #[schema(required = true)]
     pub last_used_at: Option<i64>,
     pub owner: KeyOwnerObject,
 }
@@ -195,17 +235,21 @@ impl From<AdminKey> for AdminKeyObject {
 }
 
 /// `AdminApiKeyCreateResponse`: the key and, this once, its value.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AdminApiKeyCreateResponse)]
 pub struct AdminKeyCreated {
     #[serde(flatten)]
     pub key: AdminKeyObject,
+    /// The key itself: shown in this answer only.
     pub value: String,
 }
 
 /// The answer of `DELETE /organization/admin_api_keys/{id}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AdminApiKeyDeleteResponse)]
 pub struct AdminKeyDeleted {
     pub id: String,
+    #[schema(schema_with = constant::admin_api_key_deleted)]
     pub object: &'static str,
     pub deleted: bool,
 }
@@ -221,7 +265,8 @@ impl AdminKeyDeleted {
 }
 
 /// The top-level `project` of an audit event.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditLogProject)]
 pub struct AuditProject {
     pub id: String,
     pub name: String,

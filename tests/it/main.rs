@@ -16,6 +16,7 @@ mod gateway;
 mod install;
 mod limits;
 mod metrics;
+mod openapi;
 mod outage;
 mod replicas;
 mod startup;

@@ -81,7 +81,10 @@ impl Scrape {
             self.text
         );
         let value = found[0].value;
-        assert!(value.fract().abs() < f64::EPSILON && value.abs() < 2e15, "{name}: {value}");
+        assert!(
+            value.fract().abs() < f64::EPSILON && value.abs() < 2e15,
+            "{name}: {value}"
+        );
         #[allow(clippy::cast_possible_truncation)]
         let whole = value as i64;
         whole
