@@ -93,8 +93,10 @@ fn audit_query(q: &Query) -> Result<AuditQuery, ApiError> {
         ));
     }
     let actor_emails = list("actor_emails")?;
+    // Read before combining: a bad `tenant_only` is refused whatever the other filters say.
+    let tenant_only = q.bool("tenant_only")?;
     // No actor has an email, and certgate has no tenant-scoped events.
-    let matches_nothing = !actor_emails.is_empty() || q.bool("tenant_only")?;
+    let matches_nothing = !actor_emails.is_empty() || tenant_only;
     Ok(AuditQuery {
         limit: limit.get(),
         after: cursor("after"),
