@@ -215,7 +215,8 @@ pub async fn get(
     tag = "Certificates",
     operation_id = "modifyCertificate",
     params(("certificate_id" = String, Path, description = "The certificate's id, `cert_…`.")),
-    request_body(content = ModifyCertificateRequest, content_type = "application/json"),
+    // An empty body changes nothing (and is answered like `{}`).
+    request_body(content = Option<ModifyCertificateRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "The certificate after the change.", body = CertificateObject),
         (status = 400, response = super::openapi::BadRequest),

@@ -120,7 +120,8 @@ pub async fn get(
     tag = "Projects",
     operation_id = "modify-project",
     params(("project_id" = String, Path, description = "The project's id, `proj_…`.")),
-    request_body(content = ProjectUpdateRequest, content_type = "application/json"),
+    // An empty body changes nothing (and is answered like `{}`).
+    request_body(content = Option<ProjectUpdateRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "The project after the change.", body = ProjectObject),
         (status = 400, response = super::openapi::BadRequest),
