@@ -334,3 +334,56 @@ async fn database_down_shows_and_expiries_stay() {
     }
     assert_eq!(up, 1, "database_up after the database returned");
 }
+
+/// The alert rules in docs/operations.md are valid YAML in Prometheus' rule-file shape and name
+/// only metrics certgate exports (a renamed family would otherwise leave them silently empty).
+#[test]
+fn documented_alerts_name_exported_metrics() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"),
+    )
+    .expect("docs/operations.md");
+    let rules = doc
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.starts_with("groups:"))
+        .expect("a ```yaml block of alert rules");
+    let parsed: serde_yaml::Value = serde_yaml::from_str(rules).expect("alert rules are YAML");
+    let rules = parsed["groups"][0]["rules"]
+        .as_sequence()
+        .expect("groups[0].rules");
+    assert!(rules.len() >= 3, "expiry, database and refusal alerts");
+    // The families of spec §12.7; the scrape tests above see each of them after traffic.
+    let exported = [
+        "certgate_http_requests_total",
+        "certgate_http_request_duration_seconds",
+        "certgate_database_up",
+        "certgate_certificate_expiry_timestamp_seconds",
+        "certgate_gateway_decisions_total",
+        "certgate_trust_generation",
+    ];
+    let mut seen = 0;
+    for rule in rules {
+        let alert = rule["alert"].as_str().expect("alert name");
+        let expr = rule["expr"].as_str().expect("expr");
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("certgate_") {
+                let family = word
+                    .trim_end_matches("_bucket")
+                    .trim_end_matches("_count")
+                    .trim_end_matches("_sum");
+                assert!(
+                    exported.contains(&family) || exported.contains(&word),
+                    "{alert} names {word}, which certgate does not export"
+                );
+                seen += 1;
+            }
+        }
+        assert!(
+            rule["annotations"]["summary"].is_string(),
+            "{alert}: summary"
+        );
+    }
+    assert!(seen >= 3);
+}
