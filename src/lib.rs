@@ -13,6 +13,8 @@ pub mod domain;
 pub mod gateway;
 /// Where a new admin key's value goes: a new 0600 file, or stdout; never a log line.
 pub mod key_output;
+/// Prometheus metrics of `serve` and `gateway`, and their plain-HTTP listener.
+pub mod metrics;
 /// OpenAI's error body, shared by the Admin API and the gateway.
 pub mod openai_error;
 /// What long-running processes share: the shutdown signal.

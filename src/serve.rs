@@ -4,10 +4,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::{family::Family, gauge::Gauge};
+use prometheus_client::registry::Registry;
+
 use crate::api::dto::{AdminKeyCreated, AdminKeyObject};
 use crate::api::{self, AppState};
 use crate::domain::{NewAdminKey, Organization, SystemClock};
 use crate::key_output::KeyOutput;
+use crate::metrics::{self, Metrics, Role, RouteLabel};
 use crate::runtime::{ConnectionLimits, ConnectionSlots, TcpIncoming};
 use crate::store::{Store, StoreOptions};
 
@@ -26,6 +31,8 @@ pub struct ServeConfig {
     pub admin_key: KeyOutput,
     /// Delete audit events older than this many days; `None` keeps them forever.
     pub audit_retention_days: Option<u32>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (plain HTTP); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Runs until SIGTERM or Ctrl-C.
@@ -41,6 +48,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let state = AppState::new(store.clone());
+    let (metrics, own) = Metrics::new(Role::Serve, ServeMetrics::register);
+    if let Some(addr) = config.metrics_listen {
+        let refresh = {
+            let (store, metrics) = (store.clone(), metrics.clone());
+            move || own.clone().refresh(store.clone(), metrics.clone())
+        };
+        let router =
+            metrics::listener_router(metrics.clone(), api::health_router(state.clone()), refresh);
+        // Up until the process ends, so readiness stays visible while requests drain.
+        metrics::spawn_listener(addr, router, std::future::pending()).await?;
+    }
     if config.bootstrap {
         bootstrap(&store, &config.admin_key).await?;
     }
@@ -54,7 +73,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .fit_to_file_limit(config.store.max_connections as usize + 64);
     crate::runtime::serve(
         TcpIncoming::new(listener, ConnectionSlots::new(limits.max_connections)),
-        api::router(AppState::new(store.clone())),
+        metrics.instrument(api::router(state), RouteLabel::Matched),
         |_, _| None,
         limits,
         shutdown,
@@ -66,6 +85,54 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("certgate serve stopped");
     Ok(())
+}
+
+/// `serve`'s own metric families (spec §12.7).
+#[derive(Clone)]
+pub struct ServeMetrics {
+    expiry: Family<ExpiryLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExpiryLabels {
+    organization: String,
+    certificate: String,
+}
+
+impl ServeMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let expiry = Family::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of every stored CA certificate (Unix seconds), by organization and certificate id",
+            expiry.clone(),
+        );
+        ServeMetrics { expiry }
+    }
+
+    /// Reads what a scrape shows from the database: whether it answers, and every stored
+    /// CA's notAfter. When it does not answer, the expiries read last stay (an expiry alert
+    /// must not clear because the database is down).
+    async fn refresh(self, store: Store, metrics: Arc<Metrics>) {
+        match store.certificate_expiries().await {
+            Ok(all) => {
+                metrics.set_database_up(true);
+                self.expiry.clear();
+                for c in all {
+                    self.expiry
+                        .get_or_create(&ExpiryLabels {
+                            organization: c.org_id,
+                            certificate: c.certificate_id,
+                        })
+                        .set(c.expires_at);
+                }
+            }
+            Err(e) => {
+                metrics.set_database_up(false);
+                tracing::debug!(error = %crate::telemetry::ErrorChain(&e), "metrics scrape: database unavailable");
+            }
+        }
+    }
 }
 
 /// Creates the default organization on an empty database, and shows its key once: the

@@ -7,6 +7,7 @@ use axum::Json;
 use super::dto::{AuditLogObject, List};
 use super::error::ApiError;
 use super::extract::{AdminCaller, Query};
+use super::openapi::{AuditLog, AuditLogQuery};
 use super::AppState;
 use crate::domain::{echo, Limit};
 use crate::store::{AuditQuery, TimeRange};
@@ -14,6 +15,21 @@ use crate::store::{AuditQuery, TimeRange};
 /// Most values one list filter takes (each becomes a bound parameter).
 const MAX_FILTER_VALUES: usize = 100;
 
+/// List audit events, newest first; filters combine with AND.
+#[utoipa::path(
+    get,
+    path = "/organization/audit_logs",
+    tag = "Audit logs",
+    operation_id = "list-audit-logs",
+    params(AuditLogQuery),
+    responses(
+        (status = 200, description = "A page of events.", body = List<AuditLog>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn list(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -77,8 +93,10 @@ fn audit_query(q: &Query) -> Result<AuditQuery, ApiError> {
         ));
     }
     let actor_emails = list("actor_emails")?;
+    // Read before combining: a bad `tenant_only` is refused whatever the other filters say.
+    let tenant_only = q.bool("tenant_only")?;
     // No actor has an email, and certgate has no tenant-scoped events.
-    let matches_nothing = !actor_emails.is_empty() || q.bool("tenant_only")?;
+    let matches_nothing = !actor_emails.is_empty() || tenant_only;
     Ok(AuditQuery {
         limit: limit.get(),
         after: cursor("after"),

@@ -10,6 +10,13 @@ use super::cache::PageKey;
 use super::dto::{CertificateObject, Deleted, List, Toggled};
 use super::error::ApiError;
 use super::extract::{AdminCaller, JsonObject, PathId, Query};
+use super::openapi::{
+    CertificateGetQuery, CertificateListQuery, ModifyCertificateRequest, OrganizationCertificate,
+    OrganizationCertificateActivationResponse, OrganizationCertificateDeactivationResponse,
+    OrganizationProjectCertificate, OrganizationProjectCertificateActivationResponse,
+    OrganizationProjectCertificateDeactivationResponse, ToggleCertificatesRequest,
+    UploadCertificateRequest,
+};
 use super::AppState;
 use crate::domain::{
     self, CertificateInclude, CertificateKind, DomainError, Order, ProjectId, ProjectKind, Scope,
@@ -19,6 +26,21 @@ use crate::domain::{
 const ORG_ITEM: &str = "organization.certificate";
 const PROJECT_ITEM: &str = "organization.project.certificate";
 
+/// List the organization's certificates (`active`: active for the whole organization).
+#[utoipa::path(
+    get,
+    path = "/organization/certificates",
+    tag = "Certificates",
+    operation_id = "listOrganizationCertificates",
+    params(CertificateListQuery),
+    responses(
+        (status = 200, description = "A page of the organization's certificates.", body = List<OrganizationCertificate>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn list(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -27,6 +49,23 @@ pub async fn list(
     certificate_list(&s, caller, None, &q).await
 }
 
+/// List the organization's certificates with `active` saying whether each is active for the
+/// project.
+#[utoipa::path(
+    get,
+    path = "/organization/projects/{project_id}/certificates",
+    tag = "Certificates",
+    operation_id = "listProjectCertificates",
+    params(("project_id" = String, Path, description = "The project's id, `proj_…`."), CertificateListQuery),
+    responses(
+        (status = 200, description = "A page of the organization's certificates, as seen from the project.", body = List<OrganizationProjectCertificate>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn list_for_project(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -128,6 +167,23 @@ fn json_bytes(bytes: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
+/// Upload a CA certificate (it is not active anywhere until activated).
+#[utoipa::path(
+    post,
+    path = "/organization/certificates",
+    tag = "Certificates",
+    operation_id = "uploadCertificate",
+    request_body(content = UploadCertificateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The stored certificate.", body = CertificateObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn upload(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -167,6 +223,22 @@ pub async fn upload(
     Ok(Json(CertificateObject::single(cert)))
 }
 
+/// Retrieve one certificate.
+#[utoipa::path(
+    get,
+    path = "/organization/certificates/{certificate_id}",
+    tag = "Certificates",
+    operation_id = "getCertificate",
+    params(("certificate_id" = String, Path, description = "The certificate's id, `cert_…`."), CertificateGetQuery),
+    responses(
+        (status = 200, description = "The certificate.", body = CertificateObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn get(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -183,6 +255,25 @@ pub async fn get(
         .map_err(stored_pem)
 }
 
+/// Rename a certificate (its name is the only thing that changes).
+#[utoipa::path(
+    post,
+    path = "/organization/certificates/{certificate_id}",
+    tag = "Certificates",
+    operation_id = "modifyCertificate",
+    params(("certificate_id" = String, Path, description = "The certificate's id, `cert_…`.")),
+    // An empty body changes nothing (and is answered like `{}`).
+    request_body(content = Option<ModifyCertificateRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The certificate after the change.", body = CertificateObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn modify(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -206,6 +297,23 @@ pub async fn modify(
     Ok(Json(CertificateObject::single(cert)))
 }
 
+/// Delete a certificate that is active nowhere.
+#[utoipa::path(
+    delete,
+    path = "/organization/certificates/{certificate_id}",
+    tag = "Certificates",
+    operation_id = "deleteCertificate",
+    params(("certificate_id" = String, Path, description = "The certificate's id, `cert_…`.")),
+    responses(
+        (status = 200, description = "The certificate is gone.", body = Deleted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn delete(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -221,6 +329,23 @@ pub async fn delete(
     }))
 }
 
+/// Activate certificates for the whole organization: all of the ids or none.
+#[utoipa::path(
+    post,
+    path = "/organization/certificates/activate",
+    tag = "Certificates",
+    operation_id = "activateOrganizationCertificates",
+    request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every certificate named, after the change.", body = OrganizationCertificateActivationResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn activate(
     state: State<AppState>,
     caller: AdminCaller,
@@ -229,6 +354,23 @@ pub async fn activate(
     toggle(state, caller, Scope::Organization, body, true).await
 }
 
+/// Deactivate certificates for the whole organization: all of the ids or none.
+#[utoipa::path(
+    post,
+    path = "/organization/certificates/deactivate",
+    tag = "Certificates",
+    operation_id = "deactivateOrganizationCertificates",
+    request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every certificate named, after the change.", body = OrganizationCertificateDeactivationResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn deactivate(
     state: State<AppState>,
     caller: AdminCaller,
@@ -237,6 +379,24 @@ pub async fn deactivate(
     toggle(state, caller, Scope::Organization, body, false).await
 }
 
+/// Activate certificates for one project: all of the ids or none.
+#[utoipa::path(
+    post,
+    path = "/organization/projects/{project_id}/certificates/activate",
+    tag = "Certificates",
+    operation_id = "activateProjectCertificates",
+    params(("project_id" = String, Path, description = "The project's id, `proj_…`.")),
+    request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every certificate named, after the change.", body = OrganizationProjectCertificateActivationResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn activate_for_project(
     state: State<AppState>,
     caller: AdminCaller,
@@ -246,6 +406,24 @@ pub async fn activate_for_project(
     toggle(state, caller, Scope::Project(project), body, true).await
 }
 
+/// Deactivate certificates for one project: all of the ids or none.
+#[utoipa::path(
+    post,
+    path = "/organization/projects/{project_id}/certificates/deactivate",
+    tag = "Certificates",
+    operation_id = "deactivateProjectCertificates",
+    params(("project_id" = String, Path, description = "The project's id, `proj_…`.")),
+    request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every certificate named, after the change.", body = OrganizationProjectCertificateDeactivationResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn deactivate_for_project(
     state: State<AppState>,
     caller: AdminCaller,

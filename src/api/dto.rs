@@ -1,8 +1,16 @@
 //! Wire shapes of OpenAI's Admin API, built from domain values by explicit conversions.
 //! The field names and `object` strings are a contract someone else owns (spec.md §2.10).
+//!
+//! Each shape also describes itself for `/openapi.json` (`ToSchema`; the `#[schema]`
+//! attributes say what serde alone cannot: constant `object` strings, fields that are always
+//! present but may be null). Where one Rust type answers under several OpenAI schemas (list
+//! items, toggle answers, audit events), `api::openapi` describes each of them.
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use super::openapi::constant;
 
 use crate::domain::{
     owner_user_id, Activations, AdminKey, Certificate, CertificateInclude, CertificateStatus,
@@ -10,46 +18,70 @@ use crate::domain::{
 };
 use crate::store::AuditRecord;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CertificateDetails {
+    /// notBefore of the certificate, Unix seconds.
     pub valid_at: i64,
+    /// notAfter of the certificate, Unix seconds.
     pub expires_at: i64,
+    /// The PEM as uploaded; only with `include[]=content`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub content: Option<String>,
     /// certgate's extension (spec §12.4), only with `include[]=details`: its fields sit beside
-    /// `valid_at` and `expires_at`.
+    /// `valid_at` and `expires_at`. The document shows them as optional properties of
+    /// `CertificateDetails` (`openapi::describe_details`): utoipa cannot flatten an `Option`.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub details: Option<Details>,
 }
 
 /// What `include[]=details` adds to `certificate_details`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = CertificateDetailsExtension)]
 pub struct Details {
+    /// SHA-256 of the certificate's DER, 64 lowercase hex digits.
     pub sha256_fingerprint: String,
+    /// Base64 of the SHA-256 of the certificate's `SubjectPublicKeyInfo` (an HPKP-style pin).
     pub spki_sha256: String,
+    /// RFC 4514.
     pub subject: String,
+    /// RFC 4514.
     pub issuer: String,
+    /// Lowercase hex.
     pub serial_number: String,
+    /// `rsa-2048`, `rsa-3072`, `rsa-4096`, `ecdsa-p256`, `ecdsa-p384` or `ed25519`.
     pub key_algorithm: String,
     /// `not_yet_valid`, `valid`, `expiring_soon` or `expired`, at request time.
+    #[schema(schema_with = constant::certificate_status)]
     pub status: &'static str,
     /// The CA's stored CRL; null while none is stored.
+    #[schema(required = true)]
     pub crl: Option<CrlSummary>,
 }
 
 /// `certificate_details.crl` (spec §12.4, §12.5).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = CertificateCrlSummary)]
 pub struct CrlSummary {
+    /// The CRL's thisUpdate, Unix seconds.
     pub this_update: i64,
+    /// The CRL's nextUpdate, Unix seconds; null when it has none.
+    #[schema(required = true)]
     pub next_update: Option<i64>,
+    /// Serial numbers the CRL revokes.
     pub revoked_count: i64,
+    /// `next_update` has passed: the gateway refuses the CA's clients until a newer CRL.
     pub stale: bool,
 }
 
 /// Top-level `activations` of a certificate shown with details.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = CertificateActivations)]
 pub struct ActivationsObject {
+    /// Active for the whole organization.
     pub organization: bool,
+    /// The projects it is active for, `proj_…`.
     pub projects: Vec<String>,
 }
 
@@ -66,22 +98,29 @@ impl From<Activations> for ActivationsObject {
     }
 }
 
-#[derive(Serialize)]
+/// A CA certificate, as upload, retrieve and modify answer it (`object: "certificate"`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Certificate)]
 pub struct CertificateObject {
+    #[schema(schema_with = constant::certificate)]
     pub object: &'static str,
     pub id: String,
+    #[schema(required = true)]
     pub name: Option<String>,
     pub created_at: i64,
     pub certificate_details: CertificateDetails,
     /// Present in lists and toggles, never on upload/get/modify.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub active: Option<bool>,
     /// Only with `include[]=details`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub activations: Option<ActivationsObject>,
     /// certgate's extension (spec §12.6): only when one is set, so a client that never sets
     /// one sees OpenAI's shape exactly.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub client_filter: Option<String>,
 }
 
@@ -155,31 +194,47 @@ impl CertificateObject {
 }
 
 /// The check endpoint's answer (spec §12.4): would the gateway admit this client?
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = CertificateCheckResponse)]
 pub struct CertificateCheck {
+    #[schema(schema_with = constant::certificate_check)]
     pub object: &'static str,
     pub admitted: bool,
     /// The gateway's refusal code; null when admitted.
+    #[schema(required = true)]
     pub code: Option<&'static str>,
+    /// What the gateway would answer, for a person.
     pub message: String,
     /// The active CA that admits the client; null when refused.
+    #[schema(required = true)]
     pub certificate: Option<CertificateName>,
 }
 
-#[derive(Serialize)]
+/// The CA a check names.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CertificateCheckCertificate)]
 pub struct CertificateName {
+    /// `cert_…`.
     pub id: String,
+    #[schema(required = true)]
     pub name: Option<String>,
 }
 
 /// The rotate endpoint's answer (spec §12.4).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = CertificateRotationResponse)]
 pub struct RotationObject {
+    #[schema(schema_with = constant::certificate_rotation)]
     pub object: &'static str,
+    /// The certificate rotated away from, `cert_…`.
     pub from: String,
+    /// The certificate now active wherever `from` was, `cert_…`.
     pub to: String,
+    /// `to` is active for the whole organization.
     pub organization: bool,
+    /// The projects `to` is now active for.
     pub projects: Vec<String>,
+    /// `from` was deactivated everywhere (`retire_from`).
     pub retired: bool,
 }
 
@@ -224,11 +279,15 @@ impl HasId for AuditLogObject {
     }
 }
 
-#[derive(Serialize)]
+/// A page of a list: `first_id` and `last_id` are null when `data` is empty.
+#[derive(Serialize, ToSchema)]
 pub struct List<T> {
+    #[schema(schema_with = constant::list)]
     pub object: &'static str,
     pub data: Vec<T>,
+    #[schema(required = true)]
     pub first_id: Option<String>,
+    #[schema(required = true)]
     pub last_id: Option<String>,
     pub has_more: bool,
 }
@@ -253,22 +312,32 @@ pub struct Toggled {
     pub data: Vec<CertificateObject>,
 }
 
-#[derive(Serialize)]
+/// The answer of `DELETE /organization/certificates/{certificate_id}`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DeleteCertificateResponse)]
 pub struct Deleted {
+    #[schema(schema_with = constant::certificate_deleted)]
     pub object: &'static str,
     pub id: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Project)]
 pub struct ProjectObject {
     pub id: String,
+    #[schema(schema_with = constant::project)]
     pub object: &'static str,
     pub name: String,
     pub created_at: i64,
+    #[schema(required = true)]
     pub archived_at: Option<i64>,
+    #[schema(schema_with = constant::project_status)]
     pub status: &'static str,
+    #[schema(required = true)]
     pub external_key_id: Option<String>,
+    /// Present when the project was created with one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = constant::residency)]
     pub residency: Option<String>,
 }
 
@@ -292,26 +361,35 @@ impl From<Project> for ProjectObject {
 }
 
 /// `owner` of an admin key: the organization's synthetic owner (spec §12.1).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AdminApiKeyOwner)]
 pub struct KeyOwnerObject {
     #[serde(rename = "type")]
+    #[schema(schema_with = constant::user)]
     pub kind: &'static str,
+    #[schema(schema_with = constant::organization_user)]
     pub object: &'static str,
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    #[schema(schema_with = constant::owner)]
     pub role: &'static str,
 }
 
 /// `AdminApiKey`: never the value.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AdminApiKey)]
 pub struct AdminKeyObject {
+    #[schema(schema_with = constant::admin_api_key)]
     pub object: &'static str,
     pub id: String,
     pub name: String,
+    /// `sk-admin...` and the value's last 4 characters.
     pub redacted_value: String,
     pub created_at: i64,
+    #[schema(required = true)]
     pub expires_at: Option<i64>,
+    #[schema(required = true)]
     pub last_used_at: Option<i64>,
     pub owner: KeyOwnerObject,
 }
@@ -339,17 +417,21 @@ impl From<AdminKey> for AdminKeyObject {
 }
 
 /// `AdminApiKeyCreateResponse`: the key and, this once, its value.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AdminApiKeyCreateResponse)]
 pub struct AdminKeyCreated {
     #[serde(flatten)]
     pub key: AdminKeyObject,
+    /// The key itself: shown in this answer only.
     pub value: String,
 }
 
 /// The answer of `DELETE /organization/admin_api_keys/{id}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AdminApiKeyDeleteResponse)]
 pub struct AdminKeyDeleted {
     pub id: String,
+    #[schema(schema_with = constant::admin_api_key_deleted)]
     pub object: &'static str,
     pub deleted: bool,
 }
@@ -365,7 +447,8 @@ impl AdminKeyDeleted {
 }
 
 /// The top-level `project` of an audit event.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditLogProject)]
 pub struct AuditProject {
     pub id: String,
     pub name: String,

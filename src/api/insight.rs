@@ -19,6 +19,23 @@ use crate::trust::{
     self, Admission, ChainChecks, PeerChain, Rejection, RejectionKind, Scope, TrustIndex,
 };
 
+/// Would the gateway admit a client presenting this certificate (spec §12.4)?
+#[utoipa::path(
+    post,
+    path = "/organization/certificates/check",
+    tag = "Certificates",
+    operation_id = "checkClientCertificate",
+    request_body(content = super::openapi::CheckCertificateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The gateway's decision: admitted, or refused with its code.", body = CertificateCheck),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn check(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -38,6 +55,24 @@ pub async fn check(
     .map(Json)
 }
 
+/// Activate `to` wherever `from` is active, and optionally retire `from`, in one transaction.
+#[utoipa::path(
+    post,
+    path = "/organization/certificates/rotate",
+    tag = "Certificates",
+    operation_id = "rotateCertificate",
+    request_body(content = super::openapi::RotateCertificateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Where `to` is now active.", body = RotationObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn rotate(
     State(s): State<AppState>,
     caller: AdminCaller,

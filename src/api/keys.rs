@@ -7,9 +7,25 @@ use axum::Json;
 use super::dto::{AdminKeyCreated, AdminKeyDeleted, AdminKeyObject, List};
 use super::error::ApiError;
 use super::extract::{AdminCaller, JsonObject, PathId, Query};
+use super::openapi::{AdminApiKeyCreateRequest, KeyListQuery};
 use super::AppState;
 use crate::domain::{self, KeyKind, Order};
 
+/// List the organization's admin keys (never their values).
+#[utoipa::path(
+    get,
+    path = "/organization/admin_api_keys",
+    tag = "Admin API keys",
+    operation_id = "admin-api-keys-list",
+    params(KeyListQuery),
+    responses(
+        (status = 200, description = "A page of admin keys.", body = List<AdminKeyObject>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn list(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -21,6 +37,22 @@ pub async fn list(
     Ok(Json(List::from_page(page, AdminKeyObject::from)))
 }
 
+/// Create an admin key; its value is in this answer only.
+#[utoipa::path(
+    post,
+    path = "/organization/admin_api_keys",
+    tag = "Admin API keys",
+    operation_id = "admin-api-keys-create",
+    request_body(content = AdminApiKeyCreateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new key and its value.", body = AdminKeyCreated),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn create(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -43,6 +75,22 @@ pub async fn create(
     }))
 }
 
+/// Retrieve an admin key (never its value).
+#[utoipa::path(
+    get,
+    path = "/organization/admin_api_keys/{key_id}",
+    tag = "Admin API keys",
+    operation_id = "admin-api-keys-get",
+    params(("key_id" = String, Path, description = "The key's id, `key_…`.")),
+    responses(
+        (status = 200, description = "The key.", body = AdminKeyObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn get(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -53,6 +101,23 @@ pub async fn get(
     ))
 }
 
+/// Delete an admin key; the organization's last unexpired key is refused (`last_admin_key`).
+#[utoipa::path(
+    delete,
+    path = "/organization/admin_api_keys/{key_id}",
+    tag = "Admin API keys",
+    operation_id = "admin-api-keys-delete",
+    params(("key_id" = String, Path, description = "The key's id, `key_…`.")),
+    responses(
+        (status = 200, description = "The key is gone.", body = AdminKeyDeleted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn delete(
     State(s): State<AppState>,
     caller: AdminCaller,

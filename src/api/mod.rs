@@ -9,18 +9,21 @@ pub mod error;
 pub mod extract;
 pub mod insight;
 pub mod keys;
+pub mod openapi;
 pub mod projects;
 pub mod revocations;
 
 use axum::extract::State;
 use axum::http::{HeaderName, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::store::Store;
 use error::ApiError;
@@ -43,77 +46,53 @@ impl AppState {
     }
 }
 
+/// Every route `serve` answers, each registered with its OpenAPI description: `routes!`
+/// takes a handler's `#[utoipa::path]` (method and path) along with the handler, so nothing is
+/// served undescribed. A new endpoint is a handler with its `#[utoipa::path]` and one
+/// `.routes(routes!(..))` line here.
+fn routes() -> OpenApiRouter<AppState> {
+    use certificates as certs;
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::get, keys::delete))
+        .routes(routes!(audit_logs::list))
+        .routes(routes!(certs::list, certs::upload))
+        .routes(routes!(certs::activate))
+        .routes(routes!(certs::deactivate))
+        .routes(routes!(insight::check))
+        .routes(routes!(insight::rotate))
+        .routes(routes!(certs::get, certs::modify, certs::delete))
+        .routes(routes!(
+            revocations::get_crl,
+            revocations::put_crl,
+            revocations::delete_crl
+        ))
+        .routes(routes!(revocations::list, revocations::create))
+        .routes(routes!(revocations::get, revocations::delete))
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::get, projects::modify))
+        .routes(routes!(projects::archive))
+        .routes(routes!(certs::list_for_project))
+        .routes(routes!(certs::activate_for_project))
+        .routes(routes!(certs::deactivate_for_project));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(health_routes())
+        .routes(routes!(openapi::document))
+        .nest("/v1", v1)
+}
+
+/// The OpenAPI document of [`router`]: what `GET /openapi.json` serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = routes().into_openapi();
+    openapi::describe_details(&mut doc);
+    doc
+}
+
 /// The whole Admin API. Tests and `certgate serve` build it through here.
 pub fn router(state: AppState) -> Router {
-    use certificates as certs;
-    let v1 = Router::new()
-        .route(
-            "/organization/admin_api_keys",
-            get(keys::list).post(keys::create),
-        )
-        .route(
-            "/organization/admin_api_keys/{key_id}",
-            get(keys::get).delete(keys::delete),
-        )
-        .route("/organization/audit_logs", get(audit_logs::list))
-        .route(
-            "/organization/certificates",
-            get(certs::list).post(certs::upload),
-        )
-        .route("/organization/certificates/activate", post(certs::activate))
-        .route("/organization/certificates/check", post(insight::check))
-        .route("/organization/certificates/rotate", post(insight::rotate))
-        .route(
-            "/organization/certificates/deactivate",
-            post(certs::deactivate),
-        )
-        .route(
-            "/organization/certificates/{certificate_id}",
-            get(certs::get).post(certs::modify).delete(certs::delete),
-        )
-        .route(
-            "/organization/certificates/{certificate_id}/crl",
-            get(revocations::get_crl)
-                .put(revocations::put_crl)
-                .delete(revocations::delete_crl),
-        )
-        .route(
-            "/organization/revoked_certificates",
-            get(revocations::list).post(revocations::create),
-        )
-        .route(
-            "/organization/revoked_certificates/{revoked_certificate_id}",
-            get(revocations::get).delete(revocations::delete),
-        )
-        .route(
-            "/organization/projects",
-            get(projects::list).post(projects::create),
-        )
-        .route(
-            "/organization/projects/{project_id}",
-            get(projects::get).post(projects::modify),
-        )
-        .route(
-            "/organization/projects/{project_id}/archive",
-            post(projects::archive),
-        )
-        .route(
-            "/organization/projects/{project_id}/certificates",
-            get(certs::list_for_project),
-        )
-        .route(
-            "/organization/projects/{project_id}/certificates/activate",
-            post(certs::activate_for_project),
-        )
-        .route(
-            "/organization/projects/{project_id}/certificates/deactivate",
-            post(certs::deactivate_for_project),
-        );
     let x_request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .nest("/v1", v1)
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -129,6 +108,18 @@ pub fn router(state: AppState) -> Router {
         )
 }
 
+/// `/healthz` and `/readyz`: on the API port, and on the metrics listener.
+fn health_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// [`health_routes`] on their own, for the metrics listener.
+pub fn health_router(state: AppState) -> Router {
+    health_routes().split_for_parts().0.with_state(state)
+}
+
 /// `req_` + 32 hex digits, like OpenAI's request ids.
 #[derive(Clone, Copy)]
 struct RequestIds;
@@ -141,17 +132,52 @@ impl MakeRequestId for RequestIds {
     }
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+/// The answer of `/healthz` and `/readyz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// `ok` (alive), `ready`, or why not: `database_unavailable`.
+    #[schema(schema_with = health_status)]
+    status: &'static str,
 }
 
-/// Ready when the database answers.
+fn health_status() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["ok", "ready", "database_unavailable"]))
+        .build()
+}
+
+/// Liveness: the process answers. No key needed.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "Operations",
+    operation_id = "healthz",
+    responses((status = 200, description = "The process is alive.", body = Health))
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the database answers. No key needed.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "Operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "The database answers.", body = Health),
+        (status = 503, description = "The database does not answer.", body = Health)
+    )
+)]
 async fn readyz(State(s): State<AppState>) -> Response {
     match s.store.ping().await {
-        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Ok(()) => Json(Health { status: "ready" }).into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "database_unavailable"})),
+            Json(Health {
+                status: "database_unavailable",
+            }),
         )
             .into_response(),
     }

@@ -6,9 +6,25 @@ use axum::Json;
 use super::dto::{List, ProjectObject};
 use super::error::ApiError;
 use super::extract::{AdminCaller, JsonObject, PathId, Query};
+use super::openapi::{ProjectCreateRequest, ProjectListQuery, ProjectUpdateRequest};
 use super::AppState;
 use crate::domain::{self, ProjectKind};
 
+/// List the organization's projects, oldest first.
+#[utoipa::path(
+    get,
+    path = "/organization/projects",
+    tag = "Projects",
+    operation_id = "list-projects",
+    params(ProjectListQuery),
+    responses(
+        (status = 200, description = "A page of projects.", body = List<ProjectObject>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn list(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -24,6 +40,22 @@ pub async fn list(
     Ok(Json(List::from_page(page, ProjectObject::from)))
 }
 
+/// Create a project.
+#[utoipa::path(
+    post,
+    path = "/organization/projects",
+    tag = "Projects",
+    operation_id = "create-project",
+    request_body(content = ProjectCreateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new project.", body = ProjectObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn create(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -57,6 +89,22 @@ pub async fn create(
     Ok(Json(project.into()))
 }
 
+/// Retrieve a project.
+#[utoipa::path(
+    get,
+    path = "/organization/projects/{project_id}",
+    tag = "Projects",
+    operation_id = "retrieve-project",
+    params(("project_id" = String, Path, description = "The project's id, `proj_…`.")),
+    responses(
+        (status = 200, description = "The project.", body = ProjectObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn get(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -65,6 +113,25 @@ pub async fn get(
     Ok(Json(s.store.get_project(&caller.org_id, &id).await?.into()))
 }
 
+/// Rename a project or change its external key id.
+#[utoipa::path(
+    post,
+    path = "/organization/projects/{project_id}",
+    tag = "Projects",
+    operation_id = "modify-project",
+    params(("project_id" = String, Path, description = "The project's id, `proj_…`.")),
+    // An empty body changes nothing (and is answered like `{}`).
+    request_body(content = Option<ProjectUpdateRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The project after the change.", body = ProjectObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn modify(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -91,6 +158,23 @@ pub async fn modify(
     ))
 }
 
+/// Archive a project: its certificate activations end.
+#[utoipa::path(
+    post,
+    path = "/organization/projects/{project_id}/archive",
+    tag = "Projects",
+    operation_id = "archive-project",
+    params(("project_id" = String, Path, description = "The project's id, `proj_…`.")),
+    responses(
+        (status = 200, description = "The archived project.", body = ProjectObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn archive(
     State(s): State<AppState>,
     caller: AdminCaller,

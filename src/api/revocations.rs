@@ -4,20 +4,28 @@
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::dto::{HasId, List};
 use super::error::ApiError;
 use super::extract::{AdminCaller, JsonObject, LargeJsonObject, PathId, Query};
+use super::openapi::{constant, RevocationListQuery};
 use super::AppState;
 use crate::domain::{
     self, CertificateKind, CrlSummary, Order, RevokedCertificate, RevokedCertificateKind,
 };
 
-#[derive(Serialize)]
+/// A deny-listed client certificate: the gateway refuses it under every CA.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RevokedCertificate)]
 pub struct RevokedCertificateObject {
+    #[schema(schema_with = constant::revoked_certificate)]
     pub object: &'static str,
+    /// `revcert_…`.
     pub id: String,
+    /// SHA-256 of the certificate's DER, 64 lowercase hex digits.
     pub sha256_fingerprint: String,
+    #[schema(required = true)]
     pub reason: Option<String>,
     pub created_at: i64,
 }
@@ -40,18 +48,27 @@ impl HasId for RevokedCertificateObject {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = RevokedCertificateDeleteResponse)]
 pub struct RevokedCertificateDeleted {
     pub id: String,
+    #[schema(schema_with = constant::revoked_certificate_deleted)]
     pub object: &'static str,
     pub deleted: bool,
 }
 
-#[derive(Serialize)]
+/// A CA's stored CRL, summarized.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CertificateCrl)]
 pub struct CrlObject {
+    #[schema(schema_with = constant::certificate_crl)]
     pub object: &'static str,
+    /// The CA, `cert_…`.
     pub certificate_id: String,
+    /// The CRL's thisUpdate, Unix seconds.
     pub this_update: i64,
+    /// The CRL's nextUpdate, Unix seconds; after it the gateway refuses the CA's clients.
+    #[schema(required = true)]
     pub next_update: Option<i64>,
     pub revoked_count: i64,
 }
@@ -68,8 +85,10 @@ impl From<CrlSummary> for CrlObject {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = CertificateCrlDeleteResponse)]
 pub struct CrlDeleted {
+    #[schema(schema_with = constant::certificate_crl_deleted)]
     pub object: &'static str,
     pub certificate_id: String,
     pub deleted: bool,
@@ -77,6 +96,22 @@ pub struct CrlDeleted {
 
 /// `POST /organization/revoked_certificates`: exactly one of `certificate` (PEM) or
 /// `sha256_fingerprint`, and an optional `reason`.
+#[utoipa::path(
+    post,
+    path = "/organization/revoked_certificates",
+    tag = "Revocation",
+    operation_id = "revokeCertificate",
+    request_body(content = super::openapi::RevokeCertificateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new deny-list entry.", body = RevokedCertificateObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn create(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -107,6 +142,21 @@ pub async fn create(
     Ok(Json(entry.into()))
 }
 
+/// The organization's deny-list, newest first unless `order=asc`.
+#[utoipa::path(
+    get,
+    path = "/organization/revoked_certificates",
+    tag = "Revocation",
+    operation_id = "listRevokedCertificates",
+    params(RevocationListQuery),
+    responses(
+        (status = 200, description = "A page of the deny-list.", body = List<RevokedCertificateObject>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn list(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -120,6 +170,22 @@ pub async fn list(
     Ok(Json(List::from_page(page, RevokedCertificateObject::from)))
 }
 
+/// One deny-list entry.
+#[utoipa::path(
+    get,
+    path = "/organization/revoked_certificates/{revoked_certificate_id}",
+    tag = "Revocation",
+    operation_id = "getRevokedCertificate",
+    params(("revoked_certificate_id" = String, Path, description = "The entry's id, `revcert_…`.")),
+    responses(
+        (status = 200, description = "The entry.", body = RevokedCertificateObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn get(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -133,6 +199,22 @@ pub async fn get(
     ))
 }
 
+/// Remove an entry: the certificate is admitted again wherever its CA is active.
+#[utoipa::path(
+    delete,
+    path = "/organization/revoked_certificates/{revoked_certificate_id}",
+    tag = "Revocation",
+    operation_id = "unrevokeCertificate",
+    params(("revoked_certificate_id" = String, Path, description = "The entry's id, `revcert_…`.")),
+    responses(
+        (status = 200, description = "The entry is gone.", body = RevokedCertificateDeleted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn delete(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -150,6 +232,24 @@ pub async fn delete(
 }
 
 /// `PUT /organization/certificates/{id}/crl` with `{"crl": "<PEM or base64 DER>"}`.
+#[utoipa::path(
+    put,
+    path = "/organization/certificates/{certificate_id}/crl",
+    tag = "Revocation",
+    operation_id = "putCertificateCrl",
+    params(("certificate_id" = String, Path, description = "The CA's id, `cert_…`.")),
+    request_body(content = super::openapi::PutCrlRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The stored CRL.", body = CrlObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn put_crl(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -181,6 +281,22 @@ pub async fn put_crl(
     Ok(Json(stored.into()))
 }
 
+/// The CA's stored CRL.
+#[utoipa::path(
+    get,
+    path = "/organization/certificates/{certificate_id}/crl",
+    tag = "Revocation",
+    operation_id = "getCertificateCrl",
+    params(("certificate_id" = String, Path, description = "The CA's id, `cert_…`.")),
+    responses(
+        (status = 200, description = "The stored CRL.", body = CrlObject),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn get_crl(
     State(s): State<AppState>,
     caller: AdminCaller,
@@ -189,6 +305,22 @@ pub async fn get_crl(
     Ok(Json(s.store.get_crl(&caller.org_id, &id).await?.into()))
 }
 
+/// Forget the CA's CRL: its clients are judged without one again.
+#[utoipa::path(
+    delete,
+    path = "/organization/certificates/{certificate_id}/crl",
+    tag = "Revocation",
+    operation_id = "deleteCertificateCrl",
+    params(("certificate_id" = String, Path, description = "The CA's id, `cert_…`.")),
+    responses(
+        (status = 200, description = "The CRL is gone.", body = CrlDeleted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("AdminApiKeyAuth" = []))
+)]
 pub async fn delete_crl(
     State(s): State<AppState>,
     caller: AdminCaller,

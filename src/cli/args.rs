@@ -82,6 +82,15 @@ impl ConnectionArgs {
     }
 }
 
+/// The metrics listener of `serve` and `gateway` (spec §12.7).
+#[derive(Args, Debug, Clone)]
+pub struct MetricsArgs {
+    /// Plain-HTTP address for Prometheus `/metrics`, `/healthz` and `/readyz` (no
+    /// authentication: bind it where only the scraper reaches). Off when not given.
+    #[arg(long, env = "CERTGATE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the log line says which).
@@ -99,6 +108,8 @@ pub struct ServeArgs {
     pub db: DbArgs,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Where a new admin key goes.
@@ -169,6 +180,8 @@ pub struct GatewayArgs {
     pub organization: Option<String>,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// `250ms`, `5s`, `2m`, or a bare number of seconds.

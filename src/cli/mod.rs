@@ -123,6 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 limits: args.connections.limits(),
                 admin_key: KeyOutput::new(args.key_file.admin_key_file),
                 audit_retention_days: args.audit_retention_days,
+                metrics_listen: args.metrics.metrics_listen,
             };
             crate::serve::run(config).await
         }
@@ -213,6 +214,7 @@ fn gateway_config(args: GatewayArgs) -> GatewayConfig {
         handshake_timeout: args.handshake_timeout,
         default_organization: args.organization,
         limits: args.connections.limits(),
+        metrics_listen: args.metrics.metrics_listen,
     }
 }
 

@@ -51,10 +51,14 @@ pub async fn handle(
         project: project.as_deref(),
     };
     match admit(&shared, &peer, scope).await {
-        Ok(admission) if upgrade::is_websocket_upgrade(&req) => {
-            upgrade::forward(&shared, &peer, admission, req).await
+        Ok(admission) => {
+            shared.metrics.decided("admitted");
+            if upgrade::is_websocket_upgrade(&req) {
+                upgrade::forward(&shared, &peer, admission, req).await
+            } else {
+                proxy::forward(&shared, &peer, admission, req).await
+            }
         }
-        Ok(admission) => proxy::forward(&shared, &peer, admission, req).await,
         Err(rejection) => refuse(&shared, &peer, rejection),
     }
 }
@@ -132,6 +136,7 @@ fn bad_request(message: String) -> Response {
 /// refusal policy says (see [`RefusalLog`]).
 fn refuse(shared: &Shared, peer: &PeerIdentity, rejection: Rejection) -> Response {
     shared.refusals.record(peer, rejection);
+    shared.metrics.decided(rejection.code());
     let (status, kind) = match rejection.kind() {
         RejectionKind::BadRequest => (StatusCode::BAD_REQUEST, INVALID_REQUEST),
         RejectionKind::Forbidden => (StatusCode::FORBIDDEN, PERMISSION),

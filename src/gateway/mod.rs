@@ -14,12 +14,14 @@
 //!   refusals and their logging;
 //! - [`proxy`]: forwarding to the upstream, path and header rules;
 //! - [`upgrade`]: WebSocket upgrades, relayed frame-aware and closed when trust is withdrawn.
+//! - [`metrics`]: the gateway's own metric families (decisions, trust generation).
 //!
 //! Invariant: this is the only module that imports rustls, nothing here writes to the
 //! database, and nothing here imports `api`, `cli` or `serve`.
 
 pub mod handler;
 pub mod listener;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod tls;
@@ -39,6 +41,7 @@ use axum::{Json, Router};
 use rustls_pki_types::CertificateDer;
 
 use crate::domain::SystemClock;
+use crate::metrics::{Metrics, Role, RouteLabel};
 use crate::runtime::{ConnectionLimits, ConnectionSlots};
 use crate::store::{Backend, Store, StoreOptions};
 pub use listener::HandshakeLimits;
@@ -66,6 +69,8 @@ pub struct GatewayConfig {
     /// The organization of requests without an `OpenAI-Organization` header.
     pub default_organization: Option<String>,
     pub limits: ConnectionLimits,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (plain HTTP); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Settings of a [`Gateway`], independent of the command line.
@@ -104,6 +109,7 @@ impl GatewayOptions {
 /// watcher (the last loaded state stays in force for routers still serving).
 pub struct Gateway {
     shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
     watcher: tokio::task::JoinHandle<()>,
 }
 
@@ -114,6 +120,10 @@ impl Gateway {
         let client = proxy::upstream_client(options.upstream_roots.clone(), true)?;
         let upgrade_client = proxy::upstream_client(options.upstream_roots, false)?;
         let trust = TrustState::new();
+        let upgrades = Arc::new(upgrade::UpgradeStats::default());
+        let (metrics, own_metrics) = Metrics::new(Role::Gateway, |registry| {
+            metrics::GatewayMetrics::register(registry, upgrades.clone())
+        });
         let watcher = reload::spawn_watcher(
             trust.clone(),
             store.clone(),
@@ -136,9 +146,11 @@ impl Gateway {
                 algs: tls::provider().signature_verification_algorithms,
                 chain_pool: handler::ChainPool::for_this_machine(),
                 refusals: handler::RefusalLog::default(),
-                upgrades: upgrade::UpgradeStats::default(),
+                upgrades,
                 upgrade_idle_timeout: options.upgrade_idle_timeout,
+                metrics: own_metrics,
             }),
+            metrics,
             watcher,
         })
     }
@@ -157,11 +169,23 @@ impl Gateway {
         self.shared.chain_pool.checks_run()
     }
 
-    /// The proxy: every method and path goes through the trust decision.
+    /// The proxy: every method and path goes through the trust decision. Every request is
+    /// counted and timed under the route `proxy`.
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .fallback(handler::handle)
-            .with_state(self.shared.clone())
+            .with_state(self.shared.clone());
+        self.metrics.instrument(router, RouteLabel::Fixed("proxy"))
+    }
+
+    /// The metrics listener's routes: `/metrics` plus [`Gateway::health_router`].
+    pub fn metrics_router(&self) -> Router {
+        let shared = self.shared.clone();
+        let metrics = self.metrics.clone();
+        crate::metrics::listener_router(self.metrics.clone(), self.health_router(), move || {
+            shared.metrics.refresh(&metrics, &shared.trust);
+            std::future::ready(())
+        })
     }
 
     /// `/healthz` and `/readyz`, for the plain-HTTP health listener.
@@ -270,6 +294,11 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "health listener stopped");
             }
         });
+    }
+    if let Some(addr) = config.metrics_listen {
+        // Up until the process ends, so readiness stays visible while requests drain.
+        crate::metrics::spawn_listener(addr, gateway.metrics_router(), std::future::pending())
+            .await?;
     }
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -110,9 +110,10 @@ pub struct Shared {
     pub algs: rustls::crypto::WebPkiSupportedAlgorithms,
     pub chain_pool: ChainPool,
     pub refusals: RefusalLog,
-    pub upgrades: UpgradeStats,
+    pub upgrades: std::sync::Arc<UpgradeStats>,
     /// An upgraded connection with no frame either way for this long is closed.
     pub upgrade_idle_timeout: Duration,
+    pub metrics: super::metrics::GatewayMetrics,
 }
 
 /// Builds an upstream client: http and https (webpki roots, plus `extra_roots`), HTTP/1.1 and,

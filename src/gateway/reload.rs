@@ -93,6 +93,13 @@ impl TrustState {
         }
     }
 
+    /// Whether the database answered the watcher's last attempt.
+    pub fn database_answering(&self) -> bool {
+        self.health
+            .lock()
+            .is_ok_and(|h| h.error.is_none() && h.last_ok.is_some())
+    }
+
     fn record_ok(&self) {
         if let Ok(mut h) = self.health.lock() {
             if h.error.take().is_some() {

@@ -63,6 +63,14 @@ pub enum Closed {
 }
 
 impl Closed {
+    pub const ALL: [Closed; 5] = [
+        Closed::TrustWithdrawn,
+        Closed::Idle,
+        Closed::Client,
+        Closed::Upstream,
+        Closed::Shutdown,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Closed::TrustWithdrawn => "trust_withdrawn",

@@ -18,8 +18,9 @@
 //! then one file per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the
 //! check every request makes), `key_usage` (`last_used_at`, flushed off the request path),
 //! `audit` (the audit log, appended inside each writing transaction), `certificates`,
-//! `rotation` (one CA taking over from another everywhere at once), `projects`, `trust` (what
-//! the gateway reads).
+//! `rotation` (one CA taking over from another everywhere at once), `revocations` (the
+//! deny-list and CRLs), `projects`, `trust` (what the gateway reads), `metrics` (what a
+//! metrics scrape reads).
 
 mod audit;
 mod certificates;
@@ -27,6 +28,7 @@ mod connect;
 mod error;
 mod key_usage;
 mod keys;
+mod metrics;
 mod orgs;
 mod projects;
 mod revocations;
@@ -50,6 +52,7 @@ pub use audit::{AuditQuery, AuditRecord, TimeRange};
 use connect::Target;
 pub use error::{BoxError, StoreError};
 use key_usage::KeyUsage;
+pub use metrics::CertificateExpiry;
 pub use orgs::DEFAULT_PROJECT_NAME;
 use sqlite_local::{ChangeDetector, Marker, SqliteLocal};
 

@@ -109,6 +109,16 @@ class Server:
             r.start()
         self.admin_key, self.org = self._wait_for_key() if expect_key else (None, None)
         self._wait_ready()
+        self._conformance = None
+
+    @property
+    def conformance(self):
+        """Checks every SDK answer against this server's /openapi.json (openapi_conformance)."""
+        if self._conformance is None:
+            from openapi_conformance import Conformance
+
+            self._conformance = Conformance(f"http://127.0.0.1:{self.port}")
+        return self._conformance
 
     def _read(self, stream, sink: list[str]) -> None:
         assert stream is not None
@@ -207,6 +217,8 @@ def server(backend):
     code = srv.stop()
     if code != 0:
         pytest.fail(f"certgate exited {code} after SIGTERM (expected 0):\n{srv.log()}")
+    if srv._conformance is not None and srv._conformance.failures:
+        pytest.fail("answers that do not match /openapi.json:\n" + "\n".join(srv._conformance.failures))
 
 
 def cli(database: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -72,9 +72,11 @@ class Counter:
 
 
 def make_client(server: Server, key: str | None = None, counter: Counter | None = None, **kw) -> openai.OpenAI:
-    http_client = None
+    # Every answer is also checked against the server's /openapi.json (openapi_conformance).
+    hooks = {"response": [server.conformance.check]}
     if counter is not None:
-        http_client = openai.DefaultHttpxClient(event_hooks={"request": [counter.hook]})
+        hooks["request"] = [counter.hook]
+    http_client = openai.DefaultHttpxClient(event_hooks=hooks)
     return openai.OpenAI(
         admin_api_key=key or server.admin_key,
         api_key="unused",

@@ -92,6 +92,11 @@ impl Api {
         }
     }
 
+    /// `http://IP:PORT`, for requests outside `/v1`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// The same server as another caller.
     pub fn as_key(&self, key: &str) -> Api {
         Api {

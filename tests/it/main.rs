@@ -16,6 +16,8 @@ mod cli;
 mod gateway;
 mod install;
 mod limits;
+mod metrics;
+mod openapi;
 mod outage;
 mod replicas;
 mod startup;

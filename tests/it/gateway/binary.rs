@@ -98,6 +98,39 @@ async fn the_binary_serves_and_reports_readiness() {
     gateway.terminate_and_wait();
 }
 
+/// `--metrics-listen` (here through its variable) serves the gateway's metrics and health on
+/// plain HTTP; the TLS port has no `/metrics` of its own (it is proxied like any path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_metrics_when_asked() {
+    let app = TestApp::spawn(Db::Sqlite).await.expect("SQLite");
+    let up = upstream().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (gateway, gw) = start(
+        &app,
+        &format!("http://{}", up.addr),
+        dir.path(),
+        &[("CERTGATE_METRICS_LISTEN", "127.0.0.1:0")],
+    )
+    .await;
+    let metrics = gateway
+        .logged_address("certgate metrics listening")
+        .expect("the metrics listener's line comes first");
+    once(&gw, None, &[])
+        .await
+        .refused(403, "client_certificate_required");
+    let scrape = crate::metrics::Scrape::of(metrics).await;
+    assert_eq!(
+        scrape.value(
+            "certgate_gateway_decisions_total",
+            &[("outcome", "client_certificate_required")]
+        ),
+        1
+    );
+    assert_eq!(scrape.value("certgate_database_up", &[]), 1);
+    let ready = Api::new(metrics, None).probe("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+}
+
 /// Unauthenticated clients do not control log volume: refusals are logged at debug level, and
 /// at info at most one summary line per 10 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

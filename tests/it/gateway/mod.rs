@@ -9,6 +9,7 @@ mod filters;
 mod hostile;
 mod insight;
 mod live_changes;
+mod metrics;
 mod proxying;
 mod revocation;
 mod websocket;

@@ -355,6 +355,23 @@ async fn withdrawn_trust_closes_open_upgrades(app: TestApp) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(stats.open(), 1);
+
+    // The same counts, as a scrape shows them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = listener.local_addr().unwrap();
+    crate::helpers::serve_in_background(
+        listener,
+        gw.gateway.metrics_router(),
+        certgate::runtime::ConnectionLimits::default(),
+    );
+    let scrape = crate::metrics::Scrape::of(metrics_addr).await;
+    assert_eq!(
+        scrape.value("certgate_gateway_upgraded_connections", &[]),
+        1
+    );
+    let closed = "certgate_gateway_connections_closed_total";
+    assert_eq!(scrape.value(closed, &[("reason", "trust_withdrawn")]), 3);
+    assert_eq!(scrape.value(closed, &[("reason", "idle")]), 0);
 }
 
 /// A deny-listed leaf, a leaf its CA's CRL lists, and a leaf a new client filter rejects each
