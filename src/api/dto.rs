@@ -71,7 +71,7 @@ pub struct CrlSummary {
     pub next_update: Option<i64>,
     /// Serial numbers the CRL revokes.
     pub revoked_count: i64,
-    /// `next_update` has passed: the gateway refuses the CA's clients until a newer CRL.
+    /// `next_update` has passed: upload a newer CRL (the gateway keeps enforcing this one).
     pub stale: bool,
 }
 

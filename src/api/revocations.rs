@@ -67,7 +67,7 @@ pub struct CrlObject {
     pub certificate_id: String,
     /// The CRL's thisUpdate, Unix seconds.
     pub this_update: i64,
-    /// The CRL's nextUpdate, Unix seconds; after it the gateway refuses the CA's clients.
+    /// The CRL's nextUpdate, Unix seconds; after it the CRL shows `stale` and stays enforced.
     #[schema(required = true)]
     pub next_update: Option<i64>,
     pub revoked_count: i64,
