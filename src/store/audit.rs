@@ -74,16 +74,23 @@ impl<'a> TxAudit<'a> {
         let mut resources = event.resource_ids();
         resources.sort_unstable();
         resources.dedup();
-        for resource in resources {
-            sqlx::query(
-                "INSERT INTO audit_event_resources (org_id, resource_id, event_id) VALUES ($1, $2, $3)",
-            )
-            .bind(self.org.as_str())
-            .bind(resource)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+        if resources.is_empty() {
+            return Ok(());
         }
+        // One statement for all of them: a toggle names up to 10, and on the write path every
+        // statement is a round trip (to SQLite's worker thread, or to PostgreSQL).
+        let rows = (0..resources.len())
+            .map(|i| format!("($1, $2, ${})", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO audit_event_resources (org_id, event_id, resource_id) VALUES {rows}"
+        );
+        let mut q = sqlx::query(&sql).bind(self.org.as_str()).bind(&id);
+        for resource in resources {
+            q = q.bind(resource);
+        }
+        q.execute(&mut *tx).await?;
         Ok(())
     }
 }

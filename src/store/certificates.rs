@@ -55,7 +55,7 @@ impl Store {
     ) -> Result<Certificate> {
         let now = self.now();
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
+            let seq = lock_organization(tx, org).await?;
             if let Some(row) = sqlx::query(
                 "SELECT id FROM certificates WHERE org_id = $1 AND sha256 = $2 AND deleted_at IS NULL",
             )
@@ -101,7 +101,7 @@ impl Store {
                 name: name.clone(),
             };
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &AuditEvent::CertificateCreated(created))
+                .append(tx, &AuditEvent::CertificateCreated(created))
                 .await?;
             Ok(Certificate {
                 id,
@@ -165,7 +165,7 @@ impl Store {
         let now = self.now();
         let select = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL");
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
+            let seq = lock_organization(tx, org).await?;
             let before = sqlx::query(&select)
                 .bind(id.as_str())
                 .bind(org.as_str())
@@ -189,7 +189,7 @@ impl Store {
                     .await?;
                 if *filter != cert.client_filter {
                     // Who may connect changes: gateways reload (and re-judge open upgrades).
-                    bump_trust_generation(&mut tx, self.backend).await?;
+                    bump_trust_generation(tx, self.backend).await?;
                 }
                 cert.client_filter.clone_from(filter);
             }
@@ -201,7 +201,7 @@ impl Store {
                 client_filter: cert.client_filter.clone(),
             };
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &updated)
+                .append(tx, &updated)
                 .await?;
             Ok(cert)
         })
@@ -217,7 +217,7 @@ impl Store {
     ) -> Result<()> {
         let now = self.now();
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
+            let seq = lock_organization(tx, org).await?;
             let row = sqlx::query(
                 "SELECT active_org, name, content FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL",
             )
@@ -252,7 +252,7 @@ impl Store {
                 pem: row.try_get("content")?,
             };
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &event)
+                .append(tx, &event)
                 .await?;
             // Its CRL goes with it (it may have covered intermediates clients send).
             let crl = sqlx::query("DELETE FROM certificate_crls WHERE certificate_id = $1")
@@ -260,7 +260,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if crl.rows_affected() > 0 {
-                bump_trust_generation(&mut tx, self.backend).await?;
+                bump_trust_generation(tx, self.backend).await?;
             }
             Ok(())
         })
@@ -305,11 +305,11 @@ impl Store {
             ),
         };
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
+            let seq = lock_organization(tx, org).await?;
             let mut archived_project = false;
             let mut project_ref = None;
             if let Scope::Project(project) = scope {
-                let state = project_state(&mut tx, org, project).await?;
+                let state = project_state(tx, org, project).await?;
                 if state.archived_at.is_some() {
                     if activate {
                         return Err(DomainError::ProjectArchived(project.to_string()).into());
@@ -358,7 +358,7 @@ impl Store {
                 }
             };
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &event)
+                .append(tx, &event)
                 .await?;
             if archived_project {
                 // An archived project has no activations left: deactivating is a no-op.
@@ -374,7 +374,7 @@ impl Store {
                 q = q.bind(id.as_str());
             }
             if q.execute(&mut *tx).await?.rows_affected() > 0 {
-                bump_trust_generation(&mut tx, self.backend).await?;
+                bump_trust_generation(tx, self.backend).await?;
             }
             Ok(items)
         })

@@ -133,11 +133,11 @@ impl Store {
         let now = self.now();
         let expires_at = expires_in.map(|secs| now.saturating_add(secs));
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
-            let owner = owner_of(&mut tx, org).await?;
-            let new = insert_key(&mut tx, owner, name, now, expires_at, seq).await?;
+            let seq = lock_organization(tx, org).await?;
+            let owner = owner_of(tx, org).await?;
+            let new = insert_key(tx, owner, name, now, expires_at, seq).await?;
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &AuditEvent::ApiKeyCreated(new.key.id.clone()))
+                .append(tx, &AuditEvent::ApiKeyCreated(new.key.id.clone()))
                 .await?;
             Ok(new)
         })
@@ -221,7 +221,7 @@ impl Store {
     ) -> Result<()> {
         let now = self.now();
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
+            let seq = lock_organization(tx, org).await?;
             let row = sqlx::query(
                 "SELECT expires_at FROM admin_keys WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL",
             )
@@ -253,7 +253,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &AuditEvent::ApiKeyDeleted(id.clone()))
+                .append(tx, &AuditEvent::ApiKeyDeleted(id.clone()))
                 .await?;
             Ok(())
         })

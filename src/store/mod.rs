@@ -14,7 +14,8 @@
 //! Files: `connect` (start-up: naming the database, creating or refusing a missing SQLite
 //! file, the bounded wait for the server, the migration check), `error` (classifying driver
 //! errors), `tx` (the transaction macro, the organization
-//! lock, the trust generation), `sqlite_local` (SQLite's writer queue and change detector),
+//! lock, the trust generation), `group_commit` (SQLite's writer queue: transactions queued
+//! together share one commit), `sqlite_local` (SQLite's change detector and key cache),
 //! then one file per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the
 //! check every request makes), `key_usage` (`last_used_at`, flushed off the request path),
 //! `audit` (the audit log, appended inside each writing transaction), `certificates`,
@@ -26,6 +27,7 @@ mod audit;
 mod certificates;
 mod connect;
 mod error;
+mod group_commit;
 mod key_usage;
 mod keys;
 mod metrics;
@@ -51,6 +53,7 @@ use crate::domain::{Clock, KeyId, OrgId};
 pub use audit::{AuditQuery, AuditRecord, TimeRange};
 use connect::Target;
 pub use error::{BoxError, StoreError};
+pub use group_commit::GroupCommitStats;
 use key_usage::KeyUsage;
 pub use metrics::CertificateExpiry;
 pub use orgs::DEFAULT_PROJECT_NAME;
@@ -249,16 +252,22 @@ impl Store {
     }
 
     /// On SQLite, waits (at most the database timeout) for this process's turn to write.
-    async fn write_gate(&self) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>> {
-        let Some(local) = &self.sqlite else {
-            return Ok(None);
-        };
-        match tokio::time::timeout(self.timeout, local.write_gate.lock()).await {
-            Ok(guard) => Ok(Some(guard)),
-            Err(_) => Err(StoreError::unavailable(format!(
-                "timed out after {:?} waiting for this process's turn to write",
-                self.timeout
-            ))),
+    /// SQLite: how many commits acknowledged how many writing transactions so far.
+    pub async fn group_commit_stats(&self) -> Option<GroupCommitStats> {
+        match &self.sqlite {
+            Some(local) => Some(group_commit::stats(&local.writes).await),
+            None => None,
+        }
+    }
+
+    /// Opens a writing transaction: on SQLite, a turn in this process's writer queue (waiting
+    /// at most the store's timeout) and a place in its group commit.
+    async fn begin_write(&self) -> Result<tx::Writer> {
+        match &self.sqlite {
+            Some(local) => Ok(tx::Writer::Grouped(
+                group_commit::join(&local.writes, &self.pool, self.timeout).await?,
+            )),
+            None => Ok(tx::Writer::Alone(self.pool.begin().await?)),
         }
     }
 

@@ -19,7 +19,7 @@ impl Store {
     pub async fn create_organization(&self, name: &str) -> Result<(Organization, NewAdminKey)> {
         let now = self.now();
         in_transaction!(self, |tx| {
-            insert_organization(&mut tx, name, now, self.backend).await
+            insert_organization(tx, name, now, self.backend).await
         })
     }
 
@@ -55,7 +55,7 @@ impl Store {
                 return Ok(None);
             }
             Ok(Some(
-                insert_organization(&mut tx, "Default Organization", now, self.backend).await?,
+                insert_organization(tx, "Default Organization", now, self.backend).await?,
             ))
         })
     }

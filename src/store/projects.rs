@@ -69,7 +69,7 @@ impl Store {
     ) -> Result<Project> {
         let now = self.now();
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
+            let seq = lock_organization(tx, org).await?;
             let project = Project {
                 id: ProjectId::generate(),
                 name: name.to_owned(),
@@ -96,10 +96,10 @@ impl Store {
                 name: project.name.clone(),
             };
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &AuditEvent::ProjectCreated(created))
+                .append(tx, &AuditEvent::ProjectCreated(created))
                 .await?;
             // Gateways accept a project header only for projects they know of.
-            bump_trust_generation(&mut tx, self.backend).await?;
+            bump_trust_generation(tx, self.backend).await?;
             Ok(project)
         })
     }
@@ -130,8 +130,8 @@ impl Store {
         let now = self.now();
         let select = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1");
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
-            let state = project_state(&mut tx, org, id).await?;
+            let seq = lock_organization(tx, org).await?;
+            let state = project_state(tx, org, id).await?;
             if state.is_default {
                 return Err(DomainError::DefaultProjectUpdate.into());
             }
@@ -166,7 +166,7 @@ impl Store {
                 title: name.clone(),
             };
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &event)
+                .append(tx, &event)
                 .await?;
             Ok(project)
         })
@@ -183,8 +183,8 @@ impl Store {
         let now = self.now();
         let select = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1");
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
-            let state = project_state(&mut tx, org, id).await?;
+            let seq = lock_organization(tx, org).await?;
+            let state = project_state(tx, org, id).await?;
             if state.is_default {
                 return Err(DomainError::DefaultProjectArchive.into());
             }
@@ -199,9 +199,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 // Its activations end, and gateways stop accepting it as a project header.
-                bump_trust_generation(&mut tx, self.backend).await?;
+                bump_trust_generation(tx, self.backend).await?;
                 TxAudit::new(org, seq, now, actor)
-                    .append(&mut tx, &AuditEvent::ProjectArchived(state.as_ref))
+                    .append(tx, &AuditEvent::ProjectArchived(state.as_ref))
                     .await?;
             }
             Ok(project_from_row(

@@ -48,7 +48,7 @@ impl Store {
     ) -> Result<RevokedCertificate> {
         let now = self.now();
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
+            let seq = lock_organization(tx, org).await?;
             if let Some(row) = sqlx::query(
                 "SELECT id FROM revoked_certificates WHERE org_id = $1 AND sha256 = $2 AND deleted_at IS NULL",
             )
@@ -88,9 +88,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &AuditEvent::CertificateRevoked(entry.clone()))
+                .append(tx, &AuditEvent::CertificateRevoked(entry.clone()))
                 .await?;
-            bump_trust_generation(&mut tx, self.backend).await?;
+            bump_trust_generation(tx, self.backend).await?;
             Ok(entry)
         })
     }
@@ -126,7 +126,7 @@ impl Store {
             "SELECT {REVOKED_COLUMNS} FROM revoked_certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL"
         );
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
+            let seq = lock_organization(tx, org).await?;
             let entry = match sqlx::query(&select)
                 .bind(id.as_str())
                 .bind(org.as_str())
@@ -142,9 +142,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &AuditEvent::CertificateUnrevoked(entry.clone()))
+                .append(tx, &AuditEvent::CertificateUnrevoked(entry.clone()))
                 .await?;
-            bump_trust_generation(&mut tx, self.backend).await?;
+            bump_trust_generation(tx, self.backend).await?;
             Ok(entry)
         })
     }
@@ -214,8 +214,8 @@ impl Store {
         let now = self.now();
         let der = base64::engine::general_purpose::STANDARD.encode(&crl.der);
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
-            certificate_exists(&mut tx, org, certificate).await?;
+            let seq = lock_organization(tx, org).await?;
+            certificate_exists(tx, org, certificate).await?;
             let stored: Option<i64> =
                 sqlx::query("SELECT this_update FROM certificate_crls WHERE certificate_id = $1")
                     .bind(certificate.as_str())
@@ -248,9 +248,9 @@ impl Store {
                 revoked_count: crl.revoked_count,
             };
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &AuditEvent::CrlUpdated(summary.clone()))
+                .append(tx, &AuditEvent::CrlUpdated(summary.clone()))
                 .await?;
-            bump_trust_generation(&mut tx, self.backend).await?;
+            bump_trust_generation(tx, self.backend).await?;
             Ok(summary)
         })
     }
@@ -280,8 +280,8 @@ impl Store {
     ) -> Result<()> {
         let now = self.now();
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
-            certificate_exists(&mut tx, org, certificate).await?;
+            let seq = lock_organization(tx, org).await?;
+            certificate_exists(tx, org, certificate).await?;
             let deleted = sqlx::query(
                 "DELETE FROM certificate_crls WHERE certificate_id = $1 AND org_id = $2",
             )
@@ -293,9 +293,9 @@ impl Store {
                 return Err(no_crl(certificate));
             }
             TxAudit::new(org, seq, now, actor)
-                .append(&mut tx, &AuditEvent::CrlDeleted(certificate.clone()))
+                .append(tx, &AuditEvent::CrlDeleted(certificate.clone()))
                 .await?;
-            bump_trust_generation(&mut tx, self.backend).await?;
+            bump_trust_generation(tx, self.backend).await?;
             Ok(())
         })
     }

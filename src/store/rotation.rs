@@ -27,7 +27,7 @@ impl Store {
     ) -> Result<Rotation> {
         let now = self.now();
         in_transaction!(self, |tx| {
-            let seq = lock_organization(&mut tx, org).await?;
+            let seq = lock_organization(tx, org).await?;
             let rows = sqlx::query(
                 "SELECT id, name, active_org, valid_at, expires_at FROM certificates
                  WHERE org_id = $1 AND deleted_at IS NULL AND id IN ($2, $3)",
@@ -112,7 +112,7 @@ impl Store {
                 };
                 audit
                     .append(
-                        &mut tx,
+                        tx,
                         &AuditEvent::CertificatesActivated {
                             project: project.cloned(),
                             certificates: vec![to_ref.clone()],
@@ -139,7 +139,7 @@ impl Store {
                 };
                 audit
                     .append(
-                        &mut tx,
+                        tx,
                         &AuditEvent::CertificatesDeactivated {
                             project: project.cloned(),
                             certificates: vec![from_ref.clone()],
@@ -148,7 +148,7 @@ impl Store {
                     .await?;
             }
             if changed > 0 {
-                bump_trust_generation(&mut tx, self.backend).await?;
+                bump_trust_generation(tx, self.backend).await?;
             }
             Ok(Rotation {
                 from: from.clone(),

@@ -7,11 +7,12 @@ use super::Authenticated;
 
 /// Per-process state of a SQLite store.
 pub(super) struct SqliteLocal {
-    /// One writing transaction at a time in this process, in arrival order. SQLite allows one
-    /// writer anyway; queueing here instead of in SQLite's busy handler (which sleeps and
-    /// retries, unfairly) keeps write latency even. Other processes on the same file still
-    /// wait in the busy handler.
-    pub(super) write_gate: tokio::sync::Mutex<()>,
+    /// The writer queue: one writing transaction at a time in this process, in arrival
+    /// order, those queued together committed together ([`super::group_commit`]). SQLite
+    /// allows one writer anyway; queueing here instead of in SQLite's busy handler (which
+    /// sleeps and retries, unfairly) keeps write latency even. Other processes on the same
+    /// file still wait in the busy handler.
+    pub(super) writes: Arc<tokio::sync::Mutex<super::group_commit::Batch>>,
     /// Opened once the database file exists (after migrations).
     pub(super) changes: OnceLock<Arc<ChangeDetector>>,
     pub(super) keys: KeyCache,
@@ -20,7 +21,7 @@ pub(super) struct SqliteLocal {
 impl SqliteLocal {
     pub(super) fn new() -> Self {
         SqliteLocal {
-            write_gate: tokio::sync::Mutex::new(()),
+            writes: Arc::default(),
             changes: OnceLock::new(),
             keys: KeyCache::new(),
         }

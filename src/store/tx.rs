@@ -11,21 +11,35 @@ use crate::domain::OrgId;
 pub(super) const MAX_ATTEMPTS: u32 = 8;
 
 /// Runs `$body` in a transaction on `$store`, retrying transient conflicts. Inside the body,
-/// `$tx` is the open transaction; `?` aborts (rolls back) with that error. A macro rather than
-/// a function taking a closure: the body borrows the transaction across awaits, which closures
-/// returning futures cannot express without boxing every call site.
+/// `$tx` is the transaction's connection (`&mut AnyConnection`); `?` aborts (undoes the
+/// body's writes) with that error. On SQLite the transaction may be shared with the writers
+/// queued beside it ([`super::group_commit`]): the body's writes are still all or nothing,
+/// and the macro returns only once they are committed. A macro rather than a function taking
+/// a closure: the body borrows the transaction across awaits, which closures returning
+/// futures cannot express without boxing every call site.
 macro_rules! in_transaction {
     ($store:expr, |$tx:ident| $body:block) => {{
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let outcome: $crate::store::Result<_> = async {
-                let _gate = $store.write_gate().await?;
-                let mut $tx = $store.pool.begin().await?;
-                let body_result: $crate::store::Result<_> = async { $body }.await;
-                let value = body_result?;
-                $tx.commit().await?;
-                Ok(value)
+                let mut writer = $store.begin_write().await?;
+                let body_result: $crate::store::Result<_> = async {
+                    #[allow(unused_mut)]
+                    let mut $tx = writer.conn();
+                    $body
+                }
+                .await;
+                match body_result {
+                    Ok(value) => {
+                        writer.commit().await?;
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        writer.abort().await;
+                        Err(e)
+                    }
+                }
             }
             .await;
             match outcome {
@@ -45,6 +59,39 @@ macro_rules! in_transaction {
     }};
 }
 pub(super) use in_transaction;
+
+/// One writing transaction: its own on PostgreSQL, a member of a group commit on SQLite.
+pub(super) enum Writer {
+    Alone(sqlx::Transaction<'static, sqlx::Any>),
+    Grouped(super::group_commit::Member),
+}
+
+impl Writer {
+    pub(super) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        match self {
+            Writer::Alone(tx) => tx,
+            Writer::Grouped(member) => member.conn(),
+        }
+    }
+
+    /// Returns once the body's writes are durable.
+    pub(super) async fn commit(self) -> Result<()> {
+        match self {
+            Writer::Alone(tx) => Ok(tx.commit().await?),
+            Writer::Grouped(member) => member.finish().await,
+        }
+    }
+
+    /// Undoes the body's writes.
+    pub(super) async fn abort(self) {
+        match self {
+            Writer::Alone(tx) => {
+                let _ = tx.rollback().await;
+            }
+            Writer::Grouped(member) => member.abort().await,
+        }
+    }
+}
 
 /// Locks the organization's row for the rest of the transaction and returns the next value of
 /// its sequence (used to order objects created in the same second, and to validate caches).

@@ -234,12 +234,13 @@ impl Api {
             .id()
     }
 
-    /// Every item of a list endpoint (`path` without a query), walking all pages.
+    /// Every item of a list endpoint (`path` may carry a query of its own), walking all pages.
     pub async fn list_all(&self, path: &str) -> Vec<Value> {
         let mut items = Vec::new();
         let mut after = String::new();
+        let sep = if path.contains('?') { '&' } else { '?' };
         loop {
-            let page = self.get(&format!("{path}?limit=100{after}")).await;
+            let page = self.get(&format!("{path}{sep}limit=100{after}")).await;
             let page = page.ok();
             items.extend(page["data"].as_array().expect("data").iter().cloned());
             if page["has_more"] != true {

@@ -14,6 +14,7 @@ mod api;
 mod cert_cli;
 mod cli;
 mod gateway;
+mod group_commit;
 mod install;
 mod limits;
 mod metrics;

@@ -1,0 +1,262 @@
+//! Group commit for SQLite: the writing transactions of one process that queue while another
+//! is running share one SQLite transaction and therefore one fsync, each still atomic and each
+//! acknowledged only after that fsync.
+//!
+//! How: the writer queue (a fair async mutex) guards an open [`Batch`], one SQLite
+//! transaction. A writer takes the queue, runs its body inside a savepoint of the batch
+//! (`ROLLBACK TO` undoes exactly its writes if it fails), releases the savepoint, leaves the
+//! queue, and queues again to commit. Writers that were queued behind it append to the same
+//! batch meanwhile; whoever of them gets the queue first at its commit step commits the whole
+//! batch and tells every member. One writer alone costs two turns of the queue instead of one;
+//! under load the fsync is shared by everyone who queued while the previous one ran.
+//!
+//! Cancellation (a client hanging up drops the request's future anywhere):
+//! - during the body: the savepoint is still open, so [`Batch::member_open`] stays set and the
+//!   next writer to take the queue rolls that member back first;
+//! - after the body, before the commit: the writes are in the batch, unacknowledged, and are
+//!   committed with it; a task is spawned to commit the batch if nobody else is queued to,
+//!   so the database's write lock is never left held.
+
+use std::sync::Arc;
+
+use sqlx::{Any, AnyConnection, Executor, Transaction};
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
+
+use super::{Result, StoreError};
+
+/// The open SQLite transaction shared by the writers queued together.
+#[derive(Default)]
+pub(super) struct Batch {
+    tx: Option<Transaction<'static, Any>>,
+    /// Writers whose body is in `tx`, waiting for its commit.
+    members: Vec<oneshot::Sender<Outcome>>,
+    /// A writer's savepoint is open: set while its body runs. Still set when the next writer
+    /// takes the queue means that body was abandoned half-way.
+    member_open: bool,
+    stats: GroupCommitStats,
+}
+
+/// What the group commit has done since the store opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// SQLite commits that succeeded.
+    pub commits: u64,
+    /// Writing transactions those commits acknowledged (`commits` or more).
+    pub transactions: u64,
+}
+
+/// The counts so far (waits for the writer queue).
+pub(super) async fn stats(queue: &Mutex<Batch>) -> GroupCommitStats {
+    queue.lock().await.stats
+}
+
+/// What the commit of a batch meant for its members: a copy of the error for each.
+#[derive(Clone)]
+enum Outcome {
+    Committed,
+    Failed { retryable: bool, why: String },
+}
+
+impl Outcome {
+    fn into_result(self) -> Result<()> {
+        match self {
+            Outcome::Committed => Ok(()),
+            Outcome::Failed {
+                retryable: true,
+                why,
+            } => Err(StoreError::Retryable(why.into())),
+            Outcome::Failed {
+                retryable: false,
+                why,
+            } => Err(StoreError::Unavailable(why.into())),
+        }
+    }
+
+    fn of(result: &Result<()>) -> Outcome {
+        match result {
+            Ok(()) => Outcome::Committed,
+            Err(e) => Outcome::Failed {
+                retryable: matches!(e, StoreError::Retryable(_)),
+                why: crate::telemetry::ErrorChain(e).to_string(),
+            },
+        }
+    }
+}
+
+const SAVEPOINT: &str = "SAVEPOINT certgate_write";
+const RELEASE: &str = "RELEASE certgate_write";
+const ROLLBACK_TO: &str = "ROLLBACK TO certgate_write";
+
+/// A writer's turn: the queue held and its savepoint open in the batch.
+pub(super) struct Member {
+    guard: Option<OwnedMutexGuard<Batch>>,
+    queue: Arc<Mutex<Batch>>,
+    /// Set once the body's writes are released into the batch.
+    pending: Option<oneshot::Receiver<Outcome>>,
+}
+
+/// Takes the queue (waiting at most `wait`), repairs what an abandoned writer left, opens the
+/// batch if none is open, and opens this writer's savepoint.
+pub(super) async fn join(
+    queue: &Arc<Mutex<Batch>>,
+    pool: &sqlx::AnyPool,
+    wait: std::time::Duration,
+) -> Result<Member> {
+    let mut guard = tokio::time::timeout(wait, queue.clone().lock_owned())
+        .await
+        .map_err(|_| {
+            StoreError::unavailable(format!(
+                "timed out after {wait:?} waiting for this process's turn to write"
+            ))
+        })?;
+    repair(&mut guard).await;
+    if guard.tx.is_none() {
+        guard.tx = Some(pool.begin().await?);
+    }
+    let opened = match guard.tx.as_mut() {
+        Some(tx) => tx.execute(SAVEPOINT).await.map(drop),
+        None => Ok(()),
+    };
+    if let Err(e) = opened {
+        let e = StoreError::from(e);
+        fail_batch(&mut guard, &e).await;
+        return Err(e);
+    }
+    guard.member_open = true;
+    Ok(Member {
+        guard: Some(guard),
+        queue: queue.clone(),
+        pending: None,
+    })
+}
+
+/// A writer was dropped inside its body (its savepoint still open): undo exactly its writes.
+async fn repair(batch: &mut Batch) {
+    if !batch.member_open {
+        return;
+    }
+    let undone = match batch.tx.as_mut() {
+        Some(tx) => undo_member(tx).await,
+        None => Ok(()),
+    };
+    match undone {
+        Ok(()) => batch.member_open = false,
+        Err(e) => fail_batch(batch, &e.into()).await,
+    }
+}
+
+async fn undo_member(tx: &mut Transaction<'static, Any>) -> sqlx::Result<()> {
+    tx.execute(ROLLBACK_TO).await?;
+    tx.execute(RELEASE).await?;
+    Ok(())
+}
+
+/// Rolls the whole batch back and tells its members (they run their transactions again).
+async fn fail_batch(batch: &mut Batch, why: &StoreError) {
+    if let Some(tx) = batch.tx.take() {
+        let _ = tx.rollback().await;
+    }
+    let outcome = Outcome::of(&Err(StoreError::Retryable(why.to_string().into())));
+    for member in batch.members.drain(..) {
+        let _ = member.send(outcome.clone());
+    }
+    batch.member_open = false;
+}
+
+/// Commits the open batch, if any, and tells every member. Runs in a task of its own, so that
+/// a writer dropped while awaiting it cannot stop a commit half-way (and leave members
+/// without an outcome).
+async fn commit_batch(mut batch: OwnedMutexGuard<Batch>) {
+    let committing = tokio::spawn(async move {
+        repair(&mut batch).await;
+        let outcome = match batch.tx.take() {
+            Some(tx) => Outcome::of(&tx.commit().await.map_err(StoreError::from)),
+            // Only after a rollback that was itself interrupted: nothing was committed.
+            None => Outcome::Failed {
+                retryable: true,
+                why: "the batch was rolled back".into(),
+            },
+        };
+        if matches!(outcome, Outcome::Committed) && !batch.members.is_empty() {
+            batch.stats.commits += 1;
+            batch.stats.transactions += batch.members.len() as u64;
+        }
+        for member in batch.members.drain(..) {
+            let _ = member.send(outcome.clone());
+        }
+    });
+    let _ = committing.await;
+}
+
+impl Member {
+    /// The batch's connection, for the body.
+    pub(super) fn conn(&mut self) -> &mut AnyConnection {
+        match self.guard.as_mut().and_then(|g| g.tx.as_mut()) {
+            Some(tx) => tx,
+            // `join` returns a member only with the batch open, and only `finish`/`abort`
+            // (which consume it) give the queue up.
+            None => unreachable!("a member's batch is open until it finishes"),
+        }
+    }
+
+    /// The body failed: undo its writes (the batch goes on without them).
+    pub(super) async fn abort(mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            repair(&mut guard).await;
+        }
+    }
+
+    /// The body succeeded: release its writes into the batch, then wait for the batch's
+    /// commit, committing it if this writer is the first at the queue to do so.
+    pub(super) async fn finish(mut self) -> Result<()> {
+        let Some(mut guard) = self.guard.take() else {
+            return Err(StoreError::Internal("a writer finished twice".into()));
+        };
+        let released = match guard.tx.as_mut() {
+            Some(tx) => tx.execute(RELEASE).await.map(drop),
+            None => Ok(()),
+        };
+        if let Err(e) = released {
+            let e = StoreError::from(e);
+            fail_batch(&mut guard, &e).await;
+            return Err(e);
+        }
+        guard.member_open = false;
+        let (sender, receiver) = oneshot::channel();
+        guard.members.push(sender);
+        self.pending = Some(receiver);
+        // Let the writers queued behind this one join the batch, then come back to commit it
+        // (unless one of them did already).
+        drop(guard);
+        let guard = self.queue.clone().lock_owned().await;
+        let Some(mut receiver) = self.pending.take() else {
+            return Err(StoreError::Internal("a writer lost its place".into()));
+        };
+        if let Ok(outcome) = receiver.try_recv() {
+            return outcome.into_result();
+        }
+        commit_batch(guard).await;
+        match receiver.await {
+            Ok(outcome) => outcome.into_result(),
+            Err(_) => Err(StoreError::Internal(
+                "the batch ended without an outcome".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        // Dropped inside the body: the queue goes back with `member_open` still set, and
+        // whoever takes it next undoes the body's writes first. Dropped while waiting for the
+        // commit: the writes are in the batch. Either way, the batch is then committed even if
+        // no other writer comes, so SQLite's write lock is never left held.
+        let inside_body = self.guard.take().is_some();
+        if inside_body || self.pending.is_some() {
+            let queue = self.queue.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { commit_batch(queue.lock_owned().await).await });
+            }
+        }
+    }
+}

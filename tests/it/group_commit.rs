@@ -1,0 +1,173 @@
+//! Writes under load: on SQLite the writing transactions queued together share one commit
+//! (`store::group_commit`), each still all or nothing and acknowledged only once committed.
+//! These tests hold what that must not change, on both backends: every acknowledged write is
+//! there with its audit event, every refused one left nothing, and a request abandoned at any
+//! point (the client hangs up) leaves either all of its writes or none, and never the
+//! database locked.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{backend_tests, TestApp};
+use crate::pki;
+
+backend_tests!(
+    writers_queued_together_share_a_commit,
+    abandoned_writers_leave_all_or_nothing
+);
+
+/// Every `certificate.created` event, by certificate id.
+async fn created_events(app: &TestApp) -> BTreeMap<String, usize> {
+    let mut created = BTreeMap::new();
+    for event in app
+        .api
+        .list_all("/organization/audit_logs?event_types[]=certificate.created")
+        .await
+    {
+        let id = event["certificate.created"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        *created.entry(id).or_default() += 1;
+    }
+    created
+}
+
+async fn writers_queued_together_share_a_commit(app: TestApp) {
+    let before = app.store.group_commit_stats().await;
+    let cas: Vec<_> = (0..30).map(|i| pki::ca(&format!("Batch CA {i}"))).collect();
+    let existing = app.api.upload_new("Existing CA").await;
+    // 30 uploads and, between them, 10 toggles each naming an unknown id (refused whole).
+    let uploads = cas.iter().enumerate().map(|(i, ca)| {
+        let api = app.api.clone();
+        let pem = ca.pem();
+        async move { api.upload(&pem, Some(&format!("Batch CA {i}"))).await }
+    });
+    let refused = (0..10).map(|_| {
+        let api = app.api.clone();
+        let existing = existing.clone();
+        async move {
+            api.post(
+                "/organization/certificates/activate",
+                json!({"certificate_ids": [existing, "cert_doesnotexist"]}),
+            )
+            .await
+        }
+    });
+    let (uploaded, refused) = tokio::join!(
+        futures::future::join_all(uploads),
+        futures::future::join_all(refused)
+    );
+    let ids: Vec<String> = uploaded.iter().map(crate::client::Answer::id).collect();
+    for answer in &refused {
+        answer.err(404, None, Some("certificate_ids"));
+    }
+
+    // Everything acknowledged is there, each with exactly one event; nothing refused is.
+    let listed = app.api.all_ids().await;
+    assert_eq!(listed.len(), 31);
+    let created = created_events(&app).await;
+    for id in &ids {
+        assert!(listed.contains(id), "{id} acknowledged but not listed");
+        assert_eq!(created.get(id), Some(&1), "{id}: one certificate.created");
+    }
+    assert_eq!(created.len(), 31, "{created:?}");
+    let activations = app
+        .api
+        .list_all("/organization/audit_logs?event_types[]=certificates.activated")
+        .await;
+    assert!(
+        activations.is_empty(),
+        "refused toggles wrote {activations:?}"
+    );
+    let page = app.api.get("/organization/certificates?limit=100").await;
+    assert!(
+        page.ok()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["active"] == false),
+        "a refused toggle activated something"
+    );
+
+    // On SQLite the writers queued together went through fewer commits than transactions.
+    if let (Some(before), Some(after)) = (before, app.store.group_commit_stats().await) {
+        let transactions = after.transactions - before.transactions;
+        let commits = after.commits - before.commits;
+        // The 31 writes, and the key's first use (recorded in a transaction of its own).
+        assert!(transactions >= 31, "{transactions} writing transactions");
+        assert!(
+            commits < transactions,
+            "{transactions} transactions queued together took {commits} commits"
+        );
+    }
+}
+
+async fn abandoned_writers_leave_all_or_nothing(app: TestApp) {
+    let http = reqwest::Client::new();
+    let cas: Vec<_> = (0..40)
+        .map(|i| pki::ca(&format!("Abandoned CA {i}")))
+        .collect();
+    // Each client gives up after 0 to ~20 ms: some before the server reads the request, some
+    // in the middle of the transaction, some while it waits for its commit, some never.
+    let writers = cas.iter().enumerate().map(|(i, ca)| {
+        let req = app
+            .api
+            .request(Method::POST, "/organization/certificates")
+            .json(&json!({"certificate": ca.pem(), "name": format!("Abandoned CA {i}")}))
+            .timeout(Duration::from_micros(500 * (i as u64 % 40) + 1));
+        let http = http.clone();
+        async move {
+            // The id of an acknowledged upload; `None` when the client gave up first.
+            let res = http.execute(req.build().ok()?).await.ok()?;
+            assert_eq!(res.status(), 200);
+            let body: serde_json::Value = res.json().await.ok()?;
+            body["id"].as_str().map(str::to_owned)
+        }
+    });
+    let acknowledged: Vec<String> = futures::future::join_all(writers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    // Let the server finish whatever the hung-up requests left running.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Writes go on at once, from this process and from another one on the same database.
+    let after = tokio::time::timeout(Duration::from_secs(20), app.api.upload_new("After CA"))
+        .await
+        .expect("a write after the abandoned ones");
+    let other = certgate::store::Store::open(
+        &certgate::store::StoreOptions::new(&app.db.url),
+        app.clock.clone(),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        other.create_organization("Another process"),
+    )
+    .await
+    .expect("the database is not left locked")
+    .unwrap();
+
+    // Each certificate is there with its one event, or neither is.
+    let listed = app.api.all_ids().await;
+    let created = created_events(&app).await;
+    assert!(listed.contains(&after));
+    assert_eq!(
+        listed
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        created.keys().cloned().collect(),
+        "certificates and their certificate.created events"
+    );
+    assert!(created.values().all(|n| *n == 1), "{created:?}");
+    for id in &acknowledged {
+        assert!(listed.contains(id), "{id} acknowledged but not listed");
+    }
+}
