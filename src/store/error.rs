@@ -27,6 +27,49 @@ impl StoreError {
     }
 }
 
+/// A copy of a [`StoreError`] for each of several waiters on one query (`coalesce`): the
+/// same variant, with the cause chain as text.
+#[derive(Debug, Clone)]
+pub(super) struct SharedError {
+    unavailable: bool,
+    retryable: bool,
+    why: String,
+}
+
+impl SharedError {
+    /// The query's task ended without an answer (the runtime is shutting down).
+    pub(super) fn lost() -> Self {
+        SharedError {
+            unavailable: true,
+            retryable: false,
+            why: "the shared query ended without an answer".into(),
+        }
+    }
+}
+
+impl From<StoreError> for SharedError {
+    fn from(e: StoreError) -> Self {
+        SharedError {
+            unavailable: matches!(e, StoreError::Unavailable(_)),
+            retryable: matches!(e, StoreError::Retryable(_)),
+            why: crate::telemetry::ErrorChain(&e).to_string(),
+        }
+    }
+}
+
+impl From<SharedError> for StoreError {
+    fn from(e: SharedError) -> Self {
+        let why: BoxError = e.why.into();
+        if e.unavailable {
+            StoreError::Unavailable(why)
+        } else if e.retryable {
+            StoreError::Retryable(why)
+        } else {
+            StoreError::Internal(why)
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match classify(&e) {

@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::audit::TxAudit;
 use super::certificates::order_sql;
+use super::error::SharedError;
 use super::tx::{in_transaction, lock_organization};
 use super::{Authenticated, Result, Store};
 use crate::domain::{
@@ -93,25 +94,29 @@ impl Store {
                 return Ok(Some(hit));
             }
         }
-        let row = sqlx::query(
-            "SELECT k.id, k.org_id, k.key_sha256, k.expires_at, o.seq
-             FROM admin_keys k JOIN organizations o ON o.id = k.org_id
-             WHERE k.key_sha256 = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(&digest)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let stored: String = row.try_get("key_sha256")?;
+        let found = if self.sqlite.is_some() {
+            self.look_up_key(&digest).await?
+        } else {
+            // PostgreSQL: the checks of one key that arrive together share a query that
+            // started after each of them arrived (`coalesce`).
+            let store = self.clone();
+            self.key_reads
+                .read(
+                    digest.clone(),
+                    move |digest| {
+                        let store = store.clone();
+                        async move { store.look_up_key(&digest).await.map_err(SharedError::from) }
+                    },
+                    Err(SharedError::lost()),
+                )
+                .await?
+        };
+        let Some((stored, who)) = found else {
+            return Ok(None);
+        };
         if !bool::from(stored.as_bytes().ct_eq(digest.as_bytes())) {
             return Ok(None);
         }
-        let who = Authenticated {
-            org_id: OrgId::trusted(row.try_get("org_id")?),
-            key_id: KeyId::trusted(row.try_get("id")?),
-            version: row.try_get("seq")?,
-            expires_at: row.try_get("expires_at")?,
-        };
         if let (Some(m), Some(local)) = (marker, &self.sqlite) {
             local.keys.put(digest, m, who.clone());
         }
@@ -120,6 +125,27 @@ impl Store {
         }
         self.record_key_use(&who.key_id, now);
         Ok(Some(who))
+    }
+
+    /// The live key with this digest (its stored digest, to compare in constant time), with
+    /// its organization's write sequence, in one statement.
+    async fn look_up_key(&self, digest: &str) -> Result<Option<(String, Authenticated)>> {
+        let row = sqlx::query(
+            "SELECT k.id, k.org_id, k.key_sha256, k.expires_at, o.seq
+             FROM admin_keys k JOIN organizations o ON o.id = k.org_id
+             WHERE k.key_sha256 = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let who = Authenticated {
+            org_id: OrgId::trusted(row.try_get("org_id")?),
+            key_id: KeyId::trusted(row.try_get("id")?),
+            version: row.try_get("seq")?,
+            expires_at: row.try_get("expires_at")?,
+        };
+        Ok(Some((row.try_get("key_sha256")?, who)))
     }
 
     /// A new admin key for `org`; its value exists only in the answer.

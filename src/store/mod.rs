@@ -25,6 +25,7 @@
 
 mod audit;
 mod certificates;
+mod coalesce;
 mod connect;
 mod error;
 mod group_commit;
@@ -115,9 +116,15 @@ pub struct Store {
     sqlite: Option<Arc<SqliteLocal>>,
     /// Admin key uses not yet written to `last_used_at`.
     usage: Arc<KeyUsage>,
+    /// PostgreSQL: key checks in flight, shared by the requests that arrive together.
+    key_reads: Arc<KeyReads>,
     /// The SQLite file opening this store created, if it did.
     created: Option<PathBuf>,
 }
+
+/// A key check's answer: the stored digest and who the key is, if it is live.
+type KeyRead = std::result::Result<Option<(String, Authenticated)>, error::SharedError>;
+type KeyReads = coalesce::Coalescer<String, KeyRead>;
 
 /// Sets the SQLite open mode unless the URL does: `rwc` creates a missing file, `rw` does not.
 fn normalize_sqlite_url(url: &str, mode: &str) -> String {
@@ -231,6 +238,7 @@ impl Store {
             clock,
             sqlite: (backend == Backend::Sqlite).then(|| Arc::new(SqliteLocal::new())),
             usage: Arc::new(KeyUsage::new()),
+            key_reads: Arc::default(),
             created: None,
         })
     }
