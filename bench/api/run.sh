@@ -6,6 +6,9 @@
 #   list    GET /v1/organization/certificates (20 certificates, bearer admin key)
 #   toggle  POST /v1/organization/certificates/activate and /deactivate of the same 10 ids,
 #           alternating (toggle.lua)
+#   commit  the raw durable-commit rate of one writer on the same database and disk
+#           (examples/durable_commit.rs: one-row UPDATE transactions, each committed before
+#           the next), the ceiling the toggles are compared with
 # on three set-ups: SQLite (one process), PostgreSQL with one replica, and PostgreSQL with two
 # replicas (two `certgate serve` on one schema; two wrk processes at once, one per replica,
 # each with half the threads and connections; req/s summed, p50 averaged, p99 the worse one).
@@ -37,9 +40,10 @@ done
 
 # The revision measured, taken when the binary is built.
 REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src migrations Cargo.toml 2>/dev/null || echo ' + uncommitted changes')"
-cargo build --release --bin certgate --example bare_axum
+cargo build --release --bin certgate --example bare_axum --example durable_commit
 BIN=$PWD/target/release/certgate
 BARE=$PWD/target/release/examples/bare_axum
+COMMIT=$PWD/target/release/examples/durable_commit
 WORK=$(mktemp -d /tmp/certgate-api-bench.XXXXXX)
 RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
@@ -147,9 +151,24 @@ print(f"  {setup:<11} {scenario:<7} round {rnd}: {row['rps']:>8.0f} req/s  p50 {
 EOF
 }
 
-# measure SETUP LIST_URLS TOGGLE_URLS KEY: interleaved rounds of bare / list / toggle
+# run_commit SETUP ROUND BACKEND TARGET: the raw durable-commit rate, as a result row
+run_commit() {
+    "$COMMIT" "$3" "$4" "$DURATION" | python3 -c '
+import json, sys
+setup, rnd = sys.argv[1], int(sys.argv[2])
+r = json.loads(sys.stdin.read())
+print(json.dumps({"setup": setup, "scenario": "commit", "round": rnd, "processes": 1,
+                  "rps": r["commits_per_s"], "p50_us": 0, "p99_us": 0, "non2xx": 0,
+                  "socket_errors": 0, "requests": r["commits"]}))
+rate = r["commits_per_s"]
+print(f"  {setup:<11} commit  round {rnd}: {rate:>8.0f} commits/s (raw, one writer)", file=sys.stderr)
+' "$1" "$2" >>"$RESULTS"
+}
+
+# measure SETUP LIST_URLS TOGGLE_URLS KEY COMMIT_BACKEND COMMIT_TARGET: interleaved rounds of
+# bare / list / toggle / commit
 measure() {
-    local setup=$1 list_urls=$2 toggle_urls=$3 key=$4 r
+    local setup=$1 list_urls=$2 toggle_urls=$3 key=$4 commit_backend=$5 commit_target=$6 r
     echo "== $setup: $ROUNDS rounds x ${DURATION}s, $THREADS threads, $CONNS connections"
     # warm-up (not recorded): fills pools and the page cache
     DURATION=2 run_wrk warmup list 0 get.lua "$list_urls" "$key" 2>/dev/null
@@ -158,6 +177,7 @@ measure() {
         run_wrk "$setup" bare "$r" get.lua "http://127.0.0.1:$BARE_PORT/page"
         run_wrk "$setup" list "$r" get.lua "$list_urls" "$key"
         run_wrk "$setup" toggle "$r" toggle.lua "$toggle_urls" "$key"
+        run_commit "$setup" "$r" "$commit_backend" "$commit_target"
     done
 }
 
@@ -183,7 +203,8 @@ start_certgate sqlite "$P1" "sqlite://$WORK/sqlite/certgate.db"
 KEY=$(admin_key "$WORK/sqlite.stdout")
 seed "http://127.0.0.1:$P1" "$KEY"
 check_sizes "http://127.0.0.1:$P1/v1/organization/certificates" "$KEY"
-measure sqlite "http://127.0.0.1:$P1/v1/organization/certificates" "http://127.0.0.1:$P1/" "$KEY"
+measure sqlite "http://127.0.0.1:$P1/v1/organization/certificates" "http://127.0.0.1:$P1/" "$KEY" \
+    sqlite "$WORK/sqlite/raw-commit.db"
 kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -197,12 +218,13 @@ if [[ -n "$PG_URL" ]] && command -v psql >/dev/null && psql -q "$PG_URL" -c 'sel
     KEY=$(admin_key "$WORK/pg1.stdout")
     seed "http://127.0.0.1:$P1" "$KEY"
     check_sizes "http://127.0.0.1:$P1/v1/organization/certificates" "$KEY"
-    measure postgres-1 "http://127.0.0.1:$P1/v1/organization/certificates" "http://127.0.0.1:$P1/" "$KEY"
+    measure postgres-1 "http://127.0.0.1:$P1/v1/organization/certificates" "http://127.0.0.1:$P1/" "$KEY" \
+        postgres "$PG_DB"
     start_certgate pg2 "$P2" "$PG_DB" --no-bootstrap
     check_sizes "http://127.0.0.1:$P2/v1/organization/certificates" "$KEY"
     measure postgres-2 \
         "http://127.0.0.1:$P1/v1/organization/certificates,http://127.0.0.1:$P2/v1/organization/certificates" \
-        "http://127.0.0.1:$P1/,http://127.0.0.1:$P2/" "$KEY"
+        "http://127.0.0.1:$P1/,http://127.0.0.1:$P2/" "$KEY" postgres "$PG_DB"
 else
     echo "PostgreSQL skipped (CERTGATE_BENCH_POSTGRES_URL='$PG_URL' unreachable, empty, or no psql)"
 fi
@@ -216,13 +238,15 @@ rows = [r for r in rows if r["setup"] != "warmup"]
 setups = list(dict.fromkeys(r["setup"] for r in rows))
 print(f"\ncertgate {rev}; {cores} cores shared by wrk and the servers.")
 print(f"Medians of {rounds} rounds x {duration}s, wrk {threads} threads / {conns} connections in total.")
-print("ratio = bare req/s / this req/s, and this p50 / bare p50 (same set-up's rounds).")
+print("x bare = bare req/s / this req/s, and this p50 / bare p50 (same set-up's rounds).")
+print("x commit (toggles) = toggle req/s / the raw durable-commit rate of one writer on the same")
+print("database and disk (examples/durable_commit.rs), same set-up's rounds.")
 print("errors = non-2xx answers + wrk socket errors (timeouts: no answer within 2 s), all rounds.\n")
-print("| set-up | scenario | req/s | p50 ms | p99 ms | x bare (req/s) | x bare (p50) | errors |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print("| set-up | scenario | req/s | p50 ms | p99 ms | x bare (req/s) | x bare (p50) | x commit | errors |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for s in setups:
     med = {}
-    for sc in ("bare", "list", "toggle"):
+    for sc in ("bare", "list", "toggle", "commit"):
         rs = [r for r in rows if r["setup"] == s and r["scenario"] == sc]
         if not rs:
             continue
@@ -234,7 +258,11 @@ for s in setups:
         )
     b = med["bare"]
     for sc, m in med.items():
+        if sc == "commit":
+            print(f"| {s} | commit (raw) | {m['rps']:.0f} | | | | | 1.00 | 0 |")
+            continue
+        vs_commit = f"{m['rps'] / med['commit']['rps']:.2f}" if sc == "toggle" and "commit" in med else ""
         print(f"| {s} | {sc} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | "
-              f"{b['rps'] / m['rps']:.2f} | {m['p50'] / b['p50']:.2f} | {m['bad']} |")
+              f"{b['rps'] / m['rps']:.2f} | {m['p50'] / b['p50']:.2f} | {vs_commit} | {m['bad']} |")
 EOF
 echo "results: $WORK/results.md, raw: $RESULTS"
