@@ -28,21 +28,33 @@ use utoipa_axum::routes;
 use crate::store::Store;
 use error::ApiError;
 
+/// What every handler shares. Extractors clone it once or twice per request, so it is one
+/// reference count: [`Shared`] behind an `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<Shared>);
+
+pub struct Shared {
     pub store: Store,
-    pub pages: std::sync::Arc<cache::PageCache>,
+    pub pages: cache::PageCache,
     /// The check endpoint's trust index, kept while the trust generation is unchanged.
-    pub trust: std::sync::Arc<insight::TrustCache>,
+    pub trust: insight::TrustCache,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
     pub fn new(store: Store) -> Self {
-        AppState {
+        AppState(std::sync::Arc::new(Shared {
             store,
-            pages: std::sync::Arc::default(),
-            trust: std::sync::Arc::default(),
-        }
+            pages: cache::PageCache::default(),
+            trust: insight::TrustCache::default(),
+        }))
     }
 }
 

@@ -40,7 +40,7 @@ mod sqlite_local;
 mod trust;
 mod tx;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -105,11 +105,13 @@ pub struct Authenticated {
     pub expires_at: Option<i64>,
 }
 
+/// Cloned for every request (through the router's state): every field is a handle, so a clone
+/// is a few reference counts and no allocation.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    url: String,
+    url: Arc<str>,
     timeout: Duration,
     clock: Arc<dyn Clock>,
     /// SQLite only: the in-process writer queue and the change detector.
@@ -119,7 +121,7 @@ pub struct Store {
     /// PostgreSQL: key checks in flight, shared by the requests that arrive together.
     key_reads: Arc<KeyReads>,
     /// The SQLite file opening this store created, if it did.
-    created: Option<PathBuf>,
+    created: Option<Arc<Path>>,
 }
 
 /// A key check's answer: the stored digest and who the key is, if it is live.
@@ -145,7 +147,7 @@ impl Store {
         let target = Target::parse(&options.url)?;
         let created = target.create_if_missing()?;
         let mut store = Store::connect_to(&target, options, "rwc", clock).await?;
-        store.created = created;
+        store.created = created.map(Arc::from);
         store.migrate().await?;
         Ok(store)
     }
@@ -233,7 +235,7 @@ impl Store {
         Ok(Store {
             pool,
             backend,
-            url,
+            url: url.into(),
             timeout: options.timeout,
             clock,
             sqlite: (backend == Backend::Sqlite).then(|| Arc::new(SqliteLocal::new())),
@@ -279,14 +281,29 @@ impl Store {
         }
     }
 
-    /// SQLite: a value that changes whenever anything is committed to the database file. The
-    /// read blocks (a mutex and a SQLite call), so it runs on the blocking pool.
+    /// SQLite: a value that changes whenever anything is committed to the database file, read
+    /// after this call began. The read blocks (a mutex and a SQLite call), so it runs on the
+    /// blocking pool; the calls that arrive while one runs share the next (`coalesce`), so
+    /// under load one hop to the blocking pool serves many requests.
     async fn change_marker(&self) -> Option<Marker> {
-        let detector = self.sqlite.as_ref()?.changes.get()?.clone();
-        tokio::task::spawn_blocking(move || detector.marker())
+        let local = self.sqlite.as_ref()?;
+        let detector = local.changes.get()?.clone();
+        local
+            .markers
+            .read(
+                (),
+                move |()| {
+                    let detector = detector.clone();
+                    async move {
+                        tokio::task::spawn_blocking(move || detector.marker())
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                },
+                None,
+            )
             .await
-            .ok()
-            .flatten()
     }
 
     pub fn backend(&self) -> Backend {

@@ -16,6 +16,8 @@ pub(super) struct SqliteLocal {
     /// Opened once the database file exists (after migrations).
     pub(super) changes: OnceLock<Arc<ChangeDetector>>,
     pub(super) keys: KeyCache,
+    /// Change marker reads in flight, shared by the requests that arrive together.
+    pub(super) markers: Arc<super::coalesce::Coalescer<(), Option<Marker>>>,
 }
 
 impl SqliteLocal {
@@ -24,6 +26,7 @@ impl SqliteLocal {
             writes: Arc::default(),
             changes: OnceLock::new(),
             keys: KeyCache::new(),
+            markers: Arc::default(),
         }
     }
 }
