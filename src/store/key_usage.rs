@@ -130,8 +130,8 @@ impl Store {
     /// Records a use of `key` for `last_used_at`; never waits for the database.
     pub(super) fn record_key_use(&self, key: &KeyId, now: i64) {
         let first = self.usage.record(key, now);
-        let store = self.clone();
-        self.usage.flusher.get_or_init(move || {
+        self.usage.flusher.get_or_init(|| {
+            let store = self.clone();
             tokio::spawn(async move { store.flush_loop().await });
         });
         if first {
