@@ -45,6 +45,16 @@ pub struct GroupCommitStats {
     pub transactions: u64,
 }
 
+/// Ends whatever batch is open (committing what its members wrote), waiting for the queue at
+/// most `wait`: a store closing must give its connection back to the pool first.
+pub(super) async fn settle(queue: &Arc<Mutex<Batch>>, wait: std::time::Duration) {
+    if let Ok(batch) = tokio::time::timeout(wait, queue.clone().lock_owned()).await {
+        if batch.tx.is_some() {
+            commit_batch(batch).await;
+        }
+    }
+}
+
 /// The counts so far (waits for the writer queue).
 pub(super) async fn stats(queue: &Mutex<Batch>) -> GroupCommitStats {
     queue.lock().await.stats
@@ -199,10 +209,18 @@ impl Member {
         }
     }
 
-    /// The body failed: undo its writes (the batch goes on without them).
+    /// The body failed: undo its writes (the batch goes on without them). A batch left with
+    /// no member waiting for its commit is ended here: nobody else would end it, and an open
+    /// SQLite transaction holds the database's write lock (or an old snapshot) and its pooled
+    /// connection.
     pub(super) async fn abort(mut self) {
         if let Some(mut guard) = self.guard.take() {
             repair(&mut guard).await;
+            if guard.members.is_empty() {
+                if let Some(tx) = guard.tx.take() {
+                    let _ = tx.rollback().await;
+                }
+            }
         }
     }
 

@@ -321,6 +321,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(local) = &self.sqlite {
+            group_commit::settle(&local.writes, self.timeout).await;
+        }
         self.pool.close().await;
     }
 }

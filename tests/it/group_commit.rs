@@ -16,7 +16,8 @@ use crate::pki;
 
 backend_tests!(
     writers_queued_together_share_a_commit,
-    abandoned_writers_leave_all_or_nothing
+    abandoned_writers_leave_all_or_nothing,
+    a_refused_write_leaves_no_transaction_open
 );
 
 /// Every `certificate.created` event, by certificate id.
@@ -170,4 +171,33 @@ async fn abandoned_writers_leave_all_or_nothing(app: TestApp) {
     for id in &acknowledged {
         assert!(listed.contains(id), "{id} acknowledged but not listed");
     }
+}
+
+/// A refused write (here a toggle naming an unknown id, refused after the transaction took
+/// the organization's row) ends its transaction even when no other writer comes: another
+/// process writes at once, and the store closes (every pooled connection comes back).
+async fn a_refused_write_leaves_no_transaction_open(app: TestApp) {
+    let existing = app.api.upload_new("Existing CA").await;
+    app.api
+        .post(
+            "/organization/certificates/activate",
+            json!({"certificate_ids": [existing, "cert_doesnotexist"]}),
+        )
+        .await
+        .err(404, None, Some("certificate_ids"));
+    let mut options = certgate::store::StoreOptions::new(&app.db.url);
+    options.timeout = Duration::from_secs(2);
+    let other = certgate::store::Store::open(&options, app.clock.clone())
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        other.create_organization("Another process"),
+    )
+    .await
+    .expect("the other process's write finishes")
+    .expect("the database is not left locked");
+    tokio::time::timeout(Duration::from_secs(10), app.store.close())
+        .await
+        .expect("every connection comes back to the pool");
 }
