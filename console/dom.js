@@ -81,13 +81,26 @@ export function daysFromNow(seconds) {
   return Math.trunc((seconds * 1000 - Date.now()) / 86400000);
 }
 
-/** A table in a horizontally scrolling box, so a narrow screen scrolls the table, not the page. */
-export function table(caption, headers, rows) {
-  return h('div', { class: 'scroll' },
-    h('table', {},
-      caption ? h('caption', {}, caption) : null,
-      h('thead', {}, h('tr', {}, headers.map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, rows)));
+/**
+ * A table in a box of its own. On a narrow screen (console.css) each row becomes a card, every
+ * cell labelled by its column (`data-label`); the roles are set explicitly, so the table stays
+ * a table to assistive technology whatever its CSS display. `matrix` tables keep their grid
+ * and scroll sideways inside the box instead: their columns are the point.
+ */
+export function table(caption, headers, rows, { matrix = false } = {}) {
+  const t = h('table', { class: matrix ? 'matrix' : 'cards', role: 'table' },
+    caption ? h('caption', {}, caption) : null,
+    h('thead', { role: 'rowgroup' }, h('tr', { role: 'row' }, headers.map((x) => h('th', { scope: 'col', role: 'columnheader' }, x)))),
+    h('tbody', { role: 'rowgroup' }, rows));
+  const labels = headers.map((x) => (x instanceof Node ? x.textContent : String(x)));
+  for (const tr of t.tBodies[0].rows) {
+    tr.setAttribute('role', 'row');
+    [...tr.cells].forEach((cell, i) => {
+      cell.setAttribute('role', cell.tagName === 'TH' ? 'rowheader' : 'cell');
+      if (!matrix && labels[i]) cell.dataset.label = labels[i];
+    });
+  }
+  return h('div', { class: 'scroll' }, t);
 }
 
 /** Reads a chosen file into a textarea (text files: PEM). */

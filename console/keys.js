@@ -23,7 +23,7 @@ export default {
       if (!live()) return;
       const mine = (session.key() || '').slice(-4);
       list.replaceChildren(table('Admin API keys', ['Name', 'ID', 'Key', 'Created', 'Expires', 'Last used', 'Actions'], keys.map((k) => h('tr', {},
-        h('th', { scope: 'row' }, k.name, k.redacted_value.endsWith(mine) ? h('small', { class: 'block muted' }, 'probably this session’s key') : null),
+        h('th', { scope: 'row' }, k.name, k.redacted_value.endsWith(mine) ? h('small', { class: 'block muted' }, 'the key you signed in with') : null),
         h('td', {}, h('code', {}, k.id)),
         h('td', {}, h('code', {}, k.redacted_value)),
         h('td', {}, when(k.created_at)),

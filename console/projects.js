@@ -39,7 +39,7 @@ export default {
         return h('tr', { 'data-id': c.id },
           h('th', { scope: 'row' }, certName(c), h('small', { class: 'block muted' }, c.id)),
           cells.map((t) => h('td', { class: 'center' }, t)));
-      })));
+      }), { matrix: true }));
     }
     await load();
   },

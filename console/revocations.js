@@ -130,7 +130,7 @@ function uploadCrlForm(pageMsg, reload) {
   // A reload after another action keeps what is typed here: only the choices are renewed.
   const setCas = (certs) => {
     const chosen = ca.value;
-    ca.replaceChildren(h('option', { value: '' }, 'Choose…'),
+    ca.replaceChildren(h('option', { value: '' }, 'Choose…'), ...
       certs.map((c) => h('option', { value: c.id, selected: c.id === chosen }, `${certName(c)} (${c.id})`)));
   };
   return { form, setCas };
