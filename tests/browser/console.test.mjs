@@ -5,7 +5,8 @@
 // any uncaught exception and any failed request outside the steps that expect one fail the run.
 //
 // Run by scripts/browser-test, which starts certgate and sets:
-//   CERTGATE_URL, CERTGATE_ADMIN_KEY_FILE, CERTGATE_WORK (ca.pem, ca2.pem, client.pem),
+//   CERTGATE_URL, CERTGATE_ADMIN_KEY_FILE, CERTGATE_WORK (ca.pem, ca2.pem, client.pem,
+//   client2.pem, ca.crl: the first CA's CRL revoking client2),
 //   CHROMIUM, and optionally CERTGATE_SCREENSHOTS (a directory for one PNG per view).
 
 import { X509Certificate } from 'node:crypto';
@@ -223,9 +224,9 @@ try {
     if (!c.activations.projects.includes(projectId)) throw new Error(`not active for ${projectId}`);
   });
 
-  const checkClient = async (want) => {
+  const checkClient = async (want, file = 'client.pem') => {
     const r = await open(page, 'check', 'Check a client certificate');
-    await r.getByLabel('Client certificate (PEM)', { exact: true }).fill(clientPem);
+    await r.getByLabel('Client certificate (PEM)', { exact: true }).fill(pem(file));
     await r.getByLabel('Project', { exact: true }).selectOption(projectId);
     await r.getByRole('button', { name: 'Check', exact: true }).click();
     await until(want, async () => (await r.locator('.outcome').count()) === 1);
@@ -244,6 +245,20 @@ try {
     await r.getByRole('button', { name: 'Revoke', exact: true }).click();
     await r.getByRole('row').filter({ hasText: fingerprint(clientPem) }).waitFor();
     const v = await checkClient('Refused');
+    if (!v.includes('Refused') || !v.includes('client_certificate_revoked')) throw new Error(`verdict: ${v}`);
+  });
+
+  await step('a CA\'s CRL: uploaded from a file, its state shown, its client refused', async () => {
+    const r = await open(page, 'revocations', 'Revocations');
+    await r.getByLabel('CA', { exact: true }).selectOption(caId);
+    await r.getByLabel('Or read the CRL from a file').setInputFiles(join(work, 'ca.crl'));
+    await until('the file read', async () => (await r.getByLabel('CRL (PEM or base64 DER)').inputValue()).includes('BEGIN X509 CRL'));
+    await r.getByRole('button', { name: 'Upload CRL', exact: true }).click();
+    const row = r.getByRole('table', { name: 'CRL state per CA' }).getByRole('row').filter({ hasText: caId });
+    await until('the CRL state', async () => /Current/.test(await row.textContent()));
+    const cells = await row.getByRole('cell').allTextContents();
+    if (cells[3] !== '1') throw new Error(`revoked serials: ${cells}`);
+    const v = await checkClient('Refused', 'client2.pem');
     if (!v.includes('Refused') || !v.includes('client_certificate_revoked')) throw new Error(`verdict: ${v}`);
   });
 
@@ -296,7 +311,18 @@ try {
   if (shots) {
     await step(`screenshots of every view in ${shots}`, async () => {
       for (const [id, title] of VIEWS) {
-        await open(page, id, title);
+        const r = await open(page, id, title);
+        // A filled-in form says more than an empty one.
+        if (id === 'check') {
+          await r.getByLabel('Client certificate (PEM)', { exact: true }).fill(pem('client2.pem'));
+          await r.getByLabel('Project', { exact: true }).selectOption(projectId);
+          await r.getByRole('button', { name: 'Check', exact: true }).click();
+          await r.locator('.outcome').waitFor();
+        }
+        if (id === 'rotate') {
+          await r.getByLabel('From (the CA being replaced)').selectOption(caId);
+          await r.getByLabel('To (the new CA)').selectOption(ca2Id);
+        }
         await page.screenshot({ path: join(shots, `${id}.png`), fullPage: true });
       }
     });
@@ -332,6 +358,8 @@ try {
   });
 } catch {
   failed = true;
+  // What the page said may explain the failed step.
+  for (const p of problems) console.error(`  ${p}`);
 } finally {
   await browser.close();
 }
