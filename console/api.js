@@ -61,7 +61,9 @@ export async function api(method, path, body, key = session.key()) {
   if (!res.ok) {
     const e = data && data.error;
     const msg = e && e.message ? e.message : `certgate answered HTTP ${res.status} ${res.statusText}`.trim();
-    throw new ApiError(msg, res.status, e && e.code, e && e.param);
+    // A key revoked or expired while signed in: say what to do, keep the page as it is.
+    const hint = res.status === 401 && key === session.key() ? ' Sign out, then sign in with a valid admin key.' : '';
+    throw new ApiError(msg + hint, res.status, e && e.code, e && e.param);
   }
   if (data === null) throw new ApiError(`certgate answered HTTP ${res.status} without a JSON body`, res.status);
   return data;
