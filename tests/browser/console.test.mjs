@@ -218,7 +218,9 @@ try {
     const box = () => r.locator(`tr[data-id="${caId}"]`).getByRole('checkbox', { name: 'Active for project Payments', exact: true });
     await box().waitFor();
     await box().click();
-    await until('the project toggle', async () => box().isChecked());
+    // The box ticks at once; the answer (and the re-rendered matrix) comes after.
+    await r.getByRole('status').filter({ hasText: 'now active for project Payments' }).waitFor();
+    if (!(await box().isChecked())) throw new Error('the matrix does not show the activation');
     projectId = (await apiGet('/organization/projects')).data.find((p) => p.name === 'Payments').id;
     const c = await apiGet(`/organization/certificates/${caId}?include[]=details`);
     if (!c.activations.projects.includes(projectId)) throw new Error(`not active for ${projectId}`);
