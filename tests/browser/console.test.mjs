@@ -292,6 +292,12 @@ try {
       const rows = await r.locator('tbody tr').allTextContents();
       return rows.length >= 2 && rows.every((t) => t.includes('Payments'));
     });
+    // Time: from tomorrow on, nothing has happened yet.
+    const tomorrow = new Date(Date.now() + 86400000);
+    const local = new Date(tomorrow.getTime() - tomorrow.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+    await r.getByLabel('From', { exact: true }).fill(local);
+    await r.getByRole('button', { name: 'Filter', exact: true }).click();
+    await r.getByText('No events match.').waitFor();
   });
 
   await step('admin keys: a new key is shown once, then revoked', async () => {
