@@ -158,7 +158,11 @@ async fn console_serves_every_asset_from_the_binary_with_its_type() {
             for banned in [
                 "localStorage",
                 "document.cookie",
-                "console.",
+                "console.log",
+                "console.info",
+                "console.warn",
+                "console.error",
+                "console.debug",
                 "innerHTML",
                 "outerHTML",
                 "insertAdjacentHTML",
