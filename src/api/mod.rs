@@ -4,6 +4,7 @@
 pub mod audit_logs;
 pub mod cache;
 pub mod certificates;
+mod console;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -105,6 +106,7 @@ pub fn router(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let (router, _) = routes().split_for_parts();
     router
+        .merge(console::router())
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

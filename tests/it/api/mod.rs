@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod certificates;
+mod console;
 mod default_project;
 mod filters;
 mod hostile;
