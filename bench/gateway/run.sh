@@ -99,6 +99,9 @@ http {
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache off;
         ssl_session_tickets off;
+        # The suite certgate prefers (AES-128-GCM, server's order), so both do the same work.
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
         ssl_verify_client on;
         ssl_verify_depth 2;
         # Names sent in the CertificateRequest: just the client's CA. Verification uses

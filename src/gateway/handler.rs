@@ -84,16 +84,25 @@ pub(super) async fn admit(
             .chain_pool
             .checks_run
             .fetch_add(missing.len() as u64, Ordering::Relaxed);
-        let (work_chain, algs) = (chain.clone(), shared.algs);
-        let done = shared
-            .chain_pool
-            .run(move || {
-                missing
-                    .into_iter()
-                    .map(|(group, anchor)| (group, work_chain.check(&anchor, now, algs.all)))
-                    .collect::<Vec<_>>()
-            })
-            .await;
+        let algs = shared.algs;
+        let run = move |chain: &trust::PeerChain, missing: Vec<(_, Arc<trust::ParsedAnchor>)>| {
+            missing
+                .into_iter()
+                .map(|(group, anchor)| (group, chain.check(&anchor, now, algs.all)))
+                .collect::<Vec<_>>()
+        };
+        // A leaf alone against one anchor group is one signature check, less than the
+        // handshake this worker just did: run it here. Anything more (intermediates, several
+        // candidate groups) goes to the pool, off the async workers.
+        let done = if missing.len() == 1 && chain.intermediates() == 0 {
+            Some(run(chain, missing))
+        } else {
+            let work_chain = chain.clone();
+            shared
+                .chain_pool
+                .run(move || run(&work_chain, missing))
+                .await
+        };
         // A check that could not run counts as not verifying: it can only refuse.
         for (group, check) in done.unwrap_or_default() {
             checks.insert(group, check);

@@ -114,6 +114,11 @@ impl PeerChain {
         &self.leaf_sha256
     }
 
+    /// How many certificates the client sent besides its leaf.
+    pub fn intermediates(&self) -> usize {
+        self.certs.len().saturating_sub(1)
+    }
+
     pub fn problem(&self) -> Option<ChainProblem> {
         self.problem
     }
