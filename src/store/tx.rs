@@ -62,14 +62,18 @@ pub(super) use in_transaction;
 
 /// One writing transaction: its own on PostgreSQL, a member of a group commit on SQLite.
 pub(super) enum Writer {
-    Alone(sqlx::Transaction<'static, sqlx::Any>),
+    /// With this process's permit to write (PostgreSQL), held until the transaction ends.
+    Alone(
+        sqlx::Transaction<'static, sqlx::Any>,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    ),
     Grouped(super::group_commit::Member),
 }
 
 impl Writer {
     pub(super) fn conn(&mut self) -> &mut sqlx::AnyConnection {
         match self {
-            Writer::Alone(tx) => tx,
+            Writer::Alone(tx, _) => tx,
             Writer::Grouped(member) => member.conn(),
         }
     }
@@ -77,7 +81,7 @@ impl Writer {
     /// Returns once the body's writes are durable.
     pub(super) async fn commit(self) -> Result<()> {
         match self {
-            Writer::Alone(tx) => Ok(tx.commit().await?),
+            Writer::Alone(tx, _permit) => Ok(tx.commit().await?),
             Writer::Grouped(member) => member.finish().await,
         }
     }
@@ -85,7 +89,7 @@ impl Writer {
     /// Undoes the body's writes.
     pub(super) async fn abort(self) {
         match self {
-            Writer::Alone(tx) => {
+            Writer::Alone(tx, _permit) => {
                 let _ = tx.rollback().await;
             }
             Writer::Grouped(member) => member.abort().await,
