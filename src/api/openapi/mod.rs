@@ -1,0 +1,264 @@
+//! `GET /openapi.json` (spec §12.7): the OpenAPI 3.1 document of every path `serve` answers,
+//! generated from the code.
+//!
+//! Paths come from the handlers' `#[utoipa::path]` attributes, collected while `api::routes`
+//! registers them with `routes!`, so a route cannot be served without being described. The
+//! wire DTOs (`api::dto`) describe themselves with `ToSchema`; this module holds what the
+//! handlers' dynamic extraction leaves undescribed (request bodies, query parameters), the
+//! schemas where one Rust type answers under several OpenAI names, the error responses, and
+//! the document's frame (info, security scheme, tags).
+//!
+//! The shared paths must agree with OpenAI's (`../shared/openai-admin-subset.yaml`); the test
+//! `tests/it/openapi.rs` compares them structurally.
+
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{OpenApi, ToResponse, ToSchema};
+
+mod requests;
+mod shapes;
+pub use requests::*;
+pub use shapes::*;
+
+/// The name of the bearer scheme every `/v1` operation requires, as OpenAI names it.
+pub const ADMIN_KEY_AUTH: &str = "AdminApiKeyAuth";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "certgate Admin API",
+        description = "OpenAI's Admin API \"Certificates\" endpoints (with the projects, admin API keys and audit logs they need), as certgate serves them, plus certgate's operational endpoints. Every `/v1` operation takes an admin key as a Bearer token.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    modifiers(&AdminKeyAuth),
+    components(
+        schemas(ErrorResponse),
+        responses(BadRequest, Unauthorized, NotFound, Conflict, PayloadTooLarge, Unavailable)
+    ),
+    tags(
+        (name = "Certificates", description = "CA certificates and where they are active."),
+        (name = "Projects", description = "Enough of OpenAI's projects to scope certificates."),
+        (name = "Admin API keys", description = "The organization's admin keys."),
+        (name = "Audit logs", description = "Every change, written with it."),
+        (name = "Revocation", description = "certgate's deny-list and CA revocation lists (spec §12.5)."),
+        (name = "Operations", description = "certgate's own endpoints: health and this document."),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer scheme the operations name.
+struct AdminKeyAuth;
+
+impl utoipa::Modify for AdminKeyAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        api.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                ADMIN_KEY_AUTH,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("An admin key, `sk-admin-...`."))
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// Adds what `include[]=details` puts in `certificate_details` to the `CertificateDetails`
+/// schema, as optional properties (they are absent without it). The fields and their
+/// descriptions are those of [`Details`](super::dto::Details).
+pub fn describe_details(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, Schema};
+    use utoipa::PartialSchema as _;
+    let RefOr::T(Schema::Object(extension)) = super::dto::Details::schema() else {
+        return;
+    };
+    let components = doc.components.get_or_insert_with(Default::default);
+    // The schemas the extension refers to (`CertificateCrlSummary`).
+    let mut referred = Vec::new();
+    <super::dto::Details as ToSchema>::schemas(&mut referred);
+    components.schemas.extend(referred);
+    if let Some(RefOr::T(Schema::Object(details))) =
+        components.schemas.get_mut("CertificateDetails")
+    {
+        details.properties.extend(extension.properties);
+    }
+}
+
+/// The document as JSON, built once per process from the routes.
+pub fn json() -> Bytes {
+    static JSON: OnceLock<Bytes> = OnceLock::new();
+    JSON.get_or_init(|| {
+        // Serializing a document made of strings, maps and numbers cannot fail.
+        Bytes::from(serde_json::to_vec(&super::openapi()).unwrap_or_default())
+    })
+    .clone()
+}
+
+/// The OpenAPI document of this API. No key needed.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "Operations",
+    operation_id = "getOpenApiDocument",
+    responses((status = 200, description = "The OpenAPI 3.1 document of every path certgate serves.", content_type = "application/json", body = Object))
+)]
+pub async fn document() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], json())
+}
+
+// -------------------------------------------------------------------------- errors
+
+/// OpenAI's error body: every refusal, from every endpoint.
+#[derive(ToSchema)]
+#[allow(dead_code)] // described, never built: `openai_error` writes the body
+pub struct ErrorResponse {
+    error: ErrorObject,
+}
+
+#[derive(ToSchema)]
+#[schema(as = Error)]
+#[allow(dead_code)]
+struct ErrorObject {
+    message: String,
+    /// `invalid_request_error`, `permission_error` or `server_error`.
+    #[schema(rename = "type")]
+    kind: String,
+    /// The request field or parameter at fault, if one is.
+    #[schema(required = true)]
+    param: Option<String>,
+    /// A machine-readable reason, e.g. `invalid_api_key`, `certificate_in_use`.
+    #[schema(required = true)]
+    code: Option<String>,
+}
+
+/// The request is malformed or breaks a rule (the message and `param` say which).
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct BadRequest(ErrorResponse);
+
+/// No admin key, or not a valid one (`invalid_api_key`).
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct Unauthorized(ErrorResponse);
+
+/// No such object in this organization (a malformed id too).
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct NotFound(ErrorResponse);
+
+/// The change conflicts with the current state (the `code` says how); not retried.
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct Conflict(ErrorResponse);
+
+/// The request body is larger than 64 KiB (`request_too_large`).
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct PayloadTooLarge(ErrorResponse);
+
+/// The database did not answer in time (`database_unavailable`); retry later.
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct Unavailable(ErrorResponse);
+
+// ---------------------------------------------------------------- constant strings
+
+/// Schemas of string fields with one fixed value (OpenAI writes them as a one-value enum),
+/// and of the few small closed sets the DTOs carry as strings.
+pub mod constant {
+    use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+
+    fn one_of(values: &[&'static str]) -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values.iter().copied()))
+            .build()
+    }
+
+    pub fn list() -> Object {
+        one_of(&["list"])
+    }
+    pub fn certificate() -> Object {
+        one_of(&["certificate"])
+    }
+    pub fn organization_certificate() -> Object {
+        one_of(&["organization.certificate"])
+    }
+    pub fn organization_project_certificate() -> Object {
+        one_of(&["organization.project.certificate"])
+    }
+    pub fn certificate_deleted() -> Object {
+        one_of(&["certificate.deleted"])
+    }
+    pub fn organization_activation() -> Object {
+        one_of(&["organization.certificate.activation"])
+    }
+    pub fn organization_deactivation() -> Object {
+        one_of(&["organization.certificate.deactivation"])
+    }
+    pub fn project_activation() -> Object {
+        one_of(&["organization.project.certificate.activation"])
+    }
+    pub fn project_deactivation() -> Object {
+        one_of(&["organization.project.certificate.deactivation"])
+    }
+    pub fn project() -> Object {
+        one_of(&["organization.project"])
+    }
+    pub fn project_status() -> Object {
+        one_of(&["active", "archived"])
+    }
+    /// Every residency certgate accepts (`domain::RESIDENCIES`).
+    pub fn residency() -> Object {
+        one_of(crate::domain::RESIDENCIES)
+    }
+    pub fn admin_api_key() -> Object {
+        one_of(&["organization.admin_api_key"])
+    }
+    pub fn admin_api_key_deleted() -> Object {
+        one_of(&["organization.admin_api_key.deleted"])
+    }
+    pub fn user() -> Object {
+        one_of(&["user"])
+    }
+    pub fn organization_user() -> Object {
+        one_of(&["organization.user"])
+    }
+    pub fn owner() -> Object {
+        one_of(&["owner"])
+    }
+    pub fn api_key() -> Object {
+        one_of(&["api_key"])
+    }
+    pub fn certificate_status() -> Object {
+        one_of(&["not_yet_valid", "valid", "expiring_soon", "expired"])
+    }
+    pub fn certificate_check() -> Object {
+        one_of(&["organization.certificate_check"])
+    }
+    pub fn certificate_rotation() -> Object {
+        one_of(&["organization.certificate_rotation"])
+    }
+    pub fn revoked_certificate() -> Object {
+        one_of(&["organization.revoked_certificate"])
+    }
+    pub fn revoked_certificate_deleted() -> Object {
+        one_of(&["organization.revoked_certificate.deleted"])
+    }
+    pub fn certificate_crl() -> Object {
+        one_of(&["organization.certificate.crl"])
+    }
+    pub fn certificate_crl_deleted() -> Object {
+        one_of(&["organization.certificate.crl.deleted"])
+    }
+    /// The event types certgate writes (spec §12.2).
+    pub fn audit_event_types() -> Object {
+        one_of(crate::domain::AUDIT_EVENT_TYPES)
+    }
+}
