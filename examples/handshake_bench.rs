@@ -230,10 +230,21 @@ async fn revoke(dir: &Path, db: &str, entries: usize, serials: u32) -> Result<()
     let parsed = certgate::crl::parse_crl(&crl.pem()?)?;
     certgate::crl::check_issued_by(&parsed, &ca_pem)?;
     store.put_crl(&org, &ca_id, &parsed, &Actor::System).await?;
+    // A client filter on the CA, true for the benchmark's client: evaluated on every request.
+    let filter = r#"cert.subject_cn == "client" && !cert.san_uri.exists(u, u.startsWith("spiffe://banned/"))"#;
+    store
+        .modify_certificate(
+            &org,
+            &ca_id,
+            None,
+            Some(Some(filter.to_owned())),
+            &Actor::System,
+        )
+        .await?;
     store.close().await;
     println!(
         "{}",
-        json!({"deny_list_entries": entries, "crl_serials": serials, "crl_bytes": parsed.der.len(), "setup_seconds": started.elapsed().as_secs_f64()})
+        json!({"deny_list_entries": entries, "crl_serials": serials, "crl_bytes": parsed.der.len(), "client_filter": filter, "setup_seconds": started.elapsed().as_secs_f64()})
     );
     Ok(())
 }

@@ -2,8 +2,9 @@
 # Revocation's cost at the gateway (spec §12.5/§12.6), loopback only: full handshakes (no
 # resumption) + one request each, side by side against two gateways that differ only in what
 # they must check: "plain" (one active CA) and "revocation" (the same, plus 10,000 deny-listed
-# fingerprints in the organization and a 100,000-entry CRL on the CA; the client is on
-# neither). Rounds alternate between the two. Goal: within 10 % of each other.
+# fingerprints in the organization, a 100,000-entry CRL on the CA and a CEL client filter on
+# the CA; the client is on neither list and passes the filter). Rounds alternate between the
+# two. Goal: within 10 % of each other.
 #
 # Environment: COUNT (connections per measurement, default 2000), CONC (default 8),
 # ROUNDS (default 3), ENTRIES (default 10000), SERIALS (default 100000).
