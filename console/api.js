@@ -86,3 +86,18 @@ export async function listAll(path, params = {}) {
 export const certificates = () => listAll('/organization/certificates', { 'include[]': 'details' });
 /** The organization's unarchived projects. */
 export const projects = () => listAll('/organization/projects');
+
+/**
+ * Both lists, for the views that show certificates by project: `null` once the view is gone
+ * (`live()` false) or after showing why they could not be read in `msg`.
+ */
+export async function certificatesAndProjects(msg, live) {
+  let both;
+  try {
+    both = await Promise.all([certificates(), projects()]);
+  } catch (e) {
+    if (live()) msg.error(e);
+    return null;
+  }
+  return live() ? both : null;
+}

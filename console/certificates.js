@@ -2,7 +2,7 @@
 // where it is active), the organization toggle, rename, delete (disabled while in use, with
 // the reason), and upload by paste or file.
 
-import { api, certificates, projects } from './api.js';
+import { api, certificatesAndProjects } from './api.js';
 import { certName, confirmButton, daysFromNow, field, fileInto, h, notice, table, when } from './dom.js';
 
 const STATUS = {
@@ -41,15 +41,9 @@ export default {
     section.append(msg.el, body, uploadForm(msg, () => load()));
 
     async function load() {
-      let certs;
-      let projs;
-      try {
-        [certs, projs] = await Promise.all([certificates(), projects()]);
-      } catch (e) {
-        if (live()) msg.error(e);
-        return;
-      }
-      if (!live()) return;
+      const both = await certificatesAndProjects(msg, live);
+      if (!both) return;
+      const [certs, projs] = both;
       const names = new Map(projs.map((p) => [p.id, p.name]));
       body.replaceChildren(
         h('p', { class: 'muted' }, `${certs.length} of 50 certificates. A new certificate is active nowhere until you activate it here or in Projects.`),

@@ -1,7 +1,7 @@
 // Projects: the activation matrix, one row per certificate, one column for the organization
 // and one per unarchived project, each cell a toggle; and a form to create a project.
 
-import { api, certificates, projects } from './api.js';
+import { api, certificatesAndProjects } from './api.js';
 import { certName, field, h, notice, table } from './dom.js';
 
 export default {
@@ -15,15 +15,9 @@ export default {
       msg.el, body, createForm(msg, () => load()));
 
     async function load() {
-      let certs;
-      let projs;
-      try {
-        [certs, projs] = await Promise.all([certificates(), projects()]);
-      } catch (e) {
-        if (live()) msg.error(e);
-        return;
-      }
-      if (!live()) return;
+      const both = await certificatesAndProjects(msg, live);
+      if (!both) return;
+      const [certs, projs] = both;
       if (!certs.length) {
         body.replaceChildren(h('p', {}, 'No certificates yet: upload one in Certificates.'));
         return;

@@ -1,7 +1,7 @@
 // Rotate: the new CA joins the old one wherever the old one is active, in one transaction,
 // optionally retiring the old one there.
 
-import { api, certificates, projects } from './api.js';
+import { api, certificatesAndProjects } from './api.js';
 import { certName, field, h, notice } from './dom.js';
 import { whereActive } from './certificates.js';
 
@@ -11,15 +11,9 @@ export default {
   async render(section, live) {
     const msg = notice();
     section.append(h('p', { class: 'muted' }, 'Replace a CA without locking anyone out: the new one becomes active everywhere the old one is (organization and each project), in one step. Retire the old one now, or later once every client has a new certificate.'), msg.el);
-    let certs;
-    let projs;
-    try {
-      [certs, projs] = await Promise.all([certificates(), projects()]);
-    } catch (e) {
-      if (live()) msg.error(e);
-      return;
-    }
-    if (!live()) return;
+    const both = await certificatesAndProjects(msg, live);
+    if (!both) return;
+    const [certs, projs] = both;
     const names = new Map(projs.map((p) => [p.id, p.name]));
     const option = (c) => h('option', { value: c.id }, `${certName(c)} (${c.id})`);
     const from = h('select', { required: true }, h('option', { value: '' }, 'Choose…'), certs.map(option));
