@@ -8,13 +8,13 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::audit::TxAudit;
-use super::certificates::order_sql;
 use super::error::SharedError;
+use super::paging;
 use super::tx::{in_transaction, lock_organization};
 use super::{Authenticated, Result, Store};
 use crate::domain::{
-    self, key_expired, unknown_cursor, Actor, AdminKey, AdminKeySecret, AuditEvent, DomainError,
-    KeyId, KeyOwner, NewAdminKey, OrgId, Organization, Page, PageRequest,
+    self, key_expired, Actor, AdminKey, AdminKeySecret, AuditEvent, DomainError, KeyId, KeyKind,
+    KeyOwner, NewAdminKey, OrgId, Organization, Page, PageRequest,
 };
 
 const KEY_COLUMNS: &str = "k.id, k.name, k.redacted, k.created_at, k.expires_at, k.last_used_at,
@@ -188,51 +188,14 @@ impl Store {
 
     /// The organization's keys that are not deleted, by creation (`page.order`).
     pub async fn list_admin_keys(&self, org: &OrgId, page: &PageRequest) -> Result<Page<AdminKey>> {
-        let cursor = match page.after.as_deref() {
-            None => None,
-            Some(after) => {
-                // Deleted keys stay valid cursors: the tombstone keeps its position.
-                let id = KeyId::parse_opt(after).ok_or_else(|| unknown_cursor("after", after))?;
-                let row = sqlx::query(
-                    "SELECT created_at, seq FROM admin_keys WHERE id = $1 AND org_id = $2",
-                )
-                .bind(id.as_str())
-                .bind(org.as_str())
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| unknown_cursor("after", after))?;
-                Some((
-                    row.try_get::<i64, _>("created_at")?,
-                    row.try_get::<i64, _>("seq")?,
-                ))
-            }
-        };
-        let (cmp, dir) = order_sql(page.order);
-        let cursor_sql = if cursor.is_some() {
-            format!("AND (k.created_at, k.seq) {cmp} ($3, $4)")
-        } else {
-            String::new()
-        };
-        let sql = format!(
+        // Deleted keys stay valid cursors: the tombstone keeps its position.
+        let cursor =
+            paging::cursor::<KeyKind>(&self.pool, "admin_keys", org, page.after.as_deref()).await?;
+        let select = format!(
             "SELECT {KEY_COLUMNS} FROM admin_keys k JOIN organizations o ON o.id = k.org_id
-             WHERE k.org_id = $1 AND k.revoked_at IS NULL {cursor_sql}
-             ORDER BY k.created_at {dir}, k.seq {dir} LIMIT $2"
+             WHERE k.org_id = $1 AND k.revoked_at IS NULL"
         );
-        let limit = page.limit.get() as usize;
-        let mut q = sqlx::query(&sql)
-            .bind(org.as_str())
-            .bind(i64::from(page.limit.get()) + 1);
-        if let Some((at, seq)) = cursor {
-            q = q.bind(at).bind(seq);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        let has_more = rows.len() > limit;
-        let items = rows
-            .iter()
-            .take(limit)
-            .map(key_from_row)
-            .collect::<Result<_, _>>()?;
-        Ok(Page { items, has_more })
+        paging::fetch(&self.pool, &select, "k.", org, page, cursor, key_from_row).await
     }
 
     /// Deletes (revokes) a key. The last unexpired key of the organization is refused

@@ -33,6 +33,7 @@ mod key_usage;
 mod keys;
 mod metrics;
 mod orgs;
+mod paging;
 mod projects;
 mod revocations;
 mod rotation;

@@ -5,12 +5,12 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::audit::TxAudit;
-use super::certificates::order_sql;
+use super::paging;
 use super::tx::{bump_trust_generation, in_transaction, lock_organization};
 use super::{Result, Store};
 use crate::domain::{
-    unknown_cursor, Actor, AuditEvent, DomainError, Order, OrgId, Page, PageRequest, Project,
-    ProjectId, ProjectRef,
+    Actor, AuditEvent, DomainError, Order, OrgId, Page, PageRequest, Project, ProjectId,
+    ProjectKind, ProjectRef,
 };
 
 const PROJECT_COLUMNS: &str = "id, name, created_at, archived_at, external_key_id, residency";
@@ -221,54 +221,30 @@ impl Store {
         page: &PageRequest,
         include_archived: bool,
     ) -> Result<Page<Project>> {
-        let cursor = match page.after.as_deref() {
-            None => None,
-            Some(after) => {
-                let id =
-                    ProjectId::parse_opt(after).ok_or_else(|| unknown_cursor("after", after))?;
-                let row = sqlx::query(
-                    "SELECT created_at, seq FROM projects WHERE id = $1 AND org_id = $2",
-                )
-                .bind(id.as_str())
-                .bind(org.as_str())
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| unknown_cursor("after", after))?;
-                Some((
-                    row.try_get::<i64, _>("created_at")?,
-                    row.try_get::<i64, _>("seq")?,
-                ))
-            }
-        };
-        let (cmp, dir) = order_sql(Order::Asc);
+        let cursor =
+            paging::cursor::<ProjectKind>(&self.pool, "projects", org, page.after.as_deref())
+                .await?;
         let archived_sql = if include_archived {
             ""
         } else {
             "AND archived_at IS NULL"
         };
-        let cursor_sql = if cursor.is_some() {
-            format!("AND (created_at, seq) {cmp} ($3, $4)")
-        } else {
-            String::new()
+        let select =
+            format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE org_id = $1 {archived_sql}");
+        // OpenAI's project list has no `order`: oldest first.
+        let page = PageRequest {
+            order: Order::Asc,
+            ..page.clone()
         };
-        let sql = format!(
-            "SELECT {PROJECT_COLUMNS} FROM projects WHERE org_id = $1 {archived_sql} {cursor_sql}
-             ORDER BY created_at {dir}, seq {dir} LIMIT $2"
-        );
-        let limit = page.limit.get() as usize;
-        let mut q = sqlx::query(&sql)
-            .bind(org.as_str())
-            .bind(i64::from(page.limit.get()) + 1);
-        if let Some((at, seq)) = cursor {
-            q = q.bind(at).bind(seq);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        let has_more = rows.len() > limit;
-        let items = rows
-            .iter()
-            .take(limit)
-            .map(project_from_row)
-            .collect::<Result<_, _>>()?;
-        Ok(Page { items, has_more })
+        paging::fetch(
+            &self.pool,
+            &select,
+            "",
+            org,
+            &page,
+            cursor,
+            project_from_row,
+        )
+        .await
     }
 }

@@ -8,13 +8,14 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::audit::TxAudit;
-use super::certificates::order_sql;
+use super::paging;
 use super::tx::{bump_trust_generation, in_transaction, lock_organization};
 use super::{Result, Store};
 use crate::crl::ParsedCrl;
 use crate::domain::{
-    check_crl_newer, check_revocation_limit, unknown_cursor, Actor, AuditEvent, CertificateId,
-    CrlSummary, DomainError, OrgId, Page, PageRequest, RevokedCertificate, RevokedCertificateId,
+    check_crl_newer, check_revocation_limit, Actor, AuditEvent, CertificateId, CrlSummary,
+    DomainError, OrgId, Page, PageRequest, RevokedCertificate, RevokedCertificateId,
+    RevokedCertificateKind,
 };
 
 const REVOKED_COLUMNS: &str = "id, sha256, reason, created_at";
@@ -155,51 +156,17 @@ impl Store {
         org: &OrgId,
         page: &PageRequest,
     ) -> Result<Page<RevokedCertificate>> {
-        let cursor = match page.after.as_deref() {
-            None => None,
-            Some(after) => {
-                let id = RevokedCertificateId::parse_opt(after)
-                    .ok_or_else(|| unknown_cursor("after", after))?;
-                let row = sqlx::query(
-                    "SELECT created_at, seq FROM revoked_certificates WHERE id = $1 AND org_id = $2",
-                )
-                .bind(id.as_str())
-                .bind(org.as_str())
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| unknown_cursor("after", after))?;
-                Some((
-                    row.try_get::<i64, _>("created_at")?,
-                    row.try_get::<i64, _>("seq")?,
-                ))
-            }
-        };
-        let (cmp, dir) = order_sql(page.order);
-        let cursor_sql = if cursor.is_some() {
-            format!("AND (created_at, seq) {cmp} ($3, $4)")
-        } else {
-            String::new()
-        };
-        let sql = format!(
-            "SELECT {REVOKED_COLUMNS} FROM revoked_certificates
-             WHERE org_id = $1 AND deleted_at IS NULL {cursor_sql}
-             ORDER BY created_at {dir}, seq {dir} LIMIT $2"
+        let cursor = paging::cursor::<RevokedCertificateKind>(
+            &self.pool,
+            "revoked_certificates",
+            org,
+            page.after.as_deref(),
+        )
+        .await?;
+        let select = format!(
+            "SELECT {REVOKED_COLUMNS} FROM revoked_certificates WHERE org_id = $1 AND deleted_at IS NULL"
         );
-        let limit = page.limit.get() as usize;
-        let mut q = sqlx::query(&sql)
-            .bind(org.as_str())
-            .bind(i64::from(page.limit.get()) + 1);
-        if let Some((at, seq)) = cursor {
-            q = q.bind(at).bind(seq);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        let has_more = rows.len() > limit;
-        let items = rows
-            .iter()
-            .take(limit)
-            .map(revoked_from_row)
-            .collect::<Result<_, _>>()?;
-        Ok(Page { items, has_more })
+        paging::fetch(&self.pool, &select, "", org, page, cursor, revoked_from_row).await
     }
 
     /// Stores `crl` (already checked against the certificate's key by the caller: a
