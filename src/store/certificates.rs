@@ -279,12 +279,7 @@ impl Store {
         // One statement per step whatever the number of ids: the organization stays locked for
         // as few round trips as possible.
         let n = ids.as_slice().len();
-        let placeholders = |first: usize| {
-            (first..first + n)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let placeholders = |first: usize| super::placeholders(first, n);
         let select = format!(
             "SELECT {CERT_COLUMNS} FROM certificates WHERE org_id = $1 AND deleted_at IS NULL AND id IN ({})",
             placeholders(2)
@@ -539,10 +534,7 @@ async fn project_activations(
     if ids.is_empty() {
         return Ok(out);
     }
-    let placeholders = (2..2 + ids.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let placeholders = super::placeholders(2, ids.len());
     let sql = format!(
         "SELECT pa.certificate_id, pa.project_id FROM project_activations pa
          JOIN projects p ON p.id = pa.project_id

@@ -138,6 +138,14 @@ const PG_WRITERS: usize = 2;
 type KeyRead = std::result::Result<Option<(String, Authenticated)>, error::SharedError>;
 type KeyReads = coalesce::Coalescer<String, KeyRead>;
 
+/// `$first, $first+1, …`: `n` numbered parameters, for an `IN (…)` list.
+pub(super) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Sets the SQLite open mode unless the URL does: `rwc` creates a missing file, `rw` does not.
 fn normalize_sqlite_url(url: &str, mode: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {

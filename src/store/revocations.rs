@@ -302,10 +302,7 @@ pub(super) async fn crl_summaries(
     if ids.is_empty() {
         return Ok(out);
     }
-    let placeholders = (2..2 + ids.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let placeholders = super::placeholders(2, ids.len());
     let sql = format!(
         "SELECT certificate_id, this_update, next_update, revoked_count FROM certificate_crls
          WHERE org_id = $1 AND certificate_id IN ({placeholders})"
