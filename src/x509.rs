@@ -188,12 +188,7 @@ fn check_key(cert: &X509Certificate<'_>) -> Result<(), DomainError> {
         };
     }
     if *alg == oids::OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok());
-        return match curve {
+        return match ec_curve(spki) {
             Some(c) if c == oids::OID_EC_P256 || c == oids::OID_NIST_EC_P384 => Ok(()),
             _ => Err(invalid("the EC key must be on curve P-256 or P-384.")),
         };
@@ -261,6 +256,16 @@ pub fn certificate_sha256(text: &str) -> Result<String, DomainError> {
         ))
     })?;
     Ok(hex::encode(sha2::Sha256::digest(der)))
+}
+
+/// The named curve of an EC key (the OID in its algorithm parameters), if it names one.
+fn ec_curve<'a>(
+    spki: &'a SubjectPublicKeyInfo<'_>,
+) -> Option<x509_parser::der_parser::oid::Oid<'a>> {
+    spki.algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
 }
 
 /// Verifies a signed X.509 structure (a certificate or a CRL: `SEQUENCE { tbs, algorithm,

@@ -64,12 +64,7 @@ fn key_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> String {
         };
     }
     if *alg == oids::OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok());
-        return match curve {
+        return match super::ec_curve(spki) {
             Some(c) if c == oids::OID_EC_P256 => "ecdsa-p256".to_owned(),
             Some(c) if c == oids::OID_NIST_EC_P384 => "ecdsa-p384".to_owned(),
             Some(c) => format!("ecdsa-{}", c.to_id_string()),
