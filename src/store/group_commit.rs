@@ -33,6 +33,10 @@ pub(super) struct Batch {
     /// A writer's savepoint is open: set while its body runs. Still set when the next writer
     /// takes the queue means that body was abandoned half-way.
     member_open: bool,
+    /// The last finished writer's savepoint is still open: it is released by the next
+    /// statement sent anyway (the next writer's `SAVEPOINT`, or the commit), which saves each
+    /// writer a round trip to SQLite's worker thread.
+    release_pending: bool,
     stats: GroupCommitStats,
 }
 
@@ -94,8 +98,10 @@ impl Outcome {
 }
 
 const SAVEPOINT: &str = "SAVEPOINT certgate_write";
-const RELEASE: &str = "RELEASE certgate_write";
-const ROLLBACK_TO: &str = "ROLLBACK TO certgate_write";
+/// Releases the previous writer's savepoint and opens the next one, in one round trip.
+const RELEASE_AND_SAVEPOINT: &str = "RELEASE certgate_write; SAVEPOINT certgate_write";
+/// Undoes exactly the open savepoint's writes and closes it.
+const UNDO: &str = "ROLLBACK TO certgate_write; RELEASE certgate_write";
 
 /// A writer's turn: the queue held and its savepoint open in the batch.
 pub(super) struct Member {
@@ -123,10 +129,16 @@ pub(super) async fn join(
     if guard.tx.is_none() {
         guard.tx = Some(pool.begin().await?);
     }
+    let open = if guard.release_pending {
+        RELEASE_AND_SAVEPOINT
+    } else {
+        SAVEPOINT
+    };
     let opened = match guard.tx.as_mut() {
-        Some(tx) => tx.execute(SAVEPOINT).await.map(drop),
+        Some(tx) => tx.execute(open).await.map(drop),
         None => Ok(()),
     };
+    guard.release_pending = false;
     if let Err(e) = opened {
         let e = StoreError::from(e);
         fail_batch(&mut guard, &e).await;
@@ -156,9 +168,7 @@ async fn repair(batch: &mut Batch) {
 }
 
 async fn undo_member(tx: &mut Transaction<'static, Any>) -> sqlx::Result<()> {
-    tx.execute(ROLLBACK_TO).await?;
-    tx.execute(RELEASE).await?;
-    Ok(())
+    tx.execute(UNDO).await.map(drop)
 }
 
 /// Rolls the whole batch back and tells its members (they run their transactions again).
@@ -171,6 +181,7 @@ async fn fail_batch(batch: &mut Batch, why: &StoreError) {
         let _ = member.send(outcome.clone());
     }
     batch.member_open = false;
+    batch.release_pending = false;
 }
 
 /// Commits the open batch, if any, and tells every member. Runs in a task of its own, so that
@@ -179,6 +190,8 @@ async fn fail_batch(batch: &mut Batch, why: &StoreError) {
 async fn commit_batch(mut batch: OwnedMutexGuard<Batch>) {
     let committing = tokio::spawn(async move {
         repair(&mut batch).await;
+        // COMMIT also ends the savepoint a finished writer left open.
+        batch.release_pending = false;
         let outcome = match batch.tx.take() {
             Some(tx) => Outcome::of(&tx.commit().await.map_err(StoreError::from)),
             // Only after a rollback that was itself interrupted: nothing was committed.
@@ -220,26 +233,20 @@ impl Member {
                 if let Some(tx) = guard.tx.take() {
                     let _ = tx.rollback().await;
                 }
+                guard.release_pending = false;
             }
         }
     }
 
-    /// The body succeeded: release its writes into the batch, then wait for the batch's
-    /// commit, committing it if this writer is the first at the queue to do so.
+    /// The body succeeded: its writes join the batch (its savepoint is released by the next
+    /// statement the batch sends), then wait for the batch's commit, committing it if this
+    /// writer is the first at the queue to do so.
     pub(super) async fn finish(mut self) -> Result<()> {
         let Some(mut guard) = self.guard.take() else {
             return Err(StoreError::Internal("a writer finished twice".into()));
         };
-        let released = match guard.tx.as_mut() {
-            Some(tx) => tx.execute(RELEASE).await.map(drop),
-            None => Ok(()),
-        };
-        if let Err(e) = released {
-            let e = StoreError::from(e);
-            fail_batch(&mut guard, &e).await;
-            return Err(e);
-        }
         guard.member_open = false;
+        guard.release_pending = true;
         let (sender, receiver) = oneshot::channel();
         guard.members.push(sender);
         self.pending = Some(receiver);
