@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::tx::in_transaction;
+use super::tx::{in_transaction, run_together, Statement};
 use super::{Result, Store};
 use crate::domain::{
     owner_user_id, unknown_cursor, Actor, AuditEvent, AuditEventId, CertificateRef, KeyId, OrgId,
@@ -51,15 +51,22 @@ impl<'a> TxAudit<'a> {
         tx: &mut sqlx::AnyConnection,
         event: &AuditEvent,
     ) -> Result<()> {
+        run_together(tx, self.statements(event)).await?;
+        Ok(())
+    }
+
+    /// The statements that write `event` after those already appended by this transaction,
+    /// for a caller that runs them together with its own ([`run_together`]).
+    pub(super) fn statements(&mut self, event: &AuditEvent) -> Vec<Statement> {
         let idx = self.next;
         self.next += 1;
         let id = event_id(self.at, self.seq, idx);
         let project = event.project();
-        sqlx::query(
+        let mut statements = vec![Statement::new(
             "INSERT INTO audit_events (id, org_id, effective_at, seq, idx, type, actor_key_id, project_id, project_name, payload)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
-        .bind(&id)
+        .bind(id.as_str())
         .bind(self.org.as_str())
         .bind(self.at)
         .bind(self.seq)
@@ -68,30 +75,27 @@ impl<'a> TxAudit<'a> {
         .bind(self.actor.map(str::to_owned))
         .bind(project.map(|p| p.id.as_str().to_owned()))
         .bind(project.map(|p| p.name.clone()))
-        .bind(payload(event).to_string())
-        .execute(&mut *tx)
-        .await?;
+        .bind(payload(event).to_string())];
         let mut resources = event.resource_ids();
         resources.sort_unstable();
         resources.dedup();
-        if resources.is_empty() {
-            return Ok(());
+        if !resources.is_empty() {
+            // One statement for all of them: a toggle names up to 10.
+            let rows = (0..resources.len())
+                .map(|i| format!("($1, $2, ${})", i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut resource_rows = Statement::new(format!(
+                "INSERT INTO audit_event_resources (org_id, event_id, resource_id) VALUES {rows}"
+            ))
+            .bind(self.org.as_str())
+            .bind(id);
+            for resource in resources {
+                resource_rows = resource_rows.bind(resource);
+            }
+            statements.push(resource_rows);
         }
-        // One statement for all of them: a toggle names up to 10, and on the write path every
-        // statement is a round trip (to SQLite's worker thread, or to PostgreSQL).
-        let rows = (0..resources.len())
-            .map(|i| format!("($1, $2, ${})", i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO audit_event_resources (org_id, event_id, resource_id) VALUES {rows}"
-        );
-        let mut q = sqlx::query(&sql).bind(self.org.as_str()).bind(&id);
-        for resource in resources {
-            q = q.bind(resource);
-        }
-        q.execute(&mut *tx).await?;
-        Ok(())
+        statements
     }
 }
 

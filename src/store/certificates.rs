@@ -7,8 +7,11 @@ use sqlx::Row;
 
 use super::audit::TxAudit;
 use super::projects::project_state;
-use super::tx::{bump_trust_generation, in_transaction, lock_organization};
-use super::{Result, Store};
+use super::tx::{
+    bump_trust_generation, in_transaction, lock_organization, lock_statement, locked_seq,
+    run_together, Statement, SQLITE_BUMP_IF_CHANGED,
+};
+use super::{Backend, Result, Store};
 use crate::domain::{
     self, unknown_cursor, Activations, Actor, AuditEvent, Certificate, CertificateId,
     CertificateInclude, CertificateRef, DomainError, Order, OrgId, Page, PageRequest, ProjectId,
@@ -276,31 +279,44 @@ impl Store {
         actor: &Actor,
     ) -> Result<Vec<ScopedCertificate>> {
         let now = self.now();
-        // One statement per step whatever the number of ids: the organization stays locked for
-        // as few round trips as possible.
+        // One statement per step whatever the number of ids, and on SQLite the steps in two
+        // round trips (`run_together`): the lock and the read, then every write.
         let n = ids.as_slice().len();
         let placeholders = |first: usize| super::placeholders(first, n);
-        let select = format!(
+        let mut select = Statement::new(format!(
             "SELECT {CERT_COLUMNS} FROM certificates WHERE org_id = $1 AND deleted_at IS NULL AND id IN ({})",
             placeholders(2)
-        );
+        ))
+        .bind(org.as_str());
         // In the changing statement: $1 org, $2 the new flag or the project id, $3.. the ids.
+        // Each returns the rows it changed.
         let id_list = placeholders(3);
-        let change = match scope {
-            Scope::Organization => format!(
-                "UPDATE certificates SET active_org = $2 WHERE org_id = $1 AND active_org <> $2 AND id IN ({id_list})"
-            ),
-            Scope::Project(_) if activate => format!(
+        let mut change = match scope {
+            Scope::Organization => Statement::new(format!(
+                "UPDATE certificates SET active_org = $2 WHERE org_id = $1 AND active_org <> $2 AND id IN ({id_list})
+                 RETURNING id"
+            ))
+            .bind(org.as_str())
+            .bind(i64::from(activate)),
+            Scope::Project(p) if activate => Statement::new(format!(
                 "INSERT INTO project_activations (certificate_id, project_id, org_id)
                  SELECT id, $2, org_id FROM certificates WHERE org_id = $1 AND id IN ({id_list})
-                 ON CONFLICT DO NOTHING"
-            ),
-            Scope::Project(_) => format!(
-                "DELETE FROM project_activations WHERE org_id = $1 AND project_id = $2 AND certificate_id IN ({id_list})"
-            ),
+                 ON CONFLICT DO NOTHING RETURNING certificate_id"
+            ))
+            .bind(org.as_str())
+            .bind(p.as_str()),
+            Scope::Project(p) => Statement::new(format!(
+                "DELETE FROM project_activations WHERE org_id = $1 AND project_id = $2 AND certificate_id IN ({id_list})
+                 RETURNING certificate_id"
+            ))
+            .bind(org.as_str())
+            .bind(p.as_str()),
         };
+        for id in ids.as_slice() {
+            select = select.bind(id.as_str());
+            change = change.bind(id.as_str());
+        }
         in_transaction!(self, |tx| {
-            let seq = lock_organization(tx, org).await?;
             let mut archived_project = false;
             let mut project_ref = None;
             if let Scope::Project(project) = scope {
@@ -313,13 +329,11 @@ impl Store {
                 }
                 project_ref = Some(state.as_ref);
             }
-            let mut q = sqlx::query(&select).bind(org.as_str());
-            for id in ids.as_slice() {
-                q = q.bind(id.as_str());
-            }
+            let rows = run_together(tx, vec![lock_statement(org), select.clone()]).await?;
+            let seq = locked_seq(rows.first(), org)?;
             let mut found: HashMap<CertificateId, Certificate> = HashMap::with_capacity(n);
-            for row in q.fetch_all(&mut *tx).await? {
-                let cert = certificate_from_row(&row, false)?;
+            for row in rows.iter().skip(1) {
+                let cert = certificate_from_row(row, false)?;
                 found.insert(cert.id.clone(), cert);
             }
             // All or nothing: the first unknown id (in request order) refuses the whole call.
@@ -352,23 +366,16 @@ impl Store {
                     certificates,
                 }
             };
-            TxAudit::new(org, seq, now, actor)
-                .append(tx, &event)
-                .await?;
-            if archived_project {
-                // An archived project has no activations left: deactivating is a no-op.
-                return Ok(items);
+            let mut writes = TxAudit::new(org, seq, now, actor).statements(&event);
+            // An archived project has no activations left: deactivating is a no-op.
+            if !archived_project {
+                writes.push(change.clone());
+                if self.backend == Backend::Sqlite {
+                    writes.push(Statement::new(SQLITE_BUMP_IF_CHANGED));
+                }
             }
-            let mut q = match scope {
-                Scope::Organization => sqlx::query(&change)
-                    .bind(org.as_str())
-                    .bind(i64::from(activate)),
-                Scope::Project(p) => sqlx::query(&change).bind(org.as_str()).bind(p.as_str()),
-            };
-            for id in ids.as_slice() {
-                q = q.bind(id.as_str());
-            }
-            if q.execute(&mut *tx).await?.rows_affected() > 0 {
+            let changed = !run_together(tx, writes).await?.is_empty();
+            if changed && self.backend == Backend::Postgres {
                 bump_trust_generation(tx, self.backend).await?;
             }
             Ok(items)

@@ -14,6 +14,7 @@ backend_tests!(
     delete_guard,
     concurrent_toggles_are_all_or_nothing,
     delete_racing_activate,
+    trust_generation_moves_only_with_a_change,
 );
 
 async fn organization_toggles(app: TestApp) {
@@ -433,6 +434,41 @@ async fn delete_racing_activate(app: TestApp) {
                     .ok();
             }
             other => panic!("unexpected pair {other:?}"),
+        }
+    }
+}
+
+/// Gateways reload when the trust generation moves. A toggle moves it exactly when it changed
+/// who may connect: a no-op (already active, already inactive) leaves it where it was, in
+/// either scope (on SQLite the bump is a statement conditioned on the change's row count).
+async fn trust_generation_moves_only_with_a_change(app: TestApp) {
+    let a = app.api.upload_new("A").await;
+    let project = app.api.create_project("Generation").await;
+    let generation = || async { app.store.trust_generation().await.unwrap() };
+    let toggle = |path: String, on: bool| {
+        let api = app.api.clone();
+        let a = a.clone();
+        async move {
+            let verb = if on { "activate" } else { "deactivate" };
+            api.post(&format!("{path}/{verb}"), json!({"certificate_ids": [a]}))
+                .await
+                .ok();
+        }
+    };
+    for path in [
+        "/organization/certificates".to_owned(),
+        format!("/organization/projects/{project}/certificates"),
+    ] {
+        for (on, moves) in [(true, true), (true, false), (false, true), (false, false)] {
+            let before = generation().await;
+            toggle(path.clone(), on).await;
+            let after = generation().await;
+            assert_eq!(
+                after > before,
+                moves,
+                "{path} {}: generation {before} -> {after}",
+                if on { "activate" } else { "deactivate" }
+            );
         }
     }
 }
