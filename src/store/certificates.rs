@@ -280,7 +280,8 @@ impl Store {
     ) -> Result<Vec<ScopedCertificate>> {
         let now = self.now();
         // One statement per step whatever the number of ids, and on SQLite the steps in two
-        // round trips (`run_together`): the lock and the read, then every write.
+        // round trips: the lock and the read with the writer's savepoint, then every write
+        // (`run_together`).
         let n = ids.as_slice().len();
         let placeholders = |first: usize| super::placeholders(first, n);
         let mut select = Statement::new(format!(
@@ -316,7 +317,9 @@ impl Store {
             select = select.bind(id.as_str());
             change = change.bind(id.as_str());
         }
-        in_transaction!(self, |tx| {
+        let opening = || vec![lock_statement(org), select.clone()];
+        in_transaction!(self, opening = opening(), |tx, rows| {
+            let seq = locked_seq(rows.first(), org)?;
             let mut archived_project = false;
             let mut project_ref = None;
             if let Scope::Project(project) = scope {
@@ -329,8 +332,6 @@ impl Store {
                 }
                 project_ref = Some(state.as_ref);
             }
-            let rows = run_together(tx, vec![lock_statement(org), select.clone()]).await?;
-            let seq = locked_seq(rows.first(), org)?;
             let mut found: HashMap<CertificateId, Certificate> = HashMap::with_capacity(n);
             for row in rows.iter().skip(1) {
                 let cert = certificate_from_row(row, false)?;

@@ -19,9 +19,11 @@
 
 use std::sync::Arc;
 
+use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Transaction};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
+use super::tx::{run_together, Statement};
 use super::{Result, StoreError};
 
 /// The open SQLite transaction shared by the writers queued together.
@@ -112,12 +114,14 @@ pub(super) struct Member {
 }
 
 /// Takes the queue (waiting at most `wait`), repairs what an abandoned writer left, opens the
-/// batch if none is open, and opens this writer's savepoint.
+/// batch if none is open, and opens this writer's savepoint, running `opening` (the first
+/// statements of the writer's body) in the same round trip; returns their rows.
 pub(super) async fn join(
     queue: &Arc<Mutex<Batch>>,
     pool: &sqlx::AnyPool,
     wait: std::time::Duration,
-) -> Result<Member> {
+    opening: Vec<Statement>,
+) -> Result<(Member, Vec<AnyRow>)> {
     let mut guard = tokio::time::timeout(wait, queue.clone().lock_owned())
         .await
         .map_err(|_| {
@@ -134,22 +138,30 @@ pub(super) async fn join(
     } else {
         SAVEPOINT
     };
+    let script: Vec<Statement> = std::iter::once(Statement::new(open))
+        .chain(opening)
+        .collect();
     let opened = match guard.tx.as_mut() {
-        Some(tx) => tx.execute(open).await.map(drop),
-        None => Ok(()),
+        Some(tx) => run_together(tx, script).await,
+        None => Ok(Vec::new()),
     };
     guard.release_pending = false;
-    if let Err(e) = opened {
-        let e = StoreError::from(e);
-        fail_batch(&mut guard, &e).await;
-        return Err(e);
-    }
+    // Failed anywhere in the script: whether the savepoint opened (or the previous one was
+    // released) is unknown, so the batch goes back whole and its members run again.
+    let rows = match opened {
+        Ok(rows) => rows,
+        Err(e) => {
+            fail_batch(&mut guard, &e).await;
+            return Err(e);
+        }
+    };
     guard.member_open = true;
-    Ok(Member {
+    let member = Member {
         guard: Some(guard),
         queue: queue.clone(),
         pending: None,
-    })
+    };
+    Ok((member, rows))
 }
 
 /// A writer was dropped inside its body (its savepoint still open): undo exactly its writes.

@@ -296,14 +296,26 @@ impl Store {
     }
 
     /// Opens a writing transaction: on SQLite, a turn in this process's writer queue (waiting
-    /// at most the store's timeout) and a place in its group commit.
-    async fn begin_write(&self) -> Result<tx::Writer> {
+    /// at most the store's timeout) and a place in its group commit. Runs `opening`, the
+    /// statements the write starts with, in it and returns their rows: on SQLite they travel
+    /// with the writer's savepoint (one round trip fewer).
+    async fn begin_write(
+        &self,
+        opening: Vec<tx::Statement>,
+    ) -> Result<(tx::Writer, Vec<sqlx::any::AnyRow>)> {
         if let Some(local) = &self.sqlite {
-            let member = group_commit::join(&local.writes, &self.pool, self.timeout).await?;
-            return Ok(tx::Writer::Grouped(member));
+            let (member, rows) =
+                group_commit::join(&local.writes, &self.pool, self.timeout, opening).await?;
+            return Ok((tx::Writer::Grouped(member), rows));
         }
         let permit = self.pg_write_permit().await?;
-        Ok(tx::Writer::Alone(self.pool.begin().await?, permit))
+        let mut transaction = self.pool.begin().await?;
+        let rows = if opening.is_empty() {
+            Vec::new()
+        } else {
+            tx::run_together(&mut transaction, opening).await?
+        };
+        Ok((tx::Writer::Alone(transaction, permit), rows))
     }
 
     /// PostgreSQL: this process's turn to write (see [`PG_WRITERS`]), waiting at most the

@@ -17,13 +17,20 @@ pub(super) const MAX_ATTEMPTS: u32 = 8;
 /// and the macro returns only once they are committed. A macro rather than a function taking
 /// a closure: the body borrows the transaction across awaits, which closures returning
 /// futures cannot express without boxing every call site.
+///
+/// `in_transaction!(store, opening = statements, |tx, rows| body)` runs `statements` (a
+/// `Vec<Statement>`, evaluated on every attempt) first and hands the body their rows: on
+/// SQLite they travel in the same round trip as the writer's savepoint.
 macro_rules! in_transaction {
-    ($store:expr, |$tx:ident| $body:block) => {{
+    ($store:expr, |$tx:ident| $body:block) => {
+        in_transaction!($store, opening = Vec::new(), |$tx, _opened| $body)
+    };
+    ($store:expr, opening = $opening:expr, |$tx:ident, $opened:ident| $body:block) => {{
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let outcome: $crate::store::Result<_> = async {
-                let mut writer = $store.begin_write().await?;
+                let (mut writer, $opened) = $store.begin_write($opening).await?;
                 let body_result: $crate::store::Result<_> = async {
                     #[allow(unused_mut)]
                     let mut $tx = writer.conn();
