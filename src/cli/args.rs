@@ -22,11 +22,12 @@ pub struct DbArgs {
         hide_env_values = true
     )]
     pub url: String,
-    /// Most database connections this process opens.
+    /// Most database connections this process opens [default: 4 per CPU core, 4 to 16].
     #[arg(
         long = "db-max-connections",
         env = "CERTGATE_DB_MAX_CONNECTIONS",
-        default_value_t = 16
+        default_value_t = crate::store::default_max_connections(),
+        hide_default_value = true
     )]
     pub max_connections: u32,
     /// Longest wait for a connection and longest statement, e.g. `5s` or `500ms`.

@@ -84,11 +84,25 @@ pub struct StoreOptions {
     pub connect_timeout: Duration,
 }
 
+/// The default of `--db-max-connections`: 4 per CPU core this process may use, at least 4
+/// and at most 16 (16 on 4 cores or more; 8 on the 2-core benchmark machine).
+///
+/// Measured on 2 cores (`docs/benchmarks-api.md`, "Pool size"): 4, 8 and 16 connections
+/// serve the same list and toggle rates, because concurrent key checks share one query and
+/// at most 2 writers per process run at once. More connections only hold more PostgreSQL
+/// backends idle (each is a process there, and `max_connections` is 100 by default, shared
+/// by every replica); fewer than 4 would leave the detector, the flusher and a writer
+/// waiting behind a slow list.
+pub fn default_max_connections() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    u32::try_from(cores.saturating_mul(4)).map_or(16, |n| n.clamp(4, 16))
+}
+
 impl StoreOptions {
     pub fn new(url: impl Into<String>) -> Self {
         StoreOptions {
             url: url.into(),
-            max_connections: 16,
+            max_connections: default_max_connections(),
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
         }
@@ -378,5 +392,16 @@ impl Store {
             group_commit::settle(&local.writes, self.timeout).await;
         }
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_pool_has_four_connections_per_core_within_bounds() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let expected = u32::try_from(cores * 4).unwrap().clamp(4, 16);
+        assert_eq!(super::default_max_connections(), expected);
+        assert!((4..=16).contains(&expected));
     }
 }
