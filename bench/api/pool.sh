@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# How the size of the database pool changes the admin API's throughput, side by side.
+#
+# Starts one `certgate serve` per pool size (POOLS, default "4 8 16"), each on its own
+# PostgreSQL schema (or SQLite file with BACKEND=sqlite), seeds each with the same 20 CAs, then
+# runs interleaved rounds of the list and toggle scenarios of run.sh against each in turn.
+# Prints the medians per pool size.
+#
+# Environment: POOLS, ROUNDS (default 3), DURATION (seconds, default 5), BACKEND (postgres or
+# sqlite, default postgres), CERTGATE_BENCH_POSTGRES_URL (default
+# postgres://postgres@127.0.0.1:5432/test). About ROUNDS x pools x 2 x DURATION seconds.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+POOLS=${POOLS:-4 8 16}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+BACKEND=${BACKEND:-postgres}
+PG_URL=${CERTGATE_BENCH_POSTGRES_URL-postgres://postgres@127.0.0.1:5432/test}
+export BENCH_DIR=$PWD/bench/api
+for tool in wrk curl openssl python3; do
+    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+done
+
+cargo build --release --bin certgate
+BIN=$PWD/target/release/certgate
+WORK=$(mktemp -d /tmp/certgate-pool-bench.XXXXXX)
+echo "work directory: $WORK"
+PIDS=()
+SCHEMAS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    for s in "${SCHEMAS[@]}"; do psql -q "$PG_URL" -c "DROP SCHEMA IF EXISTS $s CASCADE" >/dev/null 2>&1 || true; done
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+for i in $(seq -w 0 19); do
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+        -out "$WORK/ca$i.pem" -subj "/CN=bench-ca-$i" -days 365 \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+done
+
+declare -A PORT KEY IDS
+for pool in $POOLS; do
+    port=$(free_port)
+    if [[ $BACKEND == postgres ]]; then
+        schema=bench_pool_$$_$pool
+        psql -q "$PG_URL" -c "CREATE SCHEMA $schema" >/dev/null
+        SCHEMAS+=("$schema")
+        sep='?'; [[ "$PG_URL" == *\?* ]] && sep='&'
+        db="$PG_URL${sep}options=-c%20search_path%3D$schema"
+    else
+        mkdir -p "$WORK/db$pool"
+        db="sqlite://$WORK/db$pool/certgate.db"
+    fi
+    RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" --database "$db" --db-max-connections "$pool" \
+        >"$WORK/serve$pool.stdout" 2>"$WORK/serve$pool.stderr" &
+    PIDS+=($!)
+    for _ in $(seq 300); do curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break; sleep 0.05; done
+    key=$(python3 -c 'import json,sys; print(next(json.loads(l) for l in open(sys.argv[1]) if "admin_key" in l)["admin_key"]["value"])' "$WORK/serve$pool.stdout")
+    : >"$WORK/ids$pool.txt"
+    for i in $(seq -w 0 19); do
+        python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read(), "name": sys.argv[2]}))' \
+            "$WORK/ca$i.pem" "bench-ca-$i" >"$WORK/upload.json"
+        curl -fsS -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+            --data-binary "@$WORK/upload.json" "http://127.0.0.1:$port/v1/organization/certificates" \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' >>"$WORK/ids$pool.txt"
+    done
+    PORT[$pool]=$port
+    KEY[$pool]=$key
+    IDS[$pool]=$(python3 -c 'import json,sys; print(json.dumps([l.strip() for l in open(sys.argv[1])][:10]))' "$WORK/ids$pool.txt")
+done
+
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+for r in $(seq "$ROUNDS"); do
+    for pool in $POOLS; do
+        for scenario in list toggle; do
+            if [[ $scenario == list ]]; then
+                script=get.lua url="http://127.0.0.1:${PORT[$pool]}/v1/organization/certificates"
+            else
+                script=toggle.lua url="http://127.0.0.1:${PORT[$pool]}/"
+            fi
+            AUTH=${KEY[$pool]} IDS=${IDS[$pool]} LABEL=$scenario \
+                wrk -t2 -c32 -d"${DURATION}s" -s "$BENCH_DIR/$script" "$url" >"$WORK/wrk.out" 2>&1
+            rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/wrk.out")
+            echo "$pool $scenario $r $rps" | tee -a "$RESULTS"
+        done
+    done
+done
+
+python3 - "$RESULTS" "$BACKEND" "$ROUNDS" "$DURATION" "$(git rev-parse --short HEAD)" <<'PY'
+import collections, statistics, sys
+path, backend, rounds, duration, rev = sys.argv[1:]
+rows = collections.defaultdict(list)
+for line in open(path):
+    pool, scenario, _, rps = line.split()
+    rows[(int(pool), scenario)].append(float(rps))
+print(f"\ncertgate {rev}, {backend}; medians of {rounds} rounds x {duration}s, wrk 2 threads / 32 connections\n")
+print("| --db-max-connections | list req/s | toggle req/s |")
+print("|---:|---:|---:|")
+for pool in sorted({p for p, _ in rows}):
+    print(f"| {pool} | {statistics.median(rows[(pool, 'list')]):,.0f} | {statistics.median(rows[(pool, 'toggle')]):,.0f} |")
+PY
