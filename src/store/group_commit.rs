@@ -39,6 +39,10 @@ pub(super) struct Batch {
     /// statement sent anyway (the next writer's `SAVEPOINT`, or the commit), which saves each
     /// writer a round trip to SQLite's worker thread.
     release_pending: bool,
+    /// A script that opens or closes a savepoint (a writer's opening script, or the undoing of
+    /// an abandoned writer) was sent and its answer never awaited (whoever sent it was
+    /// dropped): how much of it ran is unknown, so the batch can only be rolled back whole.
+    in_doubt: bool,
     stats: GroupCommitStats,
 }
 
@@ -141,10 +145,17 @@ pub(super) async fn join(
     let script: Vec<Statement> = std::iter::once(Statement::new(open))
         .chain(opening)
         .collect();
+    // Dropped while the script runs: the next holder of the queue rolls the batch back, and
+    // if nobody else comes, `abandoned` spawns one that does (the script may have taken
+    // SQLite's write lock).
+    guard.in_doubt = true;
+    let abandoned = Abandoned(Some(queue.clone()));
     let opened = match guard.tx.as_mut() {
         Some(tx) => run_together(tx, script).await,
         None => Ok(Vec::new()),
     };
+    abandoned.disarm();
+    guard.in_doubt = false;
     guard.release_pending = false;
     // Failed anywhere in the script: whether the savepoint opened (or the previous one was
     // released) is unknown, so the batch goes back whole and its members run again.
@@ -164,15 +175,48 @@ pub(super) async fn join(
     Ok((member, rows))
 }
 
-/// A writer was dropped inside its body (its savepoint still open): undo exactly its writes.
+/// Armed while a writer's opening script runs; dropped armed (the writer was dropped
+/// there), it ends the batch from a task of its own.
+struct Abandoned(Option<Arc<Mutex<Batch>>>);
+
+impl Abandoned {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(queue) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { commit_batch(queue.lock_owned().await).await });
+            }
+        }
+    }
+}
+
+/// Repairs what an abandoned writer left. Dropped inside its body (its savepoint still open):
+/// undo exactly its writes. Dropped while its opening script ran: roll the batch back whole
+/// (its members run again).
 async fn repair(batch: &mut Batch) {
+    if batch.in_doubt {
+        let why = StoreError::Retryable(
+            "a writer was abandoned while opening or undoing its savepoint".into(),
+        );
+        fail_batch(batch, &why).await;
+        return;
+    }
     if !batch.member_open {
         return;
     }
+    // Run twice, `ROLLBACK TO` would undo the previous writer's savepoint (still open until
+    // the next statement releases it): a repairer dropped here leaves the batch in doubt.
+    batch.in_doubt = true;
     let undone = match batch.tx.as_mut() {
         Some(tx) => undo_member(tx).await,
         None => Ok(()),
     };
+    batch.in_doubt = false;
     match undone {
         Ok(()) => batch.member_open = false,
         Err(e) => fail_batch(batch, &e.into()).await,
@@ -194,6 +238,7 @@ async fn fail_batch(batch: &mut Batch, why: &StoreError) {
     }
     batch.member_open = false;
     batch.release_pending = false;
+    batch.in_doubt = false;
 }
 
 /// Commits the open batch, if any, and tells every member. Runs in a task of its own, so that

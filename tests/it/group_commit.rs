@@ -17,7 +17,8 @@ use crate::pki;
 backend_tests!(
     writers_queued_together_share_a_commit,
     abandoned_writers_leave_all_or_nothing,
-    a_refused_write_leaves_no_transaction_open
+    a_refused_write_leaves_no_transaction_open,
+    a_write_dropped_at_any_await_is_all_or_nothing
 );
 
 /// Every `certificate.created` event, by certificate id.
@@ -200,4 +201,96 @@ async fn a_refused_write_leaves_no_transaction_open(app: TestApp) {
     tokio::time::timeout(Duration::from_secs(10), app.store.close())
         .await
         .expect("every connection comes back to the pool");
+}
+
+/// A toggle's future dropped after each of its await points in turn (poll, let the database
+/// finish what was sent, drop): on SQLite that includes the moment its opening script (the
+/// savepoint with the organization lock and the read) has run but was never answered. Each
+/// toggle is then all or nothing (active with its one event, or neither), and another
+/// process can write at once, although no other writer comes to this one's queue.
+async fn a_write_dropped_at_any_await_is_all_or_nothing(app: TestApp) {
+    use std::future::Future;
+    use std::task::Context;
+
+    use certgate::domain::{Actor, OrgId, Scope, ToggleIds};
+
+    let org = OrgId::parse(&app.org_id).unwrap();
+    let other = certgate::store::Store::open(
+        &certgate::store::StoreOptions::new(&app.db.url),
+        app.clock.clone(),
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for polls in 1..=20 {
+        let id = app.api.upload_new(&format!("Dropped CA {polls}")).await;
+        let toggle_ids = ToggleIds::parse(std::slice::from_ref(&id)).unwrap();
+        {
+            let mut toggle = std::pin::pin!(app.store.toggle_certificates(
+                &org,
+                &Scope::Organization,
+                &toggle_ids,
+                true,
+                &Actor::System,
+            ));
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            for _ in 0..polls {
+                if toggle.as_mut().poll(&mut cx).is_ready() {
+                    break;
+                }
+                // Whatever was sent to the database finishes, unanswered.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Dropped here, wherever it was.
+        }
+        ids.push(id);
+        // No other writer comes to this process's queue; another process writes at once.
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            other.create_organization(&format!("Another process {polls}")),
+        )
+        .await
+        .expect("the database is not left locked")
+        .unwrap_or_else(|e| panic!("after a toggle dropped at poll {polls}: {e}"));
+    }
+
+    let active: BTreeMap<String, bool> = app
+        .api
+        .list_all("/organization/certificates")
+        .await
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap().to_owned(), c["active"] == true))
+        .collect();
+    let mut events: BTreeMap<String, usize> = BTreeMap::new();
+    for event in app
+        .api
+        .list_all("/organization/audit_logs?event_types[]=certificates.activated")
+        .await
+    {
+        for cert in event["certificates.activated"]["certificates"]
+            .as_array()
+            .unwrap()
+        {
+            *events
+                .entry(cert["id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    for id in &ids {
+        let event_count = events.get(id).copied().unwrap_or(0);
+        assert_eq!(
+            (active[id], event_count),
+            if active[id] { (true, 1) } else { (false, 0) },
+            "{id}: active and its certificates.activated event go together"
+        );
+    }
+    // Control: the test dropped toggles at both ends (some never ran, some did whole).
+    assert!(
+        ids.iter().any(|id| active[id]),
+        "some toggle completed: {active:?}"
+    );
+    assert!(
+        ids.iter().any(|id| !active[id]),
+        "some toggle was dropped: {active:?} {events:?}"
+    );
 }
