@@ -283,9 +283,11 @@ impl Member {
     /// no member waiting for its commit is ended here: nobody else would end it, and an open
     /// SQLite transaction holds the database's write lock (or an old snapshot) and its pooled
     /// connection.
+    /// The guard stays in `self` until the end: dropped half-way (the request's future
+    /// dropped), `Drop` spawns the task that ends the batch.
     pub(super) async fn abort(mut self) {
-        if let Some(mut guard) = self.guard.take() {
-            repair(&mut guard).await;
+        if let Some(guard) = self.guard.as_mut() {
+            repair(guard).await;
             if guard.members.is_empty() {
                 if let Some(tx) = guard.tx.take() {
                     let _ = tx.rollback().await;
@@ -293,6 +295,8 @@ impl Member {
                 guard.release_pending = false;
             }
         }
+        // Done: give the queue back without spawning anything.
+        self.guard = None;
     }
 
     /// The body succeeded: its writes join the batch (its savepoint is released by the next
@@ -329,10 +333,11 @@ impl Member {
 
 impl Drop for Member {
     fn drop(&mut self) {
-        // Dropped inside the body: the queue goes back with `member_open` still set, and
-        // whoever takes it next undoes the body's writes first. Dropped while waiting for the
-        // commit: the writes are in the batch. Either way, the batch is then committed even if
-        // no other writer comes, so SQLite's write lock is never left held.
+        // Dropped inside the body (or while aborting): the queue goes back with `member_open`
+        // (or `in_doubt`) still set, and whoever takes it next undoes the body's writes (or
+        // the whole batch) first. Dropped while waiting for the commit: the writes are in the
+        // batch. Either way, the batch is then ended even if no other writer comes, so
+        // SQLite's write lock is never left held.
         let inside_body = self.guard.take().is_some();
         if inside_body || self.pending.is_some() {
             let queue = self.queue.clone();
