@@ -254,6 +254,35 @@ async fn a_write_dropped_at_any_await_is_all_or_nothing(app: TestApp) {
         .unwrap_or_else(|e| panic!("after a toggle dropped at poll {polls}: {e}"));
     }
 
+    // The same for a toggle refused in its body (an unknown id): dropped while its writes
+    // are being undone, the batch is still ended.
+    let refused = ToggleIds::parse(&[ids[0].clone(), "cert_doesnotexist".to_owned()]).unwrap();
+    for polls in 1..=8 {
+        {
+            let mut toggle = std::pin::pin!(app.store.toggle_certificates(
+                &org,
+                &Scope::Organization,
+                &refused,
+                false,
+                &Actor::System,
+            ));
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            for _ in 0..polls {
+                if toggle.as_mut().poll(&mut cx).is_ready() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            other.create_organization(&format!("Another process, refused {polls}")),
+        )
+        .await
+        .expect("the database is not left locked")
+        .unwrap_or_else(|e| panic!("after a refused toggle dropped at poll {polls}: {e}"));
+    }
+
     let active: BTreeMap<String, bool> = app
         .api
         .list_all("/organization/certificates")
