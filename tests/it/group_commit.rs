@@ -142,19 +142,8 @@ async fn abandoned_writers_leave_all_or_nothing(app: TestApp) {
     let after = tokio::time::timeout(Duration::from_secs(20), app.api.upload_new("After CA"))
         .await
         .expect("a write after the abandoned ones");
-    let other = certgate::store::Store::open(
-        &certgate::store::StoreOptions::new(&app.db.url),
-        app.clock.clone(),
-    )
-    .await
-    .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        other.create_organization("Another process"),
-    )
-    .await
-    .expect("the database is not left locked")
-    .unwrap();
+    let other = another_process(&app).await;
+    writes_at_once(&other, "Another process").await;
 
     // Each certificate is there with its one event, or neither is.
     let listed = app.api.all_ids().await;
@@ -209,78 +198,41 @@ async fn a_refused_write_leaves_no_transaction_open(app: TestApp) {
 /// toggle is then all or nothing (active with its one event, or neither), and another
 /// process can write at once, although no other writer comes to this one's queue.
 async fn a_write_dropped_at_any_await_is_all_or_nothing(app: TestApp) {
-    use std::future::Future;
-    use std::task::Context;
-
     use certgate::domain::{Actor, OrgId, Scope, ToggleIds};
 
     let org = OrgId::parse(&app.org_id).unwrap();
-    let other = certgate::store::Store::open(
-        &certgate::store::StoreOptions::new(&app.db.url),
-        app.clock.clone(),
-    )
-    .await
-    .unwrap();
+    let other = another_process(&app).await;
     let mut ids = Vec::new();
     for polls in 1..=20 {
         let id = app.api.upload_new(&format!("Dropped CA {polls}")).await;
         let toggle_ids = ToggleIds::parse(std::slice::from_ref(&id)).unwrap();
-        {
-            let mut toggle = std::pin::pin!(app.store.toggle_certificates(
-                &org,
-                &Scope::Organization,
-                &toggle_ids,
-                true,
-                &Actor::System,
-            ));
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            for _ in 0..polls {
-                if toggle.as_mut().poll(&mut cx).is_ready() {
-                    break;
-                }
-                // Whatever was sent to the database finishes, unanswered.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            // Dropped here, wherever it was.
-        }
+        let toggle = app.store.toggle_certificates(
+            &org,
+            &Scope::Organization,
+            &toggle_ids,
+            true,
+            &Actor::System,
+        );
+        drop_after(polls, toggle).await;
         ids.push(id);
         // No other writer comes to this process's queue; another process writes at once.
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            other.create_organization(&format!("Another process {polls}")),
-        )
-        .await
-        .expect("the database is not left locked")
-        .unwrap_or_else(|e| panic!("after a toggle dropped at poll {polls}: {e}"));
+        writes_at_once(&other, &format!("After a toggle dropped at poll {polls}")).await;
     }
 
     // The same for a toggle refused in its body (an unknown id): dropped while its writes
     // are being undone, the batch is still ended.
     let refused = ToggleIds::parse(&[ids[0].clone(), "cert_doesnotexist".to_owned()]).unwrap();
     for polls in 1..=8 {
-        {
-            let mut toggle = std::pin::pin!(app.store.toggle_certificates(
-                &org,
-                &Scope::Organization,
-                &refused,
-                false,
-                &Actor::System,
-            ));
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            for _ in 0..polls {
-                if toggle.as_mut().poll(&mut cx).is_ready() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            other.create_organization(&format!("Another process, refused {polls}")),
-        )
-        .await
-        .expect("the database is not left locked")
-        .unwrap_or_else(|e| panic!("after a refused toggle dropped at poll {polls}: {e}"));
+        let toggle = app.store.toggle_certificates(
+            &org,
+            &Scope::Organization,
+            &refused,
+            false,
+            &Actor::System,
+        );
+        drop_after(polls, toggle).await;
+        let what = format!("After a refused toggle dropped at poll {polls}");
+        writes_at_once(&other, &what).await;
     }
 
     let active: BTreeMap<String, bool> = app
@@ -322,4 +274,36 @@ async fn a_write_dropped_at_any_await_is_all_or_nothing(app: TestApp) {
         ids.iter().any(|id| !active[id]),
         "some toggle was dropped: {active:?} {events:?}"
     );
+}
+
+/// A second store on the test's database, as another process would open it.
+async fn another_process(app: &TestApp) -> certgate::store::Store {
+    certgate::store::Store::open(
+        &certgate::store::StoreOptions::new(&app.db.url),
+        app.clock.clone(),
+    )
+    .await
+    .unwrap()
+}
+
+/// `other` creates an organization named `what` within 20 s: nothing left SQLite's write
+/// lock held.
+async fn writes_at_once(other: &certgate::store::Store, what: &str) {
+    tokio::time::timeout(Duration::from_secs(20), other.create_organization(what))
+        .await
+        .expect("the database is not left locked")
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+/// Polls `future` up to `polls` times, letting whatever it sent to the database finish
+/// unanswered between polls, then drops it wherever it was.
+async fn drop_after(polls: usize, future: impl std::future::Future) {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..polls {
+        if future.as_mut().poll(&mut cx).is_ready() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
