@@ -34,13 +34,8 @@ cleanup() {
     for s in "${SCHEMAS[@]}"; do psql -q "$PG_URL" -c "DROP SCHEMA IF EXISTS $s CASCADE" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-for i in $(seq -w 0 19); do
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
-        -out "$WORK/ca$i.pem" -subj "/CN=bench-ca-$i" -days 365 \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-done
+source "$BENCH_DIR/common.sh"
+make_cas
 
 declare -A PORT KEY IDS
 for pool in $POOLS; do
@@ -49,8 +44,7 @@ for pool in $POOLS; do
         schema=bench_pool_$$_$pool
         psql -q "$PG_URL" -c "CREATE SCHEMA $schema" >/dev/null
         SCHEMAS+=("$schema")
-        sep='?'; [[ "$PG_URL" == *\?* ]] && sep='&'
-        db="$PG_URL${sep}options=-c%20search_path%3D$schema"
+        db=$(schema_url "$PG_URL" "$schema")
     else
         mkdir -p "$WORK/db$pool"
         db="sqlite://$WORK/db$pool/certgate.db"
@@ -58,19 +52,12 @@ for pool in $POOLS; do
     RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" --database "$db" --db-max-connections "$pool" \
         >"$WORK/serve$pool.stdout" 2>"$WORK/serve$pool.stderr" &
     PIDS+=($!)
-    for _ in $(seq 300); do curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break; sleep 0.05; done
-    key=$(python3 -c 'import json,sys; print(next(json.loads(l) for l in open(sys.argv[1]) if "admin_key" in l)["admin_key"]["value"])' "$WORK/serve$pool.stdout")
-    : >"$WORK/ids$pool.txt"
-    for i in $(seq -w 0 19); do
-        python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read(), "name": sys.argv[2]}))' \
-            "$WORK/ca$i.pem" "bench-ca-$i" >"$WORK/upload.json"
-        curl -fsS -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
-            --data-binary "@$WORK/upload.json" "http://127.0.0.1:$port/v1/organization/certificates" \
-            | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' >>"$WORK/ids$pool.txt"
-    done
+    wait_http "http://127.0.0.1:$port/readyz"
+    key=$(admin_key "$WORK/serve$pool.stdout")
+    seed "http://127.0.0.1:$port" "$key" "$WORK/ids$pool.json"
     PORT[$pool]=$port
     KEY[$pool]=$key
-    IDS[$pool]=$(python3 -c 'import json,sys; print(json.dumps([l.strip() for l in open(sys.argv[1])][:10]))' "$WORK/ids$pool.txt")
+    IDS[$pool]=$(cat "$WORK/ids$pool.json")
 done
 
 RESULTS=$WORK/results.txt

@@ -60,23 +60,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # URL
-    for _ in $(seq 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done
-    echo "$1 never answered" >&2; return 1
-}
-admin_key() { # STDOUT_FILE: the bootstrap key printed once (on stdout) by `certgate serve`
-    for _ in $(seq 300); do
-        local line
-        line=$(grep -m1 '"admin_key"' "$1" 2>/dev/null || true)
-        if [[ -n "$line" ]]; then
-            python3 -c 'import json,sys; print(json.loads(sys.argv[1])["admin_key"]["value"])' "$line"
-            return 0
-        fi
-        sleep 0.05
-    done
-    echo "no admin key in $1" >&2; cat "$1" >&2; return 1
-}
+source "$BENCH_DIR/common.sh"
 start_certgate() { # NAME PORT DATABASE [ARGS...]
     local name=$1 port=$2 db=$3; shift 3
     RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" --database "$db" "$@" \
@@ -86,27 +70,7 @@ start_certgate() { # NAME PORT DATABASE [ARGS...]
 }
 
 # ---------------------------------------------------------------- certificates (openssl CLI)
-mkdir -p "$WORK/pki"
-for i in $(seq -w 0 19); do
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout /dev/null -out "$WORK/pki/ca$i.pem" -subj "/CN=bench-ca-$i" -days 365 \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-        2>/dev/null
-done
-
-seed() { # BASE_URL KEY: uploads the 20 CAs, writes ids.json (the first 10 ids, for toggles)
-    local base=$1 key=$2 i
-    : >"$WORK/ids.txt"
-    for i in $(seq -w 0 19); do
-        python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read(), "name": sys.argv[2]}))' \
-            "$WORK/pki/ca$i.pem" "bench-ca-$i" >"$WORK/upload.json"
-        curl -fsS -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
-            --data-binary "@$WORK/upload.json" "$base/v1/organization/certificates" \
-            | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' >>"$WORK/ids.txt"
-    done
-    python3 -c 'import json,sys; print(json.dumps([l.strip() for l in open(sys.argv[1])][:10]))' \
-        "$WORK/ids.txt" >"$WORK/ids.json"
-}
+make_cas
 
 # ---------------------------------------------------------------- wrk
 # run_wrk SETUP SCENARIO ROUND SCRIPT URL[,URL2] [KEY]
@@ -201,7 +165,7 @@ P1=$(free_port)
 mkdir -p "$WORK/sqlite"
 start_certgate sqlite "$P1" "sqlite://$WORK/sqlite/certgate.db"
 KEY=$(admin_key "$WORK/sqlite.stdout")
-seed "http://127.0.0.1:$P1" "$KEY"
+seed "http://127.0.0.1:$P1" "$KEY" "$WORK/ids.json"
 check_sizes "http://127.0.0.1:$P1/v1/organization/certificates" "$KEY"
 measure sqlite "http://127.0.0.1:$P1/v1/organization/certificates" "http://127.0.0.1:$P1/" "$KEY" \
     sqlite "$WORK/sqlite/raw-commit.db"
@@ -211,12 +175,11 @@ kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'
 if [[ -n "$PG_URL" ]] && command -v psql >/dev/null && psql -q "$PG_URL" -c 'select 1' >/dev/null 2>&1; then
     SCHEMA=bench_api_$$
     psql -q "$PG_URL" -c "CREATE SCHEMA $SCHEMA" >/dev/null
-    sep='?'; [[ "$PG_URL" == *\?* ]] && sep='&'
-    PG_DB="$PG_URL${sep}options=-c%20search_path%3D$SCHEMA"
+    PG_DB=$(schema_url "$PG_URL" "$SCHEMA")
     P1=$(free_port); P2=$(free_port)
     start_certgate pg1 "$P1" "$PG_DB"
     KEY=$(admin_key "$WORK/pg1.stdout")
-    seed "http://127.0.0.1:$P1" "$KEY"
+    seed "http://127.0.0.1:$P1" "$KEY" "$WORK/ids.json"
     check_sizes "http://127.0.0.1:$P1/v1/organization/certificates" "$KEY"
     measure postgres-1 "http://127.0.0.1:$P1/v1/organization/certificates" "http://127.0.0.1:$P1/" "$KEY" \
         postgres "$PG_DB"
