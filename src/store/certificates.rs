@@ -290,25 +290,32 @@ impl Store {
         ))
         .bind(org.as_str());
         // In the changing statement: $1 org, $2 the new flag or the project id, $3.. the ids.
-        // Each returns the rows it changed.
+        // On PostgreSQL it returns the rows it changed (whether to bump the trust generation);
+        // SQLite's script bumps it with `changes()` instead, and every row returned would be
+        // one more message from sqlx's worker thread.
         let id_list = placeholders(3);
+        let returning = |column: &str| match self.backend {
+            Backend::Postgres => format!(" RETURNING {column}"),
+            Backend::Sqlite => String::new(),
+        };
         let mut change = match scope {
             Scope::Organization => Statement::new(format!(
-                "UPDATE certificates SET active_org = $2 WHERE org_id = $1 AND active_org <> $2 AND id IN ({id_list})
-                 RETURNING id"
+                "UPDATE certificates SET active_org = $2 WHERE org_id = $1 AND active_org <> $2 AND id IN ({id_list}){}",
+                returning("id")
             ))
             .bind(org.as_str())
             .bind(i64::from(activate)),
             Scope::Project(p) if activate => Statement::new(format!(
                 "INSERT INTO project_activations (certificate_id, project_id, org_id)
                  SELECT id, $2, org_id FROM certificates WHERE org_id = $1 AND id IN ({id_list})
-                 ON CONFLICT DO NOTHING RETURNING certificate_id"
+                 ON CONFLICT DO NOTHING{}",
+                returning("certificate_id")
             ))
             .bind(org.as_str())
             .bind(p.as_str()),
             Scope::Project(p) => Statement::new(format!(
-                "DELETE FROM project_activations WHERE org_id = $1 AND project_id = $2 AND certificate_id IN ({id_list})
-                 RETURNING certificate_id"
+                "DELETE FROM project_activations WHERE org_id = $1 AND project_id = $2 AND certificate_id IN ({id_list}){}",
+                returning("certificate_id")
             ))
             .bind(org.as_str())
             .bind(p.as_str()),
@@ -375,6 +382,7 @@ impl Store {
                     writes.push(Statement::new(SQLITE_BUMP_IF_CHANGED));
                 }
             }
+            // PostgreSQL: the change, last, returned the rows it changed.
             let changed = !run_together(tx, writes).await?.is_empty();
             if changed && self.backend == Backend::Postgres {
                 bump_trust_generation(tx, self.backend).await?;
