@@ -48,18 +48,19 @@ for r in $(seq "$ROUNDS"); do
         "$(tail -1 "$WORK/toggles.jsonl" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["commits_per_s"]))') toggles/s" >&2
 done
 
-python3 - "$WORK/commit.jsonl" "$WORK/toggles.jsonl" "$ROUNDS" "$DURATION" "$(git rev-parse --short HEAD)" <<'PY'
+python3 - "$WORK/commit.jsonl" "$WORK/toggles.jsonl" "$ROUNDS" "$DURATION" "$(git rev-parse --short HEAD)" \
+    "${BATCH:-16}" <<'PY'
 import json, statistics, sys
 commit = [json.loads(l) for l in open(sys.argv[1])]
 toggles = [json.loads(l) for l in open(sys.argv[2])]
-rounds, duration, rev = sys.argv[3:]
+rounds, duration, rev, batch = sys.argv[3:]
 c = statistics.median(r["commits_per_s"] for r in commit)
 t = statistics.median(r["commits_per_s"] for r in toggles)
 print(f"\ncertgate {rev}; medians of {rounds} rounds x {duration}s, alternating.\n")
 print("| measure | per second | x commit |")
 print("|---|---:|---:|")
 print(f"| raw durable commits (one-row UPDATE, one writer) | {c:,.0f} | 1.00 |")
-print(f"| toggle SQL alone (16 per commit, one savepoint each) | {t:,.0f} | {t / c:.2f} |")
+print(f"| toggle SQL alone ({batch} per commit, one savepoint each) | {t:,.0f} | {t / c:.2f} |")
 print("\n| statement of one toggle | median us |")
 print("|---|---:|")
 steps = [s["name"] for s in toggles[0]["statements"]]
