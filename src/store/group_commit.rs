@@ -188,10 +188,17 @@ impl Abandoned {
 impl Drop for Abandoned {
     fn drop(&mut self) {
         if let Some(queue) = self.0.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { commit_batch(queue.lock_owned().await).await });
-            }
+            end_batch_later(queue);
         }
+    }
+}
+
+/// For a writer dropped mid-way: ends the open batch from a task of its own once it gets the
+/// queue (repairing, then committing, what the batch holds), so SQLite's write lock is never
+/// left held even if no other writer comes.
+fn end_batch_later(queue: Arc<Mutex<Batch>>) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move { commit_batch(queue.lock_owned().await).await });
     }
 }
 
@@ -340,10 +347,7 @@ impl Drop for Member {
         // SQLite's write lock is never left held.
         let inside_body = self.guard.take().is_some();
         if inside_body || self.pending.is_some() {
-            let queue = self.queue.clone();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { commit_batch(queue.lock_owned().await).await });
-            }
+            end_batch_later(self.queue.clone());
         }
     }
 }
