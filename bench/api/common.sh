@@ -1,9 +1,17 @@
-# Helpers shared by bench/api/run.sh and bench/api/pool.sh (sourced; they set WORK first).
+# Helpers shared by the bench/api scripts (sourced; they set WORK first, and BIN and a PIDS
+# array before start_certgate).
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # URL
     for _ in $(seq 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done
     echo "$1 never answered" >&2; return 1
+}
+start_certgate() { # NAME PORT DATABASE [ARGS...]: `certgate serve`, output in $WORK/NAME.*
+    local name=$1 port=$2 db=$3; shift 3
+    RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" --database "$db" "$@" \
+        >"$WORK/$name.stdout" 2>"$WORK/$name.stderr" &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$port/readyz"
 }
 admin_key() { # STDOUT_FILE: the bootstrap key printed once (on stdout) by `certgate serve`
     for _ in $(seq 300); do

@@ -49,10 +49,7 @@ for pool in $POOLS; do
         mkdir -p "$WORK/db$pool"
         db="sqlite://$WORK/db$pool/certgate.db"
     fi
-    RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" --database "$db" --db-max-connections "$pool" \
-        >"$WORK/serve$pool.stdout" 2>"$WORK/serve$pool.stderr" &
-    PIDS+=($!)
-    wait_http "http://127.0.0.1:$port/readyz"
+    start_certgate "serve$pool" "$port" "$db" --db-max-connections "$pool"
     key=$(admin_key "$WORK/serve$pool.stdout")
     seed "http://127.0.0.1:$port" "$key" "$WORK/ids$pool.json"
     PORT[$pool]=$port

@@ -61,13 +61,6 @@ cleanup() {
 trap cleanup EXIT
 
 source "$BENCH_DIR/common.sh"
-start_certgate() { # NAME PORT DATABASE [ARGS...]
-    local name=$1 port=$2 db=$3; shift 3
-    RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" --database "$db" "$@" \
-        >"$WORK/$name.stdout" 2>"$WORK/$name.stderr" &
-    PIDS+=($!)
-    wait_http "http://127.0.0.1:$port/readyz"
-}
 
 # ---------------------------------------------------------------- certificates (openssl CLI)
 make_cas

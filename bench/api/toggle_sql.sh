@@ -34,10 +34,7 @@ COMMIT=$PWD/target/release/examples/durable_commit
 
 make_cas
 port=$(free_port)
-RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" --database "sqlite://$WORK/certgate.db" \
-    >"$WORK/serve.stdout" 2>"$WORK/serve.stderr" &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$port/readyz"
+start_certgate serve "$port" "sqlite://$WORK/certgate.db"
 seed "http://127.0.0.1:$port" "$(admin_key "$WORK/serve.stdout")" "$WORK/ids.json"
 kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'
 
