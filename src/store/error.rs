@@ -80,6 +80,27 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// From SQLite's writer thread ([`super::sqlite_writer`]), classified as sqlx's SQLite errors
+/// are: BUSY once the busy timeout is waited out is unavailable, LOCKED and the extended BUSY
+/// codes are worth running again.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let class = match &e {
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.extended_code {
+                5 => Class::Unavailable,
+                n if n & 0xff == 5 || n & 0xff == 6 => Class::Retryable,
+                _ => Class::Internal,
+            },
+            _ => Class::Internal,
+        };
+        match class {
+            Class::Retryable => StoreError::Retryable(Box::new(e)),
+            Class::Unavailable => StoreError::Unavailable(Box::new(e)),
+            Class::Internal => StoreError::Internal(Box::new(e)),
+        }
+    }
+}
+
 enum Class {
     Retryable,
     Unavailable,

@@ -65,6 +65,30 @@ pub(super) async fn settle(queue: &Arc<Mutex<Batch>>, wait: std::time::Duration)
     }
 }
 
+/// For SQLite's writer thread ([`super::sqlite_writer`]), which is not in the runtime: takes
+/// the queue, first committing a batch left open (its members are waiting for that commit,
+/// and it holds SQLite's write lock), so that the thread's own transaction can begin.
+pub(super) fn take_blocking(
+    queue: &Arc<Mutex<Batch>>,
+    runtime: &tokio::runtime::Handle,
+) -> OwnedMutexGuard<Batch> {
+    loop {
+        let batch = queue.clone().blocking_lock_owned();
+        if batch.tx.is_none() && !batch.member_open && !batch.in_doubt {
+            return batch;
+        }
+        runtime.block_on(commit_batch(batch));
+    }
+}
+
+impl Batch {
+    /// A commit, made outside this module, that acknowledged `transactions` writes.
+    pub(super) fn count_commit(&mut self, transactions: usize) {
+        self.stats.commits += 1;
+        self.stats.transactions += transactions as u64;
+    }
+}
+
 /// The counts so far (waits for the writer queue).
 pub(super) async fn stats(queue: &Mutex<Batch>) -> GroupCommitStats {
     queue.lock().await.stats
@@ -72,13 +96,13 @@ pub(super) async fn stats(queue: &Mutex<Batch>) -> GroupCommitStats {
 
 /// What the commit of a batch meant for its members: a copy of the error for each.
 #[derive(Clone)]
-enum Outcome {
+pub(super) enum Outcome {
     Committed,
     Failed { retryable: bool, why: String },
 }
 
 impl Outcome {
-    fn into_result(self) -> Result<()> {
+    pub(super) fn into_result(self) -> Result<()> {
         match self {
             Outcome::Committed => Ok(()),
             Outcome::Failed {
@@ -92,7 +116,7 @@ impl Outcome {
         }
     }
 
-    fn of(result: &Result<()>) -> Outcome {
+    pub(super) fn of(result: &Result<()>) -> Outcome {
         match result {
             Ok(()) => Outcome::Committed,
             Err(e) => Outcome::Failed {
@@ -265,8 +289,8 @@ async fn commit_batch(mut batch: OwnedMutexGuard<Batch>) {
             },
         };
         if matches!(outcome, Outcome::Committed) && !batch.members.is_empty() {
-            batch.stats.commits += 1;
-            batch.stats.transactions += batch.members.len() as u64;
+            let members = batch.members.len();
+            batch.count_commit(members);
         }
         for member in batch.members.drain(..) {
             let _ = member.send(outcome.clone());

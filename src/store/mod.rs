@@ -38,6 +38,7 @@ mod projects;
 mod revocations;
 mod rotation;
 mod sqlite_local;
+mod sqlite_writer;
 mod trust;
 mod tx;
 
@@ -60,6 +61,7 @@ use key_usage::KeyUsage;
 pub use metrics::CertificateExpiry;
 pub use orgs::DEFAULT_PROJECT_NAME;
 use sqlite_local::{ChangeDetector, Marker, SqliteLocal};
+use sqlite_writer::SqliteWriter;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -296,8 +298,26 @@ impl Store {
                     let _ = local.changes.set(Arc::new(detector));
                 }
             }
+            if local.writer.get().is_none() {
+                let writer = sqlite_local::file_path(&self.url).and_then(|path| {
+                    SqliteWriter::start(
+                        path,
+                        self.timeout,
+                        local.writes.clone(),
+                        tokio::runtime::Handle::current(),
+                    )
+                });
+                if let Some(writer) = writer {
+                    let _ = local.writer.set(writer);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// SQLite with its writer thread (a file opened by [`Store::open`] or migrated).
+    fn sqlite_writer(&self) -> Option<&SqliteWriter> {
+        self.sqlite.as_ref()?.writer.get()
     }
 
     /// On SQLite, waits (at most the database timeout) for this process's turn to write.
@@ -389,6 +409,9 @@ impl Store {
 
     pub async fn close(&self) {
         if let Some(local) = &self.sqlite {
+            if let Some(writer) = local.writer.get() {
+                writer.close().await;
+            }
             group_commit::settle(&local.writes, self.timeout).await;
         }
         self.pool.close().await;

@@ -6,7 +6,9 @@ use sqlx::Row;
 
 use super::audit::TxAudit;
 use super::paging;
-use super::tx::{bump_trust_generation, in_transaction, lock_organization};
+use super::tx::{
+    bump_trust_generation, in_transaction, lock_organization, run_together, Columns, Statement,
+};
 use super::{Result, Store};
 use crate::domain::{
     Actor, AuditEvent, DomainError, Order, OrgId, Page, PageRequest, Project, ProjectId,
@@ -40,20 +42,31 @@ pub(super) async fn project_state(
     org: &OrgId,
     project: &ProjectId,
 ) -> Result<ProjectState> {
-    let row = sqlx::query(
+    let rows = run_together(conn, vec![project_state_statement(org, project)]).await?;
+    project_state_from(rows.first(), project)
+}
+
+/// [`project_state`]'s query, for a caller that runs it itself.
+pub(super) fn project_state_statement(org: &OrgId, project: &ProjectId) -> Statement {
+    Statement::new(
         "SELECT name, archived_at, is_default FROM projects WHERE id = $1 AND org_id = $2",
     )
     .bind(project.as_str())
     .bind(org.as_str())
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| project.not_found())?;
+}
+
+/// The state in the row [`project_state_statement`] returned, or 404 without one.
+pub(super) fn project_state_from(
+    row: Option<&impl Columns>,
+    project: &ProjectId,
+) -> Result<ProjectState> {
+    let row = row.ok_or_else(|| project.not_found())?;
     Ok(ProjectState {
-        archived_at: row.try_get("archived_at")?,
-        is_default: row.try_get::<i64, _>("is_default")? != 0,
+        archived_at: row.field("archived_at")?,
+        is_default: row.field::<i64>("is_default")? != 0,
         as_ref: ProjectRef {
             id: project.clone(),
-            name: row.try_get("name")?,
+            name: row.field("name")?,
         },
     })
 }

@@ -13,6 +13,9 @@ pub(super) struct SqliteLocal {
     /// sleeps and retries, unfairly) keeps write latency even. Other processes on the same
     /// file still wait in the busy handler.
     pub(super) writes: Arc<tokio::sync::Mutex<super::group_commit::Batch>>,
+    /// The thread that runs the writes decided from rows read in their own transaction
+    /// (toggles), taking its turns in `writes`; started once the database file exists.
+    pub(super) writer: OnceLock<super::sqlite_writer::SqliteWriter>,
     /// Opened once the database file exists (after migrations).
     pub(super) changes: OnceLock<Arc<ChangeDetector>>,
     pub(super) keys: KeyCache,
@@ -24,6 +27,7 @@ impl SqliteLocal {
     pub(super) fn new() -> Self {
         SqliteLocal {
             writes: Arc::default(),
+            writer: OnceLock::new(),
             changes: OnceLock::new(),
             keys: KeyCache::new(),
             markers: Arc::default(),

@@ -49,23 +49,32 @@ macro_rules! in_transaction {
                 }
             }
             .await;
-            match outcome {
-                Err($crate::store::StoreError::Retryable(why))
-                    if attempt < $crate::store::tx::MAX_ATTEMPTS =>
-                {
-                    tracing::debug!(attempt, error = %why, "retrying transaction");
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)))
-                        .await;
-                }
-                Err($crate::store::StoreError::Retryable(why)) => {
-                    break Err($crate::store::StoreError::Unavailable(why));
-                }
-                other => break other,
+            match $crate::store::tx::after_failure(attempt, outcome) {
+                std::ops::ControlFlow::Break(result) => break result,
+                std::ops::ControlFlow::Continue(delay) => tokio::time::sleep(delay).await,
             }
         }
     }};
 }
 pub(super) use in_transaction;
+
+/// After attempt number `attempt` of a writing transaction: its result (`Break`), or how long
+/// to wait before running it again (`Continue`). A transient conflict is retried
+/// [`MAX_ATTEMPTS`] times at most, then answered as unavailable (503).
+pub(super) fn after_failure<T>(
+    attempt: u32,
+    outcome: Result<T>,
+) -> std::ops::ControlFlow<Result<T>, std::time::Duration> {
+    use std::ops::ControlFlow::{Break, Continue};
+    match outcome {
+        Err(StoreError::Retryable(why)) if attempt < MAX_ATTEMPTS => {
+            tracing::debug!(attempt, error = %why, "retrying transaction");
+            Continue(std::time::Duration::from_millis(5 * u64::from(attempt)))
+        }
+        Err(StoreError::Retryable(why)) => Break(Err(StoreError::Unavailable(why))),
+        other => Break(other),
+    }
+}
 
 /// One writing transaction: its own on PostgreSQL, a member of a group commit on SQLite.
 pub(super) enum Writer {
@@ -119,13 +128,35 @@ pub(super) fn lock_statement(org: &OrgId) -> Statement {
 }
 
 /// The sequence value in the row [`lock_statement`] returned.
-pub(super) fn locked_seq(row: Option<&sqlx::any::AnyRow>, org: &OrgId) -> Result<i64> {
-    match row.map(|row| row.try_get("seq")) {
-        Some(Ok(seq)) => Ok(seq),
-        Some(Err(e)) => Err(e.into()),
+pub(super) fn locked_seq(row: Option<&impl Columns>, org: &OrgId) -> Result<i64> {
+    match row {
+        Some(row) => row.field("seq"),
         None => Err(StoreError::Internal(
             format!("organization {org} vanished").into(),
         )),
+    }
+}
+
+/// A row's columns by name, read from sqlx's rows or from the SQLite writer thread's
+/// ([`super::sqlite_writer`]), so that what a write decides from them is written once.
+pub(super) trait Columns {
+    fn field<T: Decoded>(&self, column: &str) -> Result<T>;
+}
+
+/// A value both drivers decode.
+pub(super) trait Decoded:
+    for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + rusqlite::types::FromSql
+{
+}
+
+impl<T> Decoded for T where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + rusqlite::types::FromSql
+{
+}
+
+impl Columns for sqlx::any::AnyRow {
+    fn field<T: Decoded>(&self, column: &str) -> Result<T> {
+        Ok(self.try_get(column)?)
     }
 }
 
@@ -199,6 +230,11 @@ impl Statement {
     pub(super) fn bind(mut self, param: impl Into<Param>) -> Self {
         self.params.push(param.into());
         self
+    }
+
+    /// The SQL and its parameters, `$1` first.
+    pub(super) fn parts(&self) -> (&str, &[Param]) {
+        (&self.sql, &self.params)
     }
 }
 

@@ -16,6 +16,7 @@ use crate::pki;
 
 backend_tests!(
     writers_queued_together_share_a_commit,
+    toggles_beside_other_writes_are_each_whole,
     abandoned_writers_leave_all_or_nothing,
     a_refused_write_leaves_no_transaction_open,
     a_write_dropped_at_any_await_is_all_or_nothing
@@ -101,6 +102,92 @@ async fn writers_queued_together_share_a_commit(app: TestApp) {
         let commits = after.commits - before.commits;
         // The 31 writes, and the key's first use (recorded in a transaction of its own).
         assert!(transactions >= 31, "{transactions} writing transactions");
+        assert!(
+            commits < transactions,
+            "{transactions} transactions queued together took {commits} commits"
+        );
+    }
+}
+
+/// On SQLite, toggles run on the store's writer thread and the other writes in the group
+/// commit, taking turns in one queue: at once, each is still whole, with its event, and the
+/// toggles queued together share commits.
+async fn toggles_beside_other_writes_are_each_whole(app: TestApp) {
+    let mut targets = Vec::new();
+    for i in 0..12 {
+        targets.push(app.api.upload_new(&format!("Toggled CA {i}")).await);
+    }
+    let before = app.store.group_commit_stats().await;
+    let cas: Vec<_> = (0..12)
+        .map(|i| pki::ca(&format!("Beside CA {i}")))
+        .collect();
+    let toggles = targets.iter().map(|id| {
+        let api = app.api.clone();
+        let id = id.clone();
+        async move {
+            api.post(
+                "/organization/certificates/activate",
+                json!({"certificate_ids": [id]}),
+            )
+            .await
+        }
+    });
+    let uploads = cas.iter().enumerate().map(|(i, ca)| {
+        let api = app.api.clone();
+        let pem = ca.pem();
+        async move { api.upload(&pem, Some(&format!("Beside CA {i}"))).await }
+    });
+    let (activated_answers, uploaded) = tokio::join!(
+        futures::future::join_all(toggles),
+        futures::future::join_all(uploads)
+    );
+    for answer in &activated_answers {
+        assert_eq!(answer.ok()["data"][0]["active"], true);
+    }
+    let uploaded: Vec<String> = uploaded.iter().map(crate::client::Answer::id).collect();
+
+    let page = app.api.get("/organization/certificates?limit=100").await;
+    let active: BTreeMap<String, bool> = page.ok()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap().to_owned(), c["active"] == true))
+        .collect();
+    for id in &targets {
+        assert_eq!(active.get(id), Some(&true), "{id} toggled but not active");
+    }
+    for id in &uploaded {
+        assert_eq!(active.get(id), Some(&false), "{id} uploaded but not listed");
+    }
+    let activated = app
+        .api
+        .list_all("/organization/audit_logs?event_types[]=certificates.activated")
+        .await;
+    let mut named: Vec<String> = activated
+        .iter()
+        .flat_map(|e| {
+            e["certificates.activated"]["certificates"]
+                .as_array()
+                .unwrap()
+        })
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    named.sort();
+    let mut expected = targets.clone();
+    expected.sort();
+    assert_eq!(
+        named, expected,
+        "one certificates.activated event per toggle"
+    );
+    let created = created_events(&app).await;
+    for id in &uploaded {
+        assert_eq!(created.get(id), Some(&1), "{id}: one certificate.created");
+    }
+
+    if let (Some(before), Some(after)) = (before, app.store.group_commit_stats().await) {
+        let transactions = after.transactions - before.transactions;
+        let commits = after.commits - before.commits;
+        assert!(transactions >= 24, "{transactions} writing transactions");
         assert!(
             commits < transactions,
             "{transactions} transactions queued together took {commits} commits"
@@ -203,6 +290,30 @@ async fn a_write_dropped_at_any_await_is_all_or_nothing(app: TestApp) {
     let org = OrgId::parse(&app.org_id).unwrap();
     let other = another_process(&app).await;
     let mut ids = Vec::new();
+    // On SQLite, a toggle is a job for the store's writer thread, which runs it whole once it
+    // reaches it (within a poll or two here): the control of a toggle that never ran is one
+    // dropped while another connection holds the database's write lock.
+    if let Some(path) = app.db.url.strip_prefix("sqlite://") {
+        let id = app.api.upload_new("Dropped CA while locked").await;
+        let holder = rusqlite::Connection::open(path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let toggle_ids = ToggleIds::parse(std::slice::from_ref(&id)).unwrap();
+        let toggle = app.store.toggle_certificates(
+            &org,
+            &Scope::Organization,
+            &toggle_ids,
+            true,
+            &Actor::System,
+        );
+        drop_after(3, toggle).await;
+        holder.execute_batch("ROLLBACK").unwrap();
+        ids.push(id);
+        writes_at_once(
+            &other,
+            "After a toggle dropped while the database was locked",
+        )
+        .await;
+    }
     for polls in 1..=20 {
         let id = app.api.upload_new(&format!("Dropped CA {polls}")).await;
         let toggle_ids = ToggleIds::parse(std::slice::from_ref(&id)).unwrap();
