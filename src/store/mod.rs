@@ -369,12 +369,17 @@ impl Store {
     }
 
     /// SQLite: a value that changes whenever anything is committed to the database file, read
-    /// after this call began. The read blocks (a mutex and a SQLite call), so it runs on the
-    /// blocking pool; the calls that arrive while one runs share the next (`coalesce`), so
-    /// under load one hop to the blocking pool serves many requests.
+    /// after this call began. Read in place from the WAL-index header when it can be (one
+    /// `pread`, no lock); otherwise from `PRAGMA data_version`, which blocks (a mutex and a
+    /// SQLite call), so it runs on the blocking pool, and the calls that arrive while one runs
+    /// share the next (`coalesce`): under load one hop to the blocking pool serves many
+    /// requests.
     async fn change_marker(&self) -> Option<Marker> {
         let local = self.sqlite.as_ref()?;
         let detector = local.changes.get()?.clone();
+        if let Some(marker) = detector.wal_index_marker() {
+            return Some(marker);
+        }
         local
             .markers
             .read(
@@ -382,7 +387,7 @@ impl Store {
                 move |()| {
                     let detector = detector.clone();
                     async move {
-                        tokio::task::spawn_blocking(move || detector.marker())
+                        tokio::task::spawn_blocking(move || detector.data_version_marker())
                             .await
                             .ok()
                             .flatten()

@@ -44,17 +44,33 @@ pub(super) fn file_path(url: &str) -> Option<&str> {
     (!path.is_empty() && !path.contains(":memory:")).then_some(path)
 }
 
-/// Dedicated read-only connections whose `PRAGMA data_version` changes whenever any other
-/// connection, in this process or another, commits to the file. Reading it costs about a
-/// microsecond, against tens for a query through the pool, so "has anything changed since?"
-/// is cheap to ask on every request. `data_version` values are per connection, so a marker is
-/// (connection, value); threads prefer a connection of their own to avoid contending.
+/// "Has anything been committed since?", cheaply enough to ask on every request, for commits
+/// from this process or any other on the same file.
 ///
-/// The calls block (a mutex and a SQLite call), so callers run them on the blocking pool.
-pub(super) struct ChangeDetector(Vec<Mutex<rusqlite::Connection>>);
+/// First choice: the WAL-index header in the `-shm` file, read with one `pread` and no lock.
+/// Every SQLite connection in WAL mode maps that file and, at each commit, rewrites its
+/// header (<https://www.sqlite.org/walformat.html>, "The WAL-Index Header"), whose `iChange`
+/// counts transactions. The header is written twice, the second copy first; readers begin
+/// their transactions from it, so once the first copy shows a commit, any read transaction
+/// begun afterwards sees that commit. Two copies that differ (a commit writing them), a header
+/// not yet initialised, or no `-shm` file fall back to the second choice.
+///
+/// Second choice: dedicated read-only connections whose `PRAGMA data_version` changes whenever
+/// any other connection commits. A read takes SQLite's locks (a few microseconds, and callers
+/// run it on the blocking pool); `data_version` values are per connection, so such a marker is
+/// (connection, value), and threads prefer a connection of their own to avoid contending.
+pub(super) struct ChangeDetector {
+    conns: Vec<Mutex<rusqlite::Connection>>,
+    /// The database's `-shm` file, read-only.
+    shm: Option<std::fs::File>,
+}
 
-/// (detector connection, its `data_version`): equal markers mean nothing was committed between.
+/// (source, value): equal markers mean nothing was committed between. The source is a
+/// detector connection's index, or [`WAL_INDEX`] for the WAL-index header.
 pub(super) type Marker = (usize, i64);
+
+/// The source of markers read from the WAL-index header.
+const WAL_INDEX: usize = usize::MAX;
 
 impl ChangeDetector {
     const CONNECTIONS: usize = 4;
@@ -68,8 +84,10 @@ impl ChangeDetector {
         let conns = (0..Self::CONNECTIONS)
             .map(|_| rusqlite::Connection::open_with_flags(path, flags).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>();
+        // Opened after the connections: the first connection in WAL mode creates it.
+        let shm = std::fs::File::open(format!("{path}-shm")).ok();
         match conns {
-            Ok(conns) => Some(ChangeDetector(conns)),
+            Ok(conns) => Some(ChangeDetector { conns, shm }),
             Err(e) => {
                 tracing::warn!(error = %e, "no SQLite change detector; every request will query");
                 None
@@ -77,22 +95,40 @@ impl ChangeDetector {
         }
     }
 
-    /// Blocking: run it on the blocking pool.
-    pub(super) fn marker(&self) -> Option<Marker> {
+    /// The marker from the WAL-index header, if it can be read (see [`ChangeDetector`]): one
+    /// `pread` of a file SQLite keeps mapped, so callers need not leave their thread for it.
+    pub(super) fn wal_index_marker(&self) -> Option<Marker> {
+        use std::os::unix::fs::FileExt;
+        // Two copies of the 48-byte header: iVersion, unused, iChange (offset 8), isInit
+        // (12), bigEndCksum, szPage, mxFrame (16), nPage, frame checksums, salts, checksums.
+        let mut both = [0u8; 96];
+        self.shm.as_ref()?.read_exact_at(&mut both, 0).ok()?;
+        let (first, second) = both.split_at(48);
+        if first != second || first[12] == 0 {
+            return None;
+        }
+        let word = |at: usize| {
+            u32::from_ne_bytes([first[at], first[at + 1], first[at + 2], first[at + 3]])
+        };
+        Some((WAL_INDEX, (i64::from(word(8)) << 32) | i64::from(word(16))))
+    }
+
+    /// The marker from `PRAGMA data_version`. Blocking: run it on the blocking pool.
+    pub(super) fn data_version_marker(&self) -> Option<Marker> {
         thread_local! {
             static SLOT: usize = {
                 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             };
         }
-        let own = SLOT.with(|s| *s) % self.0.len();
-        let (i, conn) = (0..self.0.len())
-            .map(|k| (own + k) % self.0.len())
-            .find_map(|i| self.0[i].try_lock().ok().map(|c| (i, c)))
+        let own = SLOT.with(|s| *s) % self.conns.len();
+        let (i, conn) = (0..self.conns.len())
+            .map(|k| (own + k) % self.conns.len())
+            .find_map(|i| self.conns[i].try_lock().ok().map(|c| (i, c)))
             .unwrap_or_else(|| {
                 (
                     own,
-                    self.0[own]
+                    self.conns[own]
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner),
                 )
@@ -126,5 +162,75 @@ impl KeyCache {
 
     pub(super) fn put(&self, digest: String, (conn, version): Marker, who: Authenticated) {
         self.0.insert((digest, conn), (version, who));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ChangeDetector, WAL_INDEX};
+
+    fn writer(path: &std::path::Path) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn the_wal_index_marker_moves_with_every_commit_from_any_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let one = writer(&path);
+        let detector = ChangeDetector::open(&format!("sqlite://{}", path.display())).unwrap();
+        let first = detector
+            .wal_index_marker()
+            .expect("read from the -shm file");
+        assert_eq!(first.0, WAL_INDEX);
+        assert_eq!(
+            detector.wal_index_marker(),
+            Some(first),
+            "no commit, same marker"
+        );
+
+        one.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        let second = detector.wal_index_marker().unwrap();
+        assert_ne!(second, first, "a commit moves it");
+        // Another connection (as another process would) and a commit after a checkpoint that
+        // restarts the WAL from its start.
+        let other = writer(&path);
+        other.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        let third = detector.wal_index_marker().unwrap();
+        assert_ne!(third, second);
+        other
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let checkpointed = detector.wal_index_marker().unwrap();
+        other.execute("INSERT INTO t VALUES (3)", []).unwrap();
+        let restarted = detector.wal_index_marker().unwrap();
+        assert_ne!(restarted, checkpointed);
+        assert_ne!(restarted, third);
+        // A read commits nothing.
+        let _: i64 = one
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(detector.wal_index_marker(), Some(restarted));
+    }
+
+    #[test]
+    fn without_a_wal_index_the_data_version_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = DELETE; CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        let detector = ChangeDetector::open(&format!("sqlite://{}", path.display())).unwrap();
+        assert_eq!(
+            detector.wal_index_marker(),
+            None,
+            "no -shm file in rollback mode"
+        );
+        let before = detector.data_version_marker().unwrap();
+        conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        assert_ne!(detector.data_version_marker(), Some(before));
     }
 }

@@ -191,10 +191,7 @@ fn run(
     }
 }
 
-fn run_batch(
-    conn: &rusqlite::Connection,
-    batch: Vec<Job>,
-) -> (Outcome, Vec<Answer>) {
+fn run_batch(conn: &rusqlite::Connection, batch: Vec<Job>) -> (Outcome, Vec<Answer>) {
     let mut answers = Vec::with_capacity(batch.len());
     let ran = (|| -> Result<()> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
