@@ -15,7 +15,8 @@
 //! file, the bounded wait for the server, the migration check), `error` (classifying driver
 //! errors), `tx` (the transaction macro, the organization
 //! lock, the trust generation), `group_commit` (SQLite's writer queue: transactions queued
-//! together share one commit), `sqlite_local` (SQLite's change detector and key cache),
+//! together share one commit), `sqlite_writer` (SQLite's writer thread: toggles run whole on
+//! a connection of its own), `sqlite_local` (SQLite's change detector and key cache),
 //! then one file per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the
 //! check every request makes), `key_usage` (`last_used_at`, flushed off the request path),
 //! `audit` (the audit log, appended inside each writing transaction), `certificates`,
