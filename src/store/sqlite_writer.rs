@@ -32,10 +32,15 @@ use super::{Result, StoreError};
 /// The most jobs one commit takes: a bound on how long the writer queue is held at once.
 const MAX_BATCH: usize = 64;
 
-/// A job the thread runs: `None` when it was skipped or refused (and answered already), else
-/// what answers it once the batch's outcome is known.
-type Job = Box<dyn FnOnce(&mut WriteTx<'_>) -> Step + Send>;
+/// A write sent to the thread.
+trait Job: Send {
+    /// Runs the body in the batch's transaction (inside its savepoint).
+    fn run(self: Box<Self>, tx: &mut WriteTx<'_>) -> Step;
+    /// The batch failed before reaching this job: answers with why.
+    fn fail(self: Box<Self>, outcome: &Outcome);
+}
 
+/// What running a job did.
 enum Step {
     /// The caller is gone, or waited past its deadline: nothing ran.
     Skipped,
@@ -48,9 +53,59 @@ enum Step {
 /// Answers a job whose writes are in the batch, with the batch's outcome.
 type Answer = Box<dyn FnOnce(&Outcome) + Send>;
 
+/// A caller's write: its body, and where its answer goes.
+struct Request<T, F> {
+    body: Arc<F>,
+    reply: oneshot::Sender<Result<T>>,
+    /// When the caller stops waiting for its turn (the store's timeout after sending).
+    deadline: Instant,
+    wait: Duration,
+}
+
+impl<T, F> Job for Request<T, F>
+where
+    T: Send + 'static,
+    F: Fn(&mut WriteTx<'_>) -> Result<T> + Send + Sync + 'static,
+{
+    fn run(self: Box<Self>, tx: &mut WriteTx<'_>) -> Step {
+        let Request {
+            body,
+            reply,
+            deadline,
+            wait,
+        } = *self;
+        if reply.is_closed() {
+            return Step::Skipped;
+        }
+        if Instant::now() > deadline {
+            let _ = reply.send(Err(StoreError::unavailable(format!(
+                "timed out after {wait:?} waiting for this process's turn to write"
+            ))));
+            return Step::Skipped;
+        }
+        match body(tx) {
+            Ok(value) => Step::Wrote(Box::new(move |outcome: &Outcome| {
+                let _ = reply.send(outcome.clone().into_result().map(|()| value));
+            })),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                Step::Refused
+            }
+        }
+    }
+
+    fn fail(self: Box<Self>, outcome: &Outcome) {
+        let why = match outcome.clone().into_result() {
+            Err(e) => e,
+            Ok(()) => StoreError::Internal("the batch ended before reaching this write".into()),
+        };
+        let _ = self.reply.send(Err(why));
+    }
+}
+
 /// The handle the store keeps: sends jobs to the thread.
 pub(super) struct SqliteWriter {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -108,26 +163,11 @@ impl SqliteWriter {
         F: Fn(&mut WriteTx<'_>) -> Result<T> + Send + Sync + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<T>>();
-        let deadline = Instant::now() + wait;
-        let job: Job = Box::new(move |tx| {
-            if reply.is_closed() {
-                return Step::Skipped;
-            }
-            if Instant::now() > deadline {
-                let _ = reply.send(Err(StoreError::unavailable(format!(
-                    "timed out after {wait:?} waiting for this process's turn to write"
-                ))));
-                return Step::Skipped;
-            }
-            match body(tx) {
-                Ok(value) => Step::Wrote(Box::new(move |outcome: &Outcome| {
-                    let _ = reply.send(outcome.clone().into_result().map(|()| value));
-                })),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    Step::Refused
-                }
-            }
+        let job: Box<dyn Job> = Box::new(Request {
+            body,
+            reply,
+            deadline: Instant::now() + wait,
+            wait,
         });
         let sent = match self.jobs.lock() {
             Ok(jobs) => jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok()),
@@ -171,12 +211,12 @@ fn open(path: &str, busy_timeout: Duration) -> rusqlite::Result<rusqlite::Connec
 /// them in one transaction with the writer queue held, then answers them.
 fn run(
     conn: &rusqlite::Connection,
-    jobs: &mpsc::Receiver<Job>,
+    jobs: &mpsc::Receiver<Box<dyn Job>>,
     queue: &Arc<tokio::sync::Mutex<Batch>>,
     runtime: &tokio::runtime::Handle,
 ) {
     while let Ok(first) = jobs.recv() {
-        let batch: Vec<Job> = std::iter::once(first)
+        let batch: Vec<Box<dyn Job>> = std::iter::once(first)
             .chain(jobs.try_iter().take(MAX_BATCH - 1))
             .collect();
         let mut turn = group_commit::take_blocking(queue, runtime);
@@ -191,16 +231,20 @@ fn run(
     }
 }
 
-fn run_batch(conn: &rusqlite::Connection, batch: Vec<Job>) -> (Outcome, Vec<Answer>) {
+/// Runs `batch` in one transaction; returns its outcome and the answers of the jobs that wrote.
+/// A failure part-way (SQLite refusing `BEGIN`, a savepoint or the commit) undoes the whole
+/// batch: the jobs that wrote hear the outcome, those not reached are failed with it.
+fn run_batch(conn: &rusqlite::Connection, batch: Vec<Box<dyn Job>>) -> (Outcome, Vec<Answer>) {
     let mut answers = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
     let ran = (|| -> Result<()> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        for job in batch {
+        for job in jobs.by_ref() {
             conn.execute_batch("SAVEPOINT certgate_write")?;
             let mut tx = WriteTx { conn };
             // A body that panicked is undone like a refused one; its caller hears that its
             // write was dropped, and the thread goes on serving the others.
-            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)))
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&mut tx)))
                 .unwrap_or(Step::Refused);
             match step {
                 Step::Wrote(answer) => {
@@ -216,18 +260,14 @@ fn run_batch(conn: &rusqlite::Connection, batch: Vec<Job>) -> (Outcome, Vec<Answ
         Ok(())
     })();
     let outcome = Outcome::of(&ran);
-    if ran.is_err() && !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
+    if ran.is_err() {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for job in jobs {
+            job.fail(&outcome);
+        }
     }
-    // A batch that failed part-way: the jobs not reached were dropped, and their callers
-    // hear so (`write_once`) and run them again; those that ran are undone and hear why.
-    let outcome = match outcome {
-        Outcome::Failed { why, .. } => Outcome::Failed {
-            retryable: true,
-            why,
-        },
-        Outcome::Committed => Outcome::Committed,
-    };
     (outcome, answers)
 }
 

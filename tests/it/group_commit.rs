@@ -17,6 +17,7 @@ use crate::pki;
 backend_tests!(
     writers_queued_together_share_a_commit,
     toggles_beside_other_writes_are_each_whole,
+    a_toggle_kept_from_the_database_is_unavailable_and_left_undone,
     abandoned_writers_leave_all_or_nothing,
     a_refused_write_leaves_no_transaction_open,
     a_write_dropped_at_any_await_is_all_or_nothing
@@ -96,12 +97,24 @@ async fn writers_queued_together_share_a_commit(app: TestApp) {
         "a refused toggle activated something"
     );
 
-    // On SQLite the writers queued together went through fewer commits than transactions.
+    // The 31 writes, and the key's first use (recorded in a transaction of its own).
+    commits_were_shared(&app, before, 31).await;
+}
+
+/// On SQLite, since `before`: at least `writes` writing transactions, acknowledged by fewer
+/// commits (those queued together shared one).
+async fn commits_were_shared(
+    app: &TestApp,
+    before: Option<certgate::store::GroupCommitStats>,
+    writes: u64,
+) {
     if let (Some(before), Some(after)) = (before, app.store.group_commit_stats().await) {
         let transactions = after.transactions - before.transactions;
         let commits = after.commits - before.commits;
-        // The 31 writes, and the key's first use (recorded in a transaction of its own).
-        assert!(transactions >= 31, "{transactions} writing transactions");
+        assert!(
+            transactions >= writes,
+            "{transactions} writing transactions"
+        );
         assert!(
             commits < transactions,
             "{transactions} transactions queued together took {commits} commits"
@@ -184,15 +197,47 @@ async fn toggles_beside_other_writes_are_each_whole(app: TestApp) {
         assert_eq!(created.get(id), Some(&1), "{id}: one certificate.created");
     }
 
-    if let (Some(before), Some(after)) = (before, app.store.group_commit_stats().await) {
-        let transactions = after.transactions - before.transactions;
-        let commits = after.commits - before.commits;
-        assert!(transactions >= 24, "{transactions} writing transactions");
+    commits_were_shared(&app, before, 24).await;
+}
+
+/// SQLite: another process holding the database's write lock past the store's timeout keeps
+/// the writer thread's whole batch from beginning. Each toggle in it is answered as
+/// unavailable (503, never a dropped answer or a 500) and writes nothing.
+async fn a_toggle_kept_from_the_database_is_unavailable_and_left_undone(app: TestApp) {
+    use certgate::domain::{Actor, OrgId, Scope, ToggleIds};
+    use certgate::store::{Store, StoreError, StoreOptions};
+
+    let Some(path) = app.db.url.strip_prefix("sqlite://") else {
+        return;
+    };
+    let id = app.api.upload_new("Kept from the database").await;
+    let mut options = StoreOptions::new(&app.db.url);
+    options.timeout = Duration::from_millis(200);
+    let impatient = Store::open(&options, app.clock.clone()).await.unwrap();
+    let holder = rusqlite::Connection::open(path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let org = OrgId::parse(&app.org_id).unwrap();
+    let ids = ToggleIds::parse(std::slice::from_ref(&id)).unwrap();
+    let toggles = (0..3).map(|_| {
+        impatient.toggle_certificates(&org, &Scope::Organization, &ids, true, &Actor::System)
+    });
+    let answers = tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(toggles))
+        .await
+        .expect("answered while the lock is held");
+    holder.execute_batch("ROLLBACK").unwrap();
+    for answer in answers {
         assert!(
-            commits < transactions,
-            "{transactions} transactions queued together took {commits} commits"
+            matches!(answer, Err(StoreError::Unavailable(_))),
+            "{answer:?}"
         );
     }
+    impatient.close().await;
+    let page = app.api.get("/organization/certificates").await;
+    assert_eq!(
+        page.ok()["data"][0]["active"],
+        false,
+        "nothing was activated"
+    );
 }
 
 async fn abandoned_writers_leave_all_or_nothing(app: TestApp) {
