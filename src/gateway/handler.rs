@@ -6,7 +6,8 @@
 //! that organization. Either header given twice is refused rather than guessed at.
 //!
 //! The chain work of a decision runs on [`ChainPool`], off the async workers, once per
-//! connection and anchor; everything else is a few hash lookups.
+//! connection and anchor, and not at all for a chain whose genuine path another connection
+//! found ([`trust::CheckCache`]); everything else is a few hash lookups.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,7 +79,17 @@ pub(super) async fn admit(
         return Err(Rejection::CertificateRequired);
     };
     let mut checks = peer.checks().lock().await;
-    let missing = checks.missing(&index, chain, scope.organization, now);
+    let mut missing = checks.missing(&index, chain, scope.organization, now);
+    // Paths another connection already found for the same chain cost nothing.
+    missing.retain(
+        |(group, _)| match shared.chain_cache.get(chain, group, now) {
+            Some(check) => {
+                checks.insert(*group, check);
+                false
+            }
+            None => true,
+        },
+    );
     if !missing.is_empty() {
         shared
             .chain_pool
@@ -105,6 +116,7 @@ pub(super) async fn admit(
         };
         // A check that could not run counts as not verifying: it can only refuse.
         for (group, check) in done.unwrap_or_default() {
+            shared.chain_cache.put(chain, group, &check);
             checks.insert(group, check);
         }
     }

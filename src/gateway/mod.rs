@@ -145,6 +145,7 @@ impl Gateway {
                 default_organization: options.default_organization,
                 algs: tls::provider().signature_verification_algorithms,
                 chain_pool: handler::ChainPool::for_this_machine(),
+                chain_cache: crate::trust::CheckCache::default(),
                 refusals: handler::RefusalLog::default(),
                 upgrades,
                 upgrade_idle_timeout: options.upgrade_idle_timeout,

@@ -109,6 +109,8 @@ pub struct Shared {
     pub default_organization: Option<String>,
     pub algs: rustls::crypto::WebPkiSupportedAlgorithms,
     pub chain_pool: ChainPool,
+    /// Genuine paths found by earlier connections, reused by the next ones with the same chain.
+    pub chain_cache: crate::trust::CheckCache,
     pub refusals: RefusalLog,
     pub upgrades: std::sync::Arc<UpgradeStats>,
     /// An upgraded connection with no frame either way for this long is closed.

@@ -22,7 +22,7 @@ pub mod filter;
 pub mod index;
 pub mod snapshot;
 
-pub use chain::{AnchorCheck, ChainChecks, ChainProblem, PeerChain, MAX_INTERMEDIATES};
+pub use chain::{AnchorCheck, ChainChecks, ChainProblem, CheckCache, PeerChain, MAX_INTERMEDIATES};
 pub use decide::{decide, precheck, Admission, Rejection, RejectionKind, Scope, Untrusted};
 pub use filter::ClientFilter;
 pub use index::{AnchorGroup, ParsedAnchor, TrustIndex};

@@ -17,6 +17,7 @@ use crate::pki;
 backend_tests!(
     crafted_chains_cost_bounded_work_and_legitimate_clients_get_in,
     chain_work_is_not_redone_when_headers_change,
+    a_client_reconnecting_with_its_chain_costs_no_new_check,
     reserved_headers_in_any_spelling_never_reach_the_upstream,
     duplicated_scope_headers_are_refused,
     the_project_header_names_a_live_project_of_the_organization,
@@ -141,6 +142,40 @@ async fn chain_work_is_not_redone_when_headers_change(app: TestApp) {
 
 /// `X_Certgate_Project`, `x_client_cert_sha256`, `OpenAI_Project`: headers that a WSGI
 /// upstream would read as the gateway's own or as a scope header are removed, in any case.
+/// A genuine path is remembered across connections (`trust::CheckCache`): a client that
+/// reconnects with the same chain is admitted with no new signature check, while the decision
+/// itself is made afresh (a deactivated CA refuses it at once), and another leaf is checked.
+async fn a_client_reconnecting_with_its_chain_costs_no_new_check(app: TestApp) {
+    let (gw, _up) = setup(&app).await;
+    let ca = pki::ca("Reconnect CA");
+    let id = app.api.upload_active(&ca).await;
+    caught_up(&app, &gw).await;
+    let leaf = good_leaf(&ca);
+    once(&gw, Some(&leaf), &[]).await.admitted();
+    let after_first = gw.gateway.chain_checks_run();
+    assert!(after_first >= 1);
+    for _ in 0..3 {
+        once(&gw, Some(&leaf), &[]).await.admitted();
+    }
+    assert_eq!(
+        gw.gateway.chain_checks_run(),
+        after_first,
+        "reconnections with the same chain"
+    );
+    once(&gw, Some(&good_leaf(&ca)), &[]).await.admitted();
+    assert_eq!(
+        gw.gateway.chain_checks_run(),
+        after_first + 1,
+        "another leaf is checked"
+    );
+
+    app.api.toggle_org("deactivate", &[&id]).await;
+    caught_up(&app, &gw).await;
+    once(&gw, Some(&leaf), &[])
+        .await
+        .refused(403, "client_certificate_untrusted");
+}
+
 async fn reserved_headers_in_any_spelling_never_reach_the_upstream(app: TestApp) {
     let (gw, up) = setup(&app).await;
     let ca = pki::ca("Org CA");
