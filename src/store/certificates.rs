@@ -50,7 +50,7 @@ struct Toggle {
     now: i64,
     /// The named certificates, read after the organization's lock.
     select: Statement,
-    /// The change of flags or activations (refused ids aside, it is the same statement).
+    /// The change: the organization flags, or the project's activations.
     change: Statement,
 }
 

@@ -10,14 +10,14 @@
 //!
 //! The same guarantees as [`super::group_commit`], which the other writes use: each job runs in
 //! a savepoint of the batch's transaction (all or nothing), is answered only after the commit
-//! (durable), and a failed commit fails every job in it (their callers run them again). The
-//! two take turns through the same writer queue: the thread takes it for each batch, first
-//! committing a group-commit batch left open, so SQLite's one write lock is never fought over
-//! inside the process.
+//! (durable), and a failed batch fails every job in it with its error (a transient one is run
+//! again by the caller, as `in_transaction!` does). The two take turns through the same writer
+//! queue: the thread takes it for each batch, first committing a group-commit batch left open,
+//! so SQLite's one write lock is never fought over inside the process.
 //!
-//! A job whose caller has gone (a client that hung up, a request that timed out) before the
-//! thread reaches it is skipped; once started it runs to its commit, as a group-commit member
-//! past its body does.
+//! A job whose caller has gone (a client that hung up) or that waited past `--db-timeout`
+//! before the thread reached it is skipped; once started it runs to its commit, as a
+//! group-commit member past its body does.
 
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
