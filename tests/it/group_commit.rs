@@ -342,15 +342,7 @@ async fn a_write_dropped_at_any_await_is_all_or_nothing(app: TestApp) {
         let id = app.api.upload_new("Dropped CA while locked").await;
         let holder = rusqlite::Connection::open(path).unwrap();
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let toggle_ids = ToggleIds::parse(std::slice::from_ref(&id)).unwrap();
-        let toggle = app.store.toggle_certificates(
-            &org,
-            &Scope::Organization,
-            &toggle_ids,
-            true,
-            &Actor::System,
-        );
-        drop_after(3, toggle).await;
+        activate_dropped_after(&app, &org, &id, 3).await;
         holder.execute_batch("ROLLBACK").unwrap();
         ids.push(id);
         writes_at_once(
@@ -361,15 +353,7 @@ async fn a_write_dropped_at_any_await_is_all_or_nothing(app: TestApp) {
     }
     for polls in 1..=20 {
         let id = app.api.upload_new(&format!("Dropped CA {polls}")).await;
-        let toggle_ids = ToggleIds::parse(std::slice::from_ref(&id)).unwrap();
-        let toggle = app.store.toggle_certificates(
-            &org,
-            &Scope::Organization,
-            &toggle_ids,
-            true,
-            &Actor::System,
-        );
-        drop_after(polls, toggle).await;
+        activate_dropped_after(&app, &org, &id, polls).await;
         ids.push(id);
         // No other writer comes to this process's queue; another process writes at once.
         writes_at_once(&other, &format!("After a toggle dropped at poll {polls}")).await;
@@ -430,6 +414,22 @@ async fn a_write_dropped_at_any_await_is_all_or_nothing(app: TestApp) {
         ids.iter().any(|id| !active[id]),
         "some toggle was dropped: {active:?} {events:?}"
     );
+}
+
+/// Activates `id` in the organization through the store, dropping the call after `polls`
+/// polls (see [`drop_after`]).
+async fn activate_dropped_after(
+    app: &TestApp,
+    org: &certgate::domain::OrgId,
+    id: &str,
+    polls: usize,
+) {
+    use certgate::domain::{Actor, Scope, ToggleIds};
+    let ids = ToggleIds::parse(&[id.to_owned()]).unwrap();
+    let toggle =
+        app.store
+            .toggle_certificates(org, &Scope::Organization, &ids, true, &Actor::System);
+    drop_after(polls, toggle).await;
 }
 
 /// A second store on the test's database, as another process would open it.
