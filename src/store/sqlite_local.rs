@@ -52,8 +52,10 @@ pub(super) fn file_path(url: &str) -> Option<&str> {
 /// header (<https://www.sqlite.org/walformat.html>, "The WAL-Index Header"), whose `iChange`
 /// counts transactions. The header is written twice, the second copy first; readers begin
 /// their transactions from it, so once the first copy shows a commit, any read transaction
-/// begun afterwards sees that commit. Two copies that differ (a commit writing them), a header
-/// not yet initialised, or no `-shm` file fall back to the second choice.
+/// begun afterwards sees that commit. SQLite deletes the `-shm` file only when the last
+/// connection to the database closes, and this detector's own connections stay open, so the
+/// file read is the one every process maps. Two copies that differ (a commit writing them), a
+/// header not yet initialised, or no `-shm` file fall back to the second choice.
 ///
 /// Second choice: dedicated read-only connections whose `PRAGMA data_version` changes whenever
 /// any other connection commits. A read takes SQLite's locks (a few microseconds, and callers
