@@ -62,7 +62,7 @@ const TOGGLE_STEPS: [&str; 9] = [
     "commit (per toggle)",
 ];
 
-/// The toggle's SQL as certgate runs it (`store::certificates::toggle_certificates`,
+/// The toggle's SQL as certgate runs it (`store::toggles`: `Toggle::new` and `Toggle::decide`,
 /// `store::audit::TxAudit`, `store::tx`), with its parameters in the same places.
 fn sqlite_toggles(path: &str, seconds: Duration) -> anyhow::Result<(u64, Vec<f64>)> {
     let batch: u64 = match std::env::var("BATCH") {

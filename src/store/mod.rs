@@ -20,6 +20,7 @@
 //! then one file per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the
 //! check every request makes), `key_usage` (`last_used_at`, flushed off the request path),
 //! `audit` (the audit log, appended inside each writing transaction), `certificates`,
+//! `toggles` (activations, all or nothing),
 //! `rotation` (one CA taking over from another everywhere at once), `revocations` (the
 //! deny-list and CRLs), `projects`, `trust` (what the gateway reads), `metrics` (what a
 //! metrics scrape reads).
@@ -40,6 +41,7 @@ mod revocations;
 mod rotation;
 mod sqlite_local;
 mod sqlite_writer;
+mod toggles;
 mod trust;
 mod tx;
 
