@@ -72,32 +72,21 @@ impl From<SharedError> for StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match classify(&e) {
-            Class::Retryable => StoreError::Retryable(Box::new(e)),
-            Class::Unavailable => StoreError::Unavailable(Box::new(e)),
-            Class::Internal => StoreError::Internal(Box::new(e)),
-        }
+        classify(&e).wrap(e)
     }
 }
 
 /// From SQLite's writer thread ([`super::sqlite_writer`]), classified as sqlx's SQLite errors
-/// are: BUSY once the busy timeout is waited out is unavailable, LOCKED and the extended BUSY
-/// codes are worth running again.
+/// are ([`sqlite_class`]).
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         let class = match &e {
-            rusqlite::Error::SqliteFailure(failure, _) => match failure.extended_code {
-                5 => Class::Unavailable,
-                n if n & 0xff == 5 || n & 0xff == 6 => Class::Retryable,
-                _ => Class::Internal,
-            },
+            rusqlite::Error::SqliteFailure(failure, _) => {
+                sqlite_class(failure.extended_code).unwrap_or(Class::Internal)
+            }
             _ => Class::Internal,
         };
-        match class {
-            Class::Retryable => StoreError::Retryable(Box::new(e)),
-            Class::Unavailable => StoreError::Unavailable(Box::new(e)),
-            Class::Internal => StoreError::Internal(Box::new(e)),
-        }
+        class.wrap(e)
     }
 }
 
@@ -107,6 +96,27 @@ enum Class {
     Internal,
 }
 
+impl Class {
+    fn wrap(self, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        match self {
+            Class::Retryable => StoreError::Retryable(Box::new(e)),
+            Class::Unavailable => StoreError::Unavailable(Box::new(e)),
+            Class::Internal => StoreError::Internal(Box::new(e)),
+        }
+    }
+}
+
+/// A SQLite result code (extended codes keep the primary one in the low byte): BUSY, the busy
+/// timeout already waited out, is unavailable; LOCKED and the extended BUSY codes (e.g.
+/// `BUSY_SNAPSHOT`) are worth running the transaction again. `None` for the other codes.
+fn sqlite_class(code: i32) -> Option<Class> {
+    match code {
+        5 => Some(Class::Unavailable),
+        n if n & 0xff == 5 || n & 0xff == 6 => Some(Class::Retryable),
+        _ => None,
+    }
+}
+
 fn classify(e: &sqlx::Error) -> Class {
     match e {
         sqlx::Error::Database(db) => {
@@ -114,19 +124,14 @@ fn classify(e: &sqlx::Error) -> Class {
                 .code()
                 .map(std::borrow::Cow::into_owned)
                 .unwrap_or_default();
+            // SQLite's codes are numbers (none of the SQLSTATEs named below reads as a BUSY or
+            // LOCKED one).
+            if let Some(class) = code.parse::<i32>().ok().and_then(sqlite_class) {
+                return class;
+            }
             match code.as_str() {
                 // PostgreSQL serialization failure and deadlock.
                 "40001" | "40P01" => Class::Retryable,
-                // SQLite BUSY: the busy timeout has already been waited out.
-                "5" => Class::Unavailable,
-                // SQLite LOCKED and the extended BUSY codes (e.g. BUSY_SNAPSHOT), which keep
-                // the primary code in the low byte: run the transaction again.
-                c if c
-                    .parse::<i32>()
-                    .is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6) =>
-                {
-                    Class::Retryable
-                }
                 // query_canceled (statement_timeout), lock_not_available (lock_timeout),
                 // shutdown, connection exceptions.
                 c if c == "57014"
