@@ -157,6 +157,14 @@ const PG_WRITERS: usize = 2;
 type KeyRead = std::result::Result<Option<(String, Authenticated)>, error::SharedError>;
 type KeyReads = coalesce::Coalescer<String, KeyRead>;
 
+/// Every SQLite connection's settings besides WAL mode (the file's, set once) and the busy
+/// timeout: durable commits, enforced foreign keys, and savepoint journals in memory. Each
+/// writer of a group commit runs in a savepoint, whose undo records (the statement journal)
+/// otherwise go to a temporary file: about a tenth of the writer thread's time in a profile
+/// of toggles. They only ever undo a savepoint, never a crash.
+pub(super) const SQLITE_PRAGMAS: &str =
+    "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
+
 /// `$first, $first+1, …`: `n` numbered parameters, for an `IN (…)` list.
 pub(super) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
@@ -251,15 +259,9 @@ impl Store {
                     match backend {
                         Backend::Sqlite => {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = FULL").await?;
                             conn.execute(format!("PRAGMA busy_timeout = {timeout_ms}").as_str())
                                 .await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                            // Each writer of a group commit runs in a savepoint, whose undo
-                            // records (the statement journal) otherwise go to a temporary file:
-                            // about a tenth of the writer thread's time in a profile of
-                            // toggles. They only ever undo a savepoint, never a crash.
-                            conn.execute("PRAGMA temp_store = MEMORY").await?;
+                            conn.execute(SQLITE_PRAGMAS).await?;
                         }
                         Backend::Postgres => {
                             conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())

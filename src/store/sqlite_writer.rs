@@ -200,10 +200,8 @@ fn open(path: &str, busy_timeout: Duration) -> rusqlite::Result<rusqlite::Connec
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = rusqlite::Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(busy_timeout)?;
-    // As the pool's connections (`Store::connect_to`): the file is already in WAL mode.
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
-    )?;
+    // As the pool's connections; the file is already in WAL mode.
+    conn.execute_batch(super::SQLITE_PRAGMAS)?;
     Ok(conn)
 }
 
