@@ -34,11 +34,17 @@ pub struct ProjectRef {
 /// transaction; they keep the order in which they were appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditEvent {
-    CertificateCreated(CertificateRef),
-    /// One per modify call, whatever it changed; the name (and client filter) after it.
-    CertificateUpdated {
+    /// An upload, with the client filter it set (spec §13.5: a filter set at upload is in the
+    /// log like any other change of who may connect).
+    CertificateCreated {
         certificate: CertificateRef,
         client_filter: Option<String>,
+    },
+    /// One per modify call, whatever it changed; the name after it, and the client filter
+    /// (see [`FilterChange`]).
+    CertificateUpdated {
+        certificate: CertificateRef,
+        client_filter: FilterChange,
     },
     CertificateDeleted {
         certificate: CertificateRef,
@@ -75,6 +81,32 @@ pub enum AuditEvent {
     CrlDeleted(CertificateId),
 }
 
+/// What a `certificate.updated` event says of the client filter. Clearing a filter widens who
+/// may connect, so it must never read like a call that left the filter alone (spec §13.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterChange {
+    /// The call did not name the filter and the certificate has none: the payload has no
+    /// `client_filter`.
+    Untouched,
+    /// The filter in force after the call (set by it, or kept from before): `client_filter`
+    /// is this string.
+    InForce(String),
+    /// The call cleared the filter: `client_filter` is null.
+    Cleared,
+}
+
+impl FilterChange {
+    /// The change made by a call that set the filter to `requested` (`None`: the call did not
+    /// name it), on a certificate whose filter is `after` once the call is done.
+    pub fn of(requested: Option<&Option<String>>, after: Option<&String>) -> FilterChange {
+        match (requested, after) {
+            (_, Some(filter)) => FilterChange::InForce(filter.clone()),
+            (Some(None), None) => FilterChange::Cleared,
+            (None | Some(Some(_)), None) => FilterChange::Untouched,
+        }
+    }
+}
+
 /// Every event type certgate writes, as `type` spells it.
 pub const AUDIT_EVENT_TYPES: &[&str] = &[
     "certificate.created",
@@ -97,7 +129,7 @@ impl AuditEvent {
     /// The event's `type` (also the name of its payload property).
     pub fn kind(&self) -> &'static str {
         match self {
-            AuditEvent::CertificateCreated(_) => "certificate.created",
+            AuditEvent::CertificateCreated { .. } => "certificate.created",
             AuditEvent::CertificateUpdated { .. } => "certificate.updated",
             AuditEvent::CertificateDeleted { .. } => "certificate.deleted",
             AuditEvent::CertificatesActivated { .. } => "certificates.activated",
@@ -131,7 +163,7 @@ impl AuditEvent {
     /// toggle is about each certificate it names, not about its project.
     pub fn resource_ids(&self) -> Vec<&str> {
         match self {
-            AuditEvent::CertificateCreated(c)
+            AuditEvent::CertificateCreated { certificate: c, .. }
             | AuditEvent::CertificateUpdated { certificate: c, .. }
             | AuditEvent::CertificateDeleted { certificate: c, .. } => vec![c.id.as_str()],
             AuditEvent::CertificatesActivated { certificates, .. }
@@ -172,9 +204,28 @@ mod tests {
         assert!(AUDIT_EVENT_TYPES.contains(&toggle.kind()));
         assert_eq!(toggle.resource_ids(), ["cert_b", "cert_a"]);
         assert_eq!(toggle.project(), Some(&project));
-        let created = AuditEvent::CertificateCreated(cert("cert_a"));
+        let created = AuditEvent::CertificateCreated {
+            certificate: cert("cert_a"),
+            client_filter: None,
+        };
         assert_eq!(created.project(), None);
         let archived = AuditEvent::ProjectArchived(project);
         assert_eq!(archived.resource_ids(), ["proj_p"]);
+    }
+
+    #[test]
+    fn a_cleared_filter_is_never_an_untouched_one() {
+        let set = Some("true".to_owned());
+        assert_eq!(FilterChange::of(Some(&None), None), FilterChange::Cleared);
+        assert_eq!(FilterChange::of(None, None), FilterChange::Untouched);
+        assert_eq!(
+            FilterChange::of(Some(&set), set.as_ref()),
+            FilterChange::InForce("true".into())
+        );
+        assert_eq!(
+            FilterChange::of(None, set.as_ref()),
+            FilterChange::InForce("true".into()),
+            "a rename keeps naming the filter in force (spec §12.2)"
+        );
     }
 }

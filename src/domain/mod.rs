@@ -15,7 +15,7 @@ mod page;
 mod revocation;
 mod rules;
 
-pub use audit::{Actor, AuditEvent, CertificateRef, ProjectRef, AUDIT_EVENT_TYPES};
+pub use audit::{Actor, AuditEvent, CertificateRef, FilterChange, ProjectRef, AUDIT_EVENT_TYPES};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::DomainError;
 pub use ids::{

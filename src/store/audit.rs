@@ -14,8 +14,8 @@ use sqlx::Row;
 use super::tx::{in_transaction, run_together, Statement};
 use super::{Result, Store};
 use crate::domain::{
-    owner_user_id, unknown_cursor, Actor, AuditEvent, AuditEventId, CertificateRef, KeyId, OrgId,
-    Page,
+    owner_user_id, unknown_cursor, Actor, AuditEvent, AuditEventId, CertificateRef, FilterChange,
+    KeyId, OrgId, Page,
 };
 
 /// The audit events of one writing transaction, in the order they are appended. Make exactly
@@ -119,14 +119,25 @@ fn payload(event: &AuditEvent) -> Value {
             .collect()
     };
     match event {
-        AuditEvent::CertificateCreated(c) => json!({"id": c.id.as_str(), "name": c.name}),
-        AuditEvent::CertificateUpdated {
+        AuditEvent::CertificateCreated {
             certificate: c,
             client_filter,
         } => {
             let mut payload = json!({"id": c.id.as_str(), "name": c.name});
             if let Some(filter) = client_filter {
                 payload["client_filter"] = json!(filter);
+            }
+            payload
+        }
+        AuditEvent::CertificateUpdated {
+            certificate: c,
+            client_filter,
+        } => {
+            let mut payload = json!({"id": c.id.as_str(), "name": c.name});
+            match client_filter {
+                FilterChange::Untouched => {}
+                FilterChange::InForce(filter) => payload["client_filter"] = json!(filter),
+                FilterChange::Cleared => payload["client_filter"] = serde_json::Value::Null,
             }
             payload
         }

@@ -11,8 +11,8 @@ use super::tx::{bump_trust_generation, in_transaction, lock_organization, Column
 use super::{Result, Store};
 use crate::domain::{
     self, unknown_cursor, Activations, Actor, AuditEvent, Certificate, CertificateId,
-    CertificateInclude, CertificateRef, DomainError, Order, OrgId, Page, PageRequest, ProjectId,
-    ScopedCertificate,
+    CertificateInclude, CertificateRef, DomainError, FilterChange, Order, OrgId, Page, PageRequest,
+    ProjectId, ScopedCertificate,
 };
 use crate::x509::ParsedCa;
 
@@ -96,12 +96,15 @@ impl Store {
             .bind(client_filter.clone())
             .execute(&mut *tx)
             .await?;
-            let created = CertificateRef {
-                id: id.clone(),
-                name: name.clone(),
+            let created = AuditEvent::CertificateCreated {
+                certificate: CertificateRef {
+                    id: id.clone(),
+                    name: name.clone(),
+                },
+                client_filter: client_filter.clone(),
             };
             TxAudit::new(org, seq, now, actor)
-                .append(tx, &AuditEvent::CertificateCreated(created))
+                .append(tx, &created)
                 .await?;
             Ok(Certificate {
                 id,
@@ -198,7 +201,10 @@ impl Store {
                     id: cert.id.clone(),
                     name: cert.name.clone(),
                 },
-                client_filter: cert.client_filter.clone(),
+                client_filter: FilterChange::of(
+                    client_filter.as_ref(),
+                    cert.client_filter.as_ref(),
+                ),
             };
             TxAudit::new(org, seq, now, actor)
                 .append(tx, &updated)

@@ -92,7 +92,7 @@ pub struct AuditLog {
     #[schema(nullable = false)]
     project: Option<AuditProject>,
     #[schema(rename = "certificate.created", nullable = false)]
-    certificate_created: Option<AuditCertificate>,
+    certificate_created: Option<AuditCertificateCreated>,
     #[schema(rename = "certificate.updated", nullable = false)]
     certificate_updated: Option<AuditCertificateUpdated>,
     #[schema(rename = "certificate.deleted", nullable = false)]
@@ -164,6 +164,18 @@ pub struct AuditCertificate {
     /// Null for an unnamed certificate.
     #[schema(required = true)]
     name: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AuditCertificateCreated {
+    id: String,
+    /// Null for an unnamed certificate.
+    #[schema(required = true)]
+    name: Option<String>,
+    /// certgate's extension: present when the upload set a client filter.
+    #[schema(nullable = false)]
+    client_filter: Option<String>,
 }
 
 #[derive(ToSchema)]

@@ -41,7 +41,8 @@ async fn filters_are_set_shown_and_cleared(app: TestApp) {
     );
     let cleared = app.api.post(&path, json!({"client_filter": null})).await;
     assert!(cleared.ok().get("client_filter").is_none());
-    // certificate.updated carries the filter after the change, when there is one.
+    // certificate.updated carries the filter after the change when there is one, and null
+    // when the call cleared it (spec §13.5: clearing widens trust, so it must show).
     let events = app
         .api
         .get(&format!(
@@ -50,13 +51,48 @@ async fn filters_are_set_shown_and_cleared(app: TestApp) {
         .await;
     let events = events.ok()["data"].as_array().unwrap().clone();
     assert_eq!(events.len(), 3);
-    assert!(events[0]["certificate.updated"]
-        .get("client_filter")
-        .is_none());
+    assert_eq!(
+        events[0]["certificate.updated"],
+        json!({"id": id, "name": "renamed", "client_filter": null})
+    );
     assert_eq!(events[1]["certificate.updated"]["client_filter"], cn);
     assert_eq!(
         events[2]["certificate.updated"],
         json!({"id": id, "name": "renamed", "client_filter": SPIFFE})
+    );
+    // A rename of a certificate without a filter says nothing of filters.
+    let plain_id = plain.id();
+    app.api
+        .post(
+            &format!("/organization/certificates/{plain_id}"),
+            json!({"name": "plain"}),
+        )
+        .await
+        .ok();
+    // certificate.created carries the filter set at upload, and only then.
+    let created = app
+        .api
+        .get("/organization/audit_logs?event_types[]=certificate.created&event_types[]=certificate.updated")
+        .await;
+    let created = created.ok()["data"].as_array().unwrap().clone();
+    let payload = |kind: &str, of: &str| {
+        created
+            .iter()
+            .find(|e| e["type"] == kind && e[kind]["id"] == of)
+            .map(|e| e[kind].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        payload("certificate.created", &id),
+        json!({"id": id, "name": null, "client_filter": SPIFFE})
+    );
+    assert_eq!(
+        payload("certificate.created", &plain_id),
+        json!({"id": plain_id, "name": null})
+    );
+    assert_eq!(
+        payload("certificate.updated", &plain_id),
+        json!({"id": plain_id, "name": "plain"})
     );
 }
 
