@@ -209,3 +209,46 @@ fn systemd_verify_output_check_catches_a_typo() {
     };
     assert!(output.contains("NoNewPrivilegs"), "{output}");
 }
+
+/// The packaged configuration sends the first admin key to a 0600 file, never to stdout
+/// (which systemd hands to the journal): `serve` run with exactly the settings
+/// `dist/certgate.env` makes (its state directory moved to a temporary one) prints no key.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packaged_settings_keep_the_first_key_out_of_the_journal() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let state = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(dist("certgate.env")).expect("dist/certgate.env");
+    let settings: Vec<(String, String)> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v.replace("/var/lib/certgate", &state.path().display().to_string());
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let key_file = settings
+        .iter()
+        .find(|(k, _)| k == "CERTGATE_ADMIN_KEY_FILE")
+        .map(|(_, v)| PathBuf::from(v))
+        .expect("dist/certgate.env sets CERTGATE_ADMIN_KEY_FILE");
+    let env: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut serve = crate::process::Process::spawn(&["serve", "--listen", "127.0.0.1:0"], &env);
+    serve.listening("certgate serve listening").await;
+    serve.terminate_and_wait();
+    assert_eq!(
+        serve.bootstrap_key(),
+        None,
+        "no key on stdout or in the logs:\n{}",
+        serve.output()
+    );
+    let written = std::fs::read_to_string(&key_file).expect("the key file");
+    assert!(written.trim().starts_with("sk-admin-"), "{written}");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{:o}", mode & 0o777);
+}
