@@ -1,6 +1,6 @@
 //! `GET /openapi.json` (spec §12.7): served without a key, the same document `api::openapi()`
 //! builds, and, for every path and method OpenAI's reference
-//! (`../shared/openai-admin-subset.yaml`) shares with certgate, structurally compatible with
+//! (`tests/data/openai-admin-subset.json`) shares with certgate, structurally compatible with
 //! it.
 //!
 //! "Compatible" is judged in the direction a client feels:
@@ -82,19 +82,11 @@ const KNOWN: &[(&str, &str)] = &[
     ),
 ];
 
-fn reference_path() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/openai-admin-subset.yaml")
-}
+/// OpenAI's reference, kept in the repository as data (see tests/data/README.md).
+const REFERENCE: &str = include_str!("../data/openai-admin-subset.json");
 
 fn reference() -> Value {
-    let path = reference_path();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (CI has ../shared beside the checkout)",
-            path.display()
-        )
-    });
-    serde_yaml::from_str(&text).expect("the reference is YAML")
+    serde_json::from_str(REFERENCE).expect("tests/data/openai-admin-subset.json is JSON")
 }
 
 fn served() -> Value {
@@ -518,7 +510,8 @@ fn shared_paths_agree_with_the_reference() {
     let mut report = String::new();
     if !unexpected.is_empty() {
         report.push_str(
-            "certgate's /openapi.json differs from ../shared/openai-admin-subset.yaml:\n",
+            "certgate's /openapi.json differs from OpenAI's reference \
+             (tests/data/openai-admin-subset.json):\n",
         );
         for f in &unexpected {
             let _ = writeln!(report, "  - {f}");
