@@ -13,6 +13,7 @@
     clippy::cast_possible_wrap
 )]
 
+use anyhow::Context as _;
 use axum::body::Bytes;
 use axum::http::header;
 use axum::routing::get;
@@ -47,17 +48,18 @@ fn page() -> Bytes {
         "last_id": last,
         "has_more": false,
     });
-    Bytes::from(serde_json::to_vec(&body).expect("a JSON value serializes"))
+    // A `Value`'s `Display` is its compact JSON, the bytes `serde_json::to_vec` would give.
+    Bytes::from(body.to_string())
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let first = args.next();
     let body = page();
     if first.as_deref() == Some("--size") {
         println!("{}", body.len());
-        return;
+        return Ok(());
     }
     let addr = first.unwrap_or_else(|| "127.0.0.1:8090".to_string());
     let app = Router::new().route(
@@ -69,18 +71,17 @@ async fn main() {
     );
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        .with_context(|| format!("bind {addr}"))?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
     eprintln!("bare_axum listening on {addr}");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
+        .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
         })
         .await
-        .expect("serve");
+        .context("serve")
 }

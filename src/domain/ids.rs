@@ -74,10 +74,10 @@ pub type AuditEventId = Id<AuditEventKind>;
 pub type RevokedCertificateId = Id<RevokedCertificateKind>;
 
 impl<K: IdKind> Id<K> {
-    /// A new random id with the kind's prefix (96 random bits).
+    /// A new random id with the kind's prefix: 96 random bits as 24 lowercase hex digits.
     pub fn generate() -> Self {
-        let raw = uuid::Uuid::new_v4().simple().to_string();
-        Id::trusted(format!("{}{}", K::PREFIX, &raw[..24]))
+        let bits: [u8; 12] = rand::random();
+        Id::trusted(format!("{}{}", K::PREFIX, hex::encode(bits)))
     }
 
     /// Parses a client-supplied id; anything that cannot be an id of this kind is answered
@@ -199,6 +199,25 @@ mod tests {
         assert!(CertificateId::parse(&format!("cert_{}", "a".repeat(200))).is_err());
         let generated = ProjectId::generate();
         assert!(ProjectId::parse(generated.as_str()).is_ok());
+    }
+
+    #[test]
+    fn generated_ids_are_the_prefix_and_24_hex_digits() {
+        let ids: Vec<KeyId> = (0..64).map(|_| KeyId::generate()).collect();
+        for id in &ids {
+            let tail = id.as_str().strip_prefix(KeyKind::PREFIX).unwrap();
+            assert_eq!(tail.len(), 24, "{}", id.as_str());
+            assert!(tail.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        }
+        // All 96 bits vary: every hex position takes more than one value across the sample
+        // (uuid's v4 fixed a version and a variant digit).
+        for pos in 0..24 {
+            let digits: std::collections::BTreeSet<u8> = ids
+                .iter()
+                .map(|id| id.as_str().as_bytes()[KeyKind::PREFIX.len() + pos])
+                .collect();
+            assert!(digits.len() > 1, "position {pos} never varies");
+        }
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl TestDb {
             }
             Db::Postgres => {
                 let base = pg_base_url();
-                let schema = format!("certgate_test_{}", uuid::Uuid::new_v4().simple());
+                let schema = format!("certgate_test_{:032x}", rand::random::<u128>());
                 let created = async {
                     use sqlx::Connection;
                     // A refused connection fails at once; the bound is for a server that
