@@ -1,5 +1,5 @@
 //! Benchmark helper for `bench/hostile/run.sh`: how long a legitimate client's handshake +
-//! request takes while hostile clients send crafted chains (spec §12.9).
+//! request takes while hostile clients send crafted chains (decisions.md D34).
 //!
 //! - `setup DIR DATABASE_URL`: a server certificate, one organization with 7 active CAs that
 //!   share one subject (as a tenant could upload), a legitimate client of the first, and a

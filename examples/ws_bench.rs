@@ -1,5 +1,5 @@
-//! Benchmark helper for `bench/websocket/run.sh` (spec §12.10): many open WebSocket connections
-//! through one gateway, then a deactivation of the CA that admitted them.
+//! Benchmark helper for `bench/websocket/run.sh` (decisions.md D39): many open WebSocket
+//! connections through one gateway, then a deactivation of the CA that admitted them.
 //!
 //! - `setup DIR DATABASE_URL`: server certificate, one organization with one active CA, a
 //!   client of it; writes PEM files and `setup.json` (organization and certificate ids).

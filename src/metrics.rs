@@ -1,4 +1,4 @@
-//! Prometheus metrics (spec §12.7): one [`Metrics`] per `serve` or `gateway` instance, its
+//! Prometheus metrics (decisions.md D40): one [`Metrics`] per `serve` or `gateway` instance, its
 //! HTTP middleware, and the plain-HTTP listener that serves `/metrics` beside `/healthz` and
 //! `/readyz`.
 //!

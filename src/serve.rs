@@ -87,7 +87,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `serve`'s own metric families (spec §12.7).
+/// `serve`'s own metric families (decisions.md D40).
 #[derive(Clone)]
 pub struct ServeMetrics {
     expiry: Family<ExpiryLabels, Gauge>,

@@ -1,7 +1,7 @@
 //! Upload checks for CA certificates: PEM text in, a parsed certificate or a precise refusal out.
 //!
 //! A pure, total function: no I/O, no panics on any input. The rules follow OpenAI's published
-//! requirements (spec.md §9) and certgate's decisions (spec.md §11.4). Beside it, equally pure:
+//! requirements and certgate's decisions (decisions.md D7, D8). Beside it, equally pure:
 //! [`details`] (what `include[]=details` shows, with [`rfc4514`] names) and [`client`] (the chain
 //! submitted to the check endpoint).
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The crafted-chain attack of spec §12.9, loopback only: a legitimate client's full handshake +
-# one request, alternately without and with 4 hostile connections that send loop chains (a
-# leaf naming the active CAs' shared subject, and 4 intermediates with that subject signing
-# one another in a loop) as fast as they can. Goal: the legitimate client stays under 1 s.
+# The crafted-chain attack of docs/decisions.md D34, loopback only: a legitimate client's full
+# handshake + one request, alternately without and with 4 hostile connections that send loop chains
+# (a leaf naming the active CAs' shared subject, and 4 intermediates with that subject signing one
+# another in a loop) as fast as they can. Goal: the legitimate client stays under 1 s.
 #
 # Environment: ROUNDS (default 3), SECONDS (per round, default 5).
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Revocation's cost at the gateway (spec §12.5/§12.6), loopback only: full handshakes (no
+# Revocation's cost at the gateway (docs/decisions.md D22-D26), loopback only: full handshakes (no
 # resumption) + one request each, side by side against two gateways that differ only in what
 # they must check: "plain" (one active CA) and "revocation" (the same, plus 10,000 deny-listed
 # fingerprints in the organization, a 100,000-entry CRL on the CA and a CEL client filter on

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# WebSocket upgrades (spec §12.10), loopback only: COUNT upgraded connections open through one
-# gateway (release build, SQLite, default 100 ms trust poll), then the CA that admitted them is
-# deactivated; measured: the time from that commit until the last connection received its
-# close frame 1008 (goal: under 1 s), and the gateway's resident memory per open connection.
+# WebSocket upgrades (docs/decisions.md D39), loopback only: COUNT upgraded connections open through
+# one gateway (release build, SQLite, default 100 ms trust poll), then the CA that admitted them is
+# deactivated; measured: the time from that commit until the last connection received its close
+# frame 1008 (goal: under 1 s), and the gateway's resident memory per open connection.
 #
 # Environment: COUNT (default 1000), ROUNDS (default 3).
 set -euo pipefail

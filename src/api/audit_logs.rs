@@ -1,5 +1,6 @@
-//! `GET /organization/audit_logs` (spec §6, §12.2): newest first, `after`/`before` cursors,
-//! and every filter, combined with AND (values within one filter with OR).
+//! `GET /organization/audit_logs` (OpenAI's shapes; decisions.md D17): newest first,
+//! `after`/`before` cursors, and every filter, combined with AND (values within one filter with
+//! OR).
 
 use axum::extract::State;
 use axum::Json;

@@ -1,5 +1,5 @@
-//! `GET /console`: the web console (spec §12.8), a single page of plain JavaScript modules that
-//! talks only to `/v1` with the admin key the person types in (kept in `sessionStorage`).
+//! `GET /console`: the web console (decisions.md D43), a single page of plain JavaScript modules
+//! that talks only to `/v1` with the admin key the person types in (kept in `sessionStorage`).
 //!
 //! The assets are compiled into the binary (no CDN, nothing read from disk at run time) and
 //! sent with a strict Content-Security-Policy: scripts, styles and images only from this

@@ -1,5 +1,5 @@
 //! Wire shapes of OpenAI's Admin API, built from domain values by explicit conversions.
-//! The field names and `object` strings are a contract someone else owns (spec.md §2.10).
+//! The field names and `object` strings are a contract someone else owns (OpenAI's reference).
 //!
 //! Each shape also describes itself for `/openapi.json` (`ToSchema`; the `#[schema]`
 //! attributes say what serde alone cannot: constant `object` strings, fields that are always
@@ -28,8 +28,8 @@ pub struct CertificateDetails {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub content: Option<String>,
-    /// certgate's extension (spec §12.4), only with `include[]=details`: its fields sit beside
-    /// `valid_at` and `expires_at`. The document shows them as optional properties of
+    /// certgate's extension (decisions.md D19), only with `include[]=details`: its fields sit
+    /// beside `valid_at` and `expires_at`. The document shows them as optional properties of
     /// `CertificateDetails` (`openapi::describe_details`): utoipa cannot flatten an `Option`.
     #[serde(flatten)]
     #[schema(ignore)]
@@ -60,7 +60,7 @@ pub struct Details {
     pub crl: Option<CrlSummary>,
 }
 
-/// `certificate_details.crl` (spec §12.4, §12.5).
+/// `certificate_details.crl` (decisions.md D19, D23).
 #[derive(Serialize, ToSchema)]
 #[schema(as = CertificateCrlSummary)]
 pub struct CrlSummary {
@@ -117,7 +117,7 @@ pub struct CertificateObject {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub activations: Option<ActivationsObject>,
-    /// certgate's extension (spec §12.6): only when one is set, so a client that never sets
+    /// certgate's extension (decisions.md D26): only when one is set, so a client that never sets
     /// one sees OpenAI's shape exactly.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -193,7 +193,7 @@ impl CertificateObject {
     }
 }
 
-/// The check endpoint's answer (spec §12.4): would the gateway admit this client?
+/// The check endpoint's answer (decisions.md D20): would the gateway admit this client?
 #[derive(Serialize, ToSchema)]
 #[schema(as = CertificateCheckResponse)]
 pub struct CertificateCheck {
@@ -220,7 +220,7 @@ pub struct CertificateName {
     pub name: Option<String>,
 }
 
-/// The rotate endpoint's answer (spec §12.4).
+/// The rotate endpoint's answer (decisions.md D21).
 #[derive(Serialize, ToSchema)]
 #[schema(as = CertificateRotationResponse)]
 pub struct RotationObject {
@@ -360,7 +360,7 @@ impl From<Project> for ProjectObject {
     }
 }
 
-/// `owner` of an admin key: the organization's synthetic owner (spec §12.1).
+/// `owner` of an admin key: the organization's synthetic owner (decisions.md D15).
 #[derive(Serialize, ToSchema)]
 #[schema(as = AdminApiKeyOwner)]
 pub struct KeyOwnerObject {

@@ -15,7 +15,7 @@ pub enum ApiError {
     #[error(transparent)]
     Domain(#[from] DomainError),
     /// The check endpoint's request cannot be decided, with the gateway's own code and
-    /// message (e.g. `unknown_project`, spec §12.9); refusals of the certificate itself are
+    /// message (e.g. `unknown_project`, decisions.md D31); refusals of the certificate itself are
     /// answered 200 with `admitted: false`, never through here.
     #[error("{0}")]
     Refused(Rejection),

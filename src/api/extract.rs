@@ -80,7 +80,7 @@ pub struct JsonObject<const LIMIT: usize = MAX_BODY_BYTES> {
     fields: Map<String, Value>,
 }
 
-/// The body of `PUT /organization/certificates/{id}/crl`: CRLs may be large (spec §12.5).
+/// The body of `PUT /organization/certificates/{id}/crl`: CRLs may be large (decisions.md D23).
 pub type LargeJsonObject = JsonObject<{ 8 * 1024 * 1024 }>;
 
 impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonObject<LIMIT> {

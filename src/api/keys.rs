@@ -1,5 +1,5 @@
-//! `/organization/admin_api_keys…`: an organization's admin keys (spec §5, §12.1). Any valid
-//! key of an organization manages that organization's keys, and only those.
+//! `/organization/admin_api_keys…`: an organization's admin keys (OpenAI's shapes; decisions.md
+//! D15). Any valid key of an organization manages that organization's keys, and only those.
 
 use axum::extract::State;
 use axum::Json;

@@ -50,7 +50,7 @@ impl DbArgs {
     }
 }
 
-/// Bounds on the connections of `serve` and `gateway` (spec §12.9).
+/// Bounds on the connections of `serve` and `gateway` (decisions.md D35).
 #[derive(Args, Debug, Clone)]
 pub struct ConnectionArgs {
     /// Longest an HTTP/1 request head may take to arrive, from its first byte.
@@ -83,7 +83,7 @@ impl ConnectionArgs {
     }
 }
 
-/// The metrics listener of `serve` and `gateway` (spec §12.7).
+/// The metrics listener of `serve` and `gateway` (decisions.md D40).
 #[derive(Args, Debug, Clone)]
 pub struct MetricsArgs {
     /// Plain-HTTP address for Prometheus `/metrics`, `/healthz` and `/readyz` (no

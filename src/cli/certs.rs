@@ -1,5 +1,5 @@
-//! `certgate cert check|rotate`: the check and rotate endpoints (spec §12.4), run directly on
-//! the database through the same functions as the API (the audit log's actor is null).
+//! `certgate cert check|rotate`: the check and rotate endpoints (decisions.md D20, D21), run
+//! directly on the database through the same functions as the API (the audit log's actor is null).
 
 use std::io::Write as _;
 use std::path::PathBuf;

@@ -304,7 +304,7 @@ mod tree_tests {
         command().debug_assert();
     }
 
-    /// §12.7: each command's `--help` (and `-h`) names every variable it reads.
+    /// decisions.md D42: each command's `--help` (and `-h`) names every variable it reads.
     #[test]
     fn every_help_names_every_variable_it_reads() {
         for (path, mut cmd) in all_commands() {
@@ -333,8 +333,8 @@ mod tree_tests {
         }
     }
 
-    /// §12.7: every boolean option takes true/false, 1/0 and yes/no, from the command line and
-    /// (through the same value parser) from its variable; given alone it means true.
+    /// decisions.md D42: every boolean option takes true/false, 1/0 and yes/no, from the command
+    /// line and (through the same value parser) from its variable; given alone it means true.
     #[test]
     fn every_boolean_accepts_true_false_1_0_yes_no() {
         let mut checked = 0;

@@ -1,6 +1,6 @@
 //! The audit log's vocabulary: who acts ([`Actor`]) and what happened ([`AuditEvent`]), one
 //! variant per event type with its payload. The store writes events inside the transaction
-//! that makes the change (spec §12.2); how a payload looks as JSON is the store's business,
+//! that makes the change (decisions.md D16); how a payload looks as JSON is the store's business,
 //! not this module's.
 
 use super::ids::{CertificateId, KeyId, ProjectId};
@@ -34,7 +34,7 @@ pub struct ProjectRef {
 /// transaction; they keep the order in which they were appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditEvent {
-    /// An upload, with the client filter it set (spec §13.5: a filter set at upload is in the
+    /// An upload, with the client filter it set (decisions.md D18: a filter set at upload is in the
     /// log like any other change of who may connect).
     CertificateCreated {
         certificate: CertificateRef,
@@ -82,7 +82,7 @@ pub enum AuditEvent {
 }
 
 /// What a `certificate.updated` event says of the client filter. Clearing a filter widens who
-/// may connect, so it must never read like a call that left the filter alone (spec §13.5).
+/// may connect, so it must never read like a call that left the filter alone (decisions.md D18).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterChange {
     /// The call did not name the filter and the certificate has none: the payload has no
@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(
             FilterChange::of(None, set.as_ref()),
             FilterChange::InForce("true".into()),
-            "a rename keeps naming the filter in force (spec §12.2)"
+            "a rename keeps naming the filter in force (decisions.md D16)"
         );
     }
 }

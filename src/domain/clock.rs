@@ -1,5 +1,5 @@
 //! The one source of "now". Production uses the system clock; tests swap in a [`ManualClock`]
-//! in-process. No flag or environment variable fakes time (spec §11.5).
+//! in-process. No flag or environment variable fakes time (decisions.md D13).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

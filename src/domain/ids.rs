@@ -10,7 +10,7 @@ use super::DomainError;
 
 /// Ids longer than this cannot exist; they are answered as unknown without a lookup.
 pub const MAX_ID_LEN: usize = 128;
-/// How much of a client-supplied id is echoed back in a message (spec §12.9).
+/// How much of a client-supplied id is echoed back in a message (decisions.md D37).
 pub(super) const ECHOED_ID_CHARS: usize = 64;
 
 /// What kind of object an [`Id`] names: its prefix and the noun used in messages.

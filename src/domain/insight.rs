@@ -1,6 +1,6 @@
-//! Certificate insight (spec §12.4): what `include[]=details` adds, a certificate's status at a
-//! given instant, and the rules of a rotation (swapping one CA for another in every scope at
-//! once).
+//! Certificate insight (decisions.md D19, D21): what `include[]=details` adds, a certificate's
+//! status at a given instant, and the rules of a rotation (swapping one CA for another in every
+//! scope at once).
 
 use super::ids::{echo, CertificateId, ProjectId};
 use super::DomainError;

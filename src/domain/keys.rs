@@ -61,7 +61,7 @@ pub fn key_expired(expires_at: Option<i64>, now: i64) -> bool {
 }
 
 /// The SHA-256 of a presented key, hex. Keys are random, so a slow password hash would buy
-/// nothing and cost every request (spec §11.5).
+/// nothing and cost every request (decisions.md D9).
 pub fn admin_key_digest(presented: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(presented.as_bytes()))

@@ -19,7 +19,7 @@ pub struct Certificate {
     pub activations: Option<Activations>,
     /// Its stored CRL; read only when details were asked for.
     pub crl: Option<super::CrlSummary>,
-    /// The CEL expression a client must satisfy for this CA to admit it (spec §12.6).
+    /// The CEL expression a client must satisfy for this CA to admit it (decisions.md D26).
     pub client_filter: Option<String>,
 }
 
@@ -47,7 +47,7 @@ pub struct Organization {
     pub created_at: i64,
 }
 
-/// The owner every admin key shows: one synthetic user per organization (spec §12.1).
+/// The owner every admin key shows: one synthetic user per organization (decisions.md D15).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyOwner {
     pub org_id: OrgId,

@@ -1,4 +1,4 @@
-//! Revocation without rotating a CA (spec §12.5): deny-list entries by SHA-256, and the
+//! Revocation without rotating a CA (decisions.md D22, D23): deny-list entries by SHA-256, and the
 //! summary of a CA's stored CRL.
 
 use super::ids::{echo, CertificateId, RevokedCertificateId};
@@ -8,7 +8,7 @@ use super::DomainError;
 pub const MAX_REVOCATIONS: i64 = 10_000;
 /// Longest accepted `reason`, in characters.
 pub const MAX_REASON_CHARS: usize = 256;
-/// Longest accepted client filter (spec §12.6), in bytes.
+/// Longest accepted client filter (decisions.md D26), in bytes.
 pub const MAX_CLIENT_FILTER_BYTES: usize = 4096;
 
 /// One deny-listed certificate.

@@ -1,4 +1,4 @@
-//! The client certificate chain a person submits to the check endpoint (spec §12.4): PEM text
+//! The client certificate chain a person submits to the check endpoint (decisions.md D20): PEM text
 //! in, the DER certificates in the order a TLS client would send them (leaf first, then its
 //! intermediates) out, or a precise refusal. What the chain is worth is the trust decision's
 //! business, not this module's: like the gateway, it only refuses what no TLS handshake could

@@ -1,5 +1,5 @@
-//! What `include[]=details` shows of a stored certificate (spec §12.4), computed from its PEM:
-//! fingerprints, names, serial and key algorithm. Pure and total like the rest of `x509`.
+//! What `include[]=details` shows of a stored certificate (decisions.md D19), computed from its
+//! PEM: fingerprints, names, serial and key algorithm. Pure and total like the rest of `x509`.
 
 use base64::Engine as _;
 use sha2::Digest;
@@ -9,7 +9,7 @@ use x509_parser::prelude::*;
 use super::rfc4514::rfc4514_string;
 use crate::domain::DomainError;
 
-/// The facts of one certificate, in the formats of spec §12.
+/// The facts of one certificate, in the formats of decisions.md D3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFacts {
     /// Lowercase hex of the SHA-256 of the DER.

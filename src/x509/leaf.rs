@@ -1,5 +1,5 @@
-//! What a client filter (spec §12.6) can ask of a client's leaf certificate: the `cert.*`
-//! variables, in the formats of spec §12 (RFC 4514 names, lowercase hex serial and SHA-256,
+//! What a client filter (decisions.md D26) can ask of a client's leaf certificate: the `cert.*`
+//! variables, in the formats of decisions.md D3 (RFC 4514 names, lowercase hex serial and SHA-256,
 //! Unix seconds).
 
 use sha2::Digest;

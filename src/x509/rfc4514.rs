@@ -1,6 +1,6 @@
 //! Distinguished names as RFC 4514 strings, byte for byte as Python cryptography's
-//! `Name.rfc4514_string()` writes them (spec §12 formats; the algorithm, checked against
-//! cryptography 48, is in the project's crate notes §9):
+//! `Name.rfc4514_string()` writes them (decisions.md D3; the rules below were checked against
+//! cryptography 48):
 //!
 //! - the RDN sequence reversed (last RDN first), RDNs joined with `,`, the attributes of a
 //!   multi-valued RDN joined with `+` in DER order;

@@ -1,8 +1,9 @@
 // The web console in headless Chromium, as a person uses it: sign in, upload (paste and file),
 // activate for the organization and a project, check a client certificate, revoke it, rotate,
 // read the audit log, make and revoke an admin key, sign out; then every view at 375 px wide.
-// Controls are found by the accessible names spec §12.8 pins. Any error in the page's console,
-// any uncaught exception and any failed request outside the steps that expect one fail the run.
+// Controls are found by the accessible names docs/decisions.md D43 promises. Any error in the
+// page's console, any uncaught exception and any failed request outside the steps that expect one
+// fail the run.
 //
 // Run by scripts/browser-test, which starts certgate and sets:
 //   CERTGATE_URL, CERTGATE_ADMIN_KEY_FILE, CERTGATE_WORK (ca.pem, ca2.pem, client.pem,

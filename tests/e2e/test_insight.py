@@ -1,5 +1,5 @@
-"""End-to-end: certificate insight (spec §12.4) with the official `openai` SDK (3.51) and strict
-response validation, against a real `certgate serve` on SQLite and PostgreSQL.
+"""End-to-end: certificate insight (docs/decisions.md D19-D21) with the official `openai` SDK
+(3.51) and strict response validation, against a real `certgate serve` on SQLite and PostgreSQL.
 
 - `include[]=details` (sent with `extra_query`, as the SDK knows only `content`) keeps every
   answer valid for the SDK's models, and every field agrees with what Python `cryptography`

@@ -1,4 +1,4 @@
-//! `--metrics-listen` (spec §12.7): `certgate serve` as operators run it, scraped after real
+//! `--metrics-listen` (decisions.md D40): `certgate serve` as operators run it, scraped after real
 //! traffic, on both backends. The gateway's metrics are tested with the gateway
 //! (`gateway/metrics.rs`, `gateway/binary.rs`); the parser here serves both.
 
@@ -158,8 +158,8 @@ async fn bootstrap_key(process: &Process) -> String {
 
 db_tests!(serve_metrics_after_traffic);
 
-/// A real `certgate serve --metrics-listen` after real traffic: names and labels as §12.7
-/// (route templates, never an id), counts, the expiry of every stored CA, database up; and
+/// A real `certgate serve --metrics-listen` after real traffic: names and labels as decisions.md
+/// D40 (route templates, never an id), counts, the expiry of every stored CA, database up; and
 /// `/metrics` is on the metrics listener only, without authentication.
 async fn serve_metrics_after_traffic(db: TestDb) {
     let server = Process::serve(&db.url, &["--metrics-listen", "127.0.0.1:0"]).await;
@@ -355,7 +355,8 @@ fn documented_alerts_name_exported_metrics() {
         .as_vec()
         .expect("groups[0].rules");
     assert!(rules.len() >= 3, "expiry, database and refusal alerts");
-    // The families of spec §12.7; the scrape tests above see each of them after traffic.
+    // The families certgate exports (decisions.md D40); the scrape tests above see each of them
+    // after traffic.
     let exported = [
         "certgate_http_requests_total",
         "certgate_http_request_duration_seconds",

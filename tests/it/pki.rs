@@ -135,7 +135,7 @@ pub fn server_only_leaf(ca: &Ca, cn: &str, not_before: i64, not_after: i64) -> L
     sign_leaf(p, ca)
 }
 
-/// A crafted chain for the chain-work attack (spec §12.9): a leaf whose issuer name is
+/// A crafted chain for the chain-work attack (decisions.md D34): a leaf whose issuer name is
 /// `victim`'s subject (names anyone reads off a client certificate's issuer), and
 /// `intermediates` CA certificates that all carry that same subject and sign one another in a
 /// loop, so path building has many candidate paths to try and none reaches `victim`'s key.

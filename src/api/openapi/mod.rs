@@ -1,4 +1,4 @@
-//! `GET /openapi.json` (spec §12.7): the OpenAPI 3.1 document of every path `serve` answers,
+//! `GET /openapi.json` (decisions.md D41): the OpenAPI 3.1 document of every path `serve` answers,
 //! generated from the code.
 //!
 //! Paths come from the handlers' `#[utoipa::path]` attributes, collected while `api::routes`
@@ -8,8 +8,9 @@
 //! schemas where one Rust type answers under several OpenAI names, the error responses, and
 //! the document's frame (info, security scheme, tags).
 //!
-//! The shared paths must agree with OpenAI's (`../shared/openai-admin-subset.yaml`); the test
-//! `tests/it/openapi.rs` compares them structurally.
+//! The shared paths must agree with OpenAI's reference, kept in the repository as
+//! `tests/data/openai-admin-subset.json`; the test `tests/it/openapi/mod.rs` compares them
+//! structurally.
 
 use std::sync::OnceLock;
 
@@ -44,7 +45,7 @@ pub const ADMIN_KEY_AUTH: &str = "AdminApiKeyAuth";
         (name = "Projects", description = "Enough of OpenAI's projects to scope certificates."),
         (name = "Admin API keys", description = "The organization's admin keys."),
         (name = "Audit logs", description = "Every change, written with it."),
-        (name = "Revocation", description = "certgate's deny-list and CA revocation lists (spec §12.5)."),
+        (name = "Revocation", description = "certgate's deny-list and CA revocation lists (decisions.md D22, D23)."),
         (name = "Operations", description = "certgate's own endpoints: health and this document."),
     )
 )]
@@ -257,7 +258,7 @@ pub mod constant {
     pub fn certificate_crl_deleted() -> Object {
         one_of(&["organization.certificate.crl.deleted"])
     }
-    /// The event types certgate writes (spec §12.2).
+    /// The event types certgate writes (decisions.md D16).
     pub fn audit_event_types() -> Object {
         one_of(crate::domain::AUDIT_EVENT_TYPES)
     }

@@ -31,7 +31,7 @@ pub struct ModifyCertificateRequest {
     /// The new name (null clears it); at most 256 characters.
     #[schema(max_length = 256)]
     name: Option<String>,
-    /// certgate's extension (spec §12.6): a CEL expression over the client certificate that
+    /// certgate's extension (decisions.md D26): a CEL expression over the client certificate that
     /// must hold for this CA to admit it (at most 4 KiB); null clears it, absence keeps it.
     #[schema(max_length = 4096)]
     client_filter: Option<String>,
@@ -240,7 +240,7 @@ pub struct ProjectListQuery {
 #[allow(dead_code)]
 pub enum CertificateInclude {
     Content,
-    /// certgate's extension (spec §12.4): fingerprints, names, status, CRL and activations.
+    /// certgate's extension (decisions.md D19): fingerprints, names, status, CRL and activations.
     Details,
 }
 

@@ -76,7 +76,7 @@ pub struct OrganizationProjectCertificateDeactivationResponse {
 // ------------------------------------------------------------------------ audit log
 
 /// An audit event: the common fields, plus one property named exactly like its `type`
-/// holding the event's details (spec §12.2).
+/// holding the event's details (decisions.md D16).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct AuditLog {

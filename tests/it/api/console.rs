@@ -1,4 +1,4 @@
-//! The web console (spec §12.8) through the real router on a real socket: the page and every
+//! The web console (decisions.md D43) through the real router on a real socket: the page and every
 //! file of `console/` served from the binary with the right type and a strict CSP, its own
 //! favicon, 404s for anything else, and nothing under `/console` that depends on who asks.
 //!
@@ -97,7 +97,8 @@ async fn console_page_needs_no_key_and_has_a_strict_csp() {
     assert_eq!(header(&res, "content-type"), "text/html; charset=utf-8");
     assert_strict_csp(&res);
     let html = res.text().await.expect("body");
-    // The names spec §12.8 pins, for the sign-in form (the views are built by the script).
+    // The accessible names decisions.md D43 promises, for the sign-in form (the views are built by
+    // the script).
     assert!(html.contains(">Admin key</label>"), "{html}");
     assert!(html.contains("type=\"password\""), "{html}");
     assert!(html.contains(">Sign in</button>"), "{html}");

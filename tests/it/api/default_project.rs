@@ -1,4 +1,4 @@
-//! Every organization's Default project (spec §12.3): made with the organization (and by the
+//! Every organization's Default project (decisions.md D6): made with the organization (and by the
 //! migration for organizations that existed before), listed like any project, never modified
 //! or archived.
 

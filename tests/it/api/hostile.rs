@@ -1,5 +1,5 @@
 //! Uploads the gateway could never use, key material in disguise, and ids that try to make the
-//! server echo a lot (spec §12.9).
+//! server echo a lot (decisions.md D8, D37).
 
 use base64::Engine as _;
 

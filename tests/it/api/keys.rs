@@ -1,6 +1,6 @@
-//! Admin API keys (spec §5, §12.1): create, retrieve, list, delete; expiry by the replaceable
-//! clock; the last-key guard, also under concurrency; `last_used_at` without a write per
-//! request.
+//! Admin API keys (OpenAI's shapes; decisions.md D15): create, retrieve, list, delete; expiry by
+//! the replaceable clock; the last-key guard, also under concurrency; `last_used_at` without a
+//! write per request.
 
 use std::time::{Duration, Instant};
 

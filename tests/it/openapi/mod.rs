@@ -1,4 +1,4 @@
-//! `GET /openapi.json` (spec §12.7): served without a key, the same document `api::openapi()`
+//! `GET /openapi.json` (decisions.md D41): served without a key, the same document `api::openapi()`
 //! builds, and, for every path and method OpenAI's reference
 //! (`tests/data/openai-admin-subset.json`) shares with certgate, structurally compatible with
 //! it.
@@ -7,7 +7,7 @@
 //! - a **response** of certgate must be valid for the reference: every property the reference
 //!   requires is there and required, no value is null where the reference says it cannot be,
 //!   constant and enum values are among the reference's, types agree; a property the reference
-//!   does not know (an extension, §12) is tolerated only when certgate's schema marks it
+//!   does not know (an extension, decisions.md D2) is tolerated only when certgate's schema marks it
 //!   optional;
 //! - a **request** the reference allows must be accepted by certgate: every property and
 //!   parameter the reference names is accepted, certgate requires nothing the reference leaves
@@ -33,7 +33,7 @@ use compare::{differences, Compare};
 const KNOWN: &[(&str, &str)] = &[
     (
         ".actor.api_key.user.email: null in certgate",
-        "§12.2: certgate's synthetic owner has no email; the actor says so with null",
+        "decisions.md D15: certgate's synthetic owner has no email; the actor says so with null",
     ),
     (
         ".certificate.created.name: null in certgate",
@@ -69,7 +69,7 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     (
         ".type: value \"certificate.revoked\" not in the reference",
-        "§12.5: certgate's deny-list writes its own events; only a client that uses the extension ever sees them",
+        "decisions.md D22: certgate's deny-list writes its own events; only a client that uses the extension ever sees them",
     ),
     (
         ".type: value \"certificate.unrevoked\" not in the reference",
@@ -77,7 +77,7 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     (
         ".type: value \"certificate.crl_updated\" not in the reference",
-        "§12.5: as certificate.revoked, for a CA's CRL",
+        "decisions.md D23: as certificate.revoked, for a CA's CRL",
     ),
     (
         ".type: value \"certificate.crl_deleted\" not in the reference",
@@ -125,7 +125,7 @@ fn shared_paths_agree_with_the_reference() {
         }
         report.push_str(
             "Fix the schema (or the server), or, if the difference is on purpose (an extension \
-             §12 allows), add it to KNOWN in tests/it/openapi/mod.rs with its reason.\n",
+             decisions.md D2 allows), add it to KNOWN in tests/it/openapi/mod.rs with its reason.\n",
         );
     }
     if !stale.is_empty() {

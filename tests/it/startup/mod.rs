@@ -1,4 +1,4 @@
-//! Start-up as operators meet it (spec §12.7): the binary refuses to start on a mistake and
+//! Start-up as operators meet it (decisions.md D42): the binary refuses to start on a mistake and
 //! says which database or file, what is wrong with it and what to run, instead of serving
 //! 503s or waiting forever. Storage cases run on SQLite and PostgreSQL.
 //!

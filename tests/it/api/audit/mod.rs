@@ -1,4 +1,4 @@
-//! The audit log (spec §6, §12.2): one event per change, written with it; exact payloads,
+//! The audit log (OpenAI's shapes; decisions.md D16-D18): one event per change, written with it; exact payloads,
 //! actors and projects; every filter; `after`/`before`; completeness under concurrent writers;
 //! retention.
 //!

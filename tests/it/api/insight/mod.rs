@@ -1,4 +1,4 @@
-//! Certificate insight (spec §12.4): `include[]=details` on get and both lists
+//! Certificate insight (decisions.md D19-D21): `include[]=details` on get and both lists
 //! (`details.rs`), the check endpoint's answers and refusals (`check.rs`), and rotation: its
 //! scopes, audit events, refusals, and rotations racing other writes (`rotation.rs`). The
 //! check's agreement with the real gateway is in `gateway::insight`. The helpers below serve
