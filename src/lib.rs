@@ -1,31 +1,38 @@
 //! certgate: an OpenAI-compatible Admin API for mTLS CA certificates, and the gateway that
-//! enforces them. See ARCHITECTURE.md for the map.
+//! enforces them. See ARCHITECTURE.md for the map and docs/decisions.md for the decisions the
+//! code cites.
+//!
+//! - [`api`]: the Admin API's HTTP boundary (axum, JSON);
+//! - [`cli`]: command line parsing and dispatch;
+//! - [`crl`]: pure CRL parsing and checks;
+//! - [`domain`]: rules, ids, limits, admin key values and the clock; no I/O;
+//! - [`gateway`]: the mTLS gateway (`certgate gateway`); the only module that imports rustls;
+//! - [`key_output`]: where a new admin key's value goes: a new 0600 file, or stdout; never a log
+//!   line;
+//! - [`metrics`]: Prometheus metrics of `serve` and `gateway`, and their plain-HTTP listener;
+//! - [`openai_error`]: OpenAI's error body, shared by the Admin API and the gateway;
+//! - [`runtime`]: what long-running processes share: the shutdown signal, the bounded
+//!   connection loop;
+//! - [`serve`]: `certgate serve`;
+//! - [`store`]: persistence on SQLite or PostgreSQL;
+//! - [`telemetry`]: logging set-up;
+//! - [`trust`]: the trust decision: which active CA (if any) admits a client certificate chain;
+//!   pure;
+//! - [`x509`]: pure X.509 upload checks.
 
-/// The Admin API's HTTP boundary (axum, JSON).
+// Each module's documentation is its own `//!` text. (Outer `///` lines here as well would make
+// rustdoc resolve the links of that text from the crate root, not from the module.)
 pub mod api;
-/// Command line parsing and dispatch.
 pub mod cli;
-/// Pure CRL parsing and checks.
 pub mod crl;
-/// Rules, ids, limits, admin key values and the clock; no I/O.
 pub mod domain;
-/// The mTLS gateway (`certgate gateway`); the only module that imports rustls.
 pub mod gateway;
-/// Where a new admin key's value goes: a new 0600 file, or stdout; never a log line.
 pub mod key_output;
-/// Prometheus metrics of `serve` and `gateway`, and their plain-HTTP listener.
 pub mod metrics;
-/// OpenAI's error body, shared by the Admin API and the gateway.
 pub mod openai_error;
-/// What long-running processes share: the shutdown signal.
 pub mod runtime;
-/// `certgate serve`.
 pub mod serve;
-/// Persistence on SQLite or PostgreSQL.
 pub mod store;
-/// Logging set-up.
 pub mod telemetry;
-/// The trust decision: which active CA (if any) admits a client certificate chain; pure.
 pub mod trust;
-/// Pure X.509 upload checks.
 pub mod x509;

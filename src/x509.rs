@@ -2,8 +2,8 @@
 //!
 //! A pure, total function: no I/O, no panics on any input. The rules follow OpenAI's published
 //! requirements and certgate's decisions (decisions.md D7, D8). Beside it, equally pure:
-//! [`details`] (what `include[]=details` shows, with [`rfc4514`] names) and [`client`] (the chain
-//! submitted to the check endpoint).
+//! `details` (what `include[]=details` shows, with `rfc4514` names), `client` (the chain
+//! submitted to the check endpoint) and `leaf` (what a client filter may ask of a leaf).
 
 mod client;
 mod details;

@@ -129,7 +129,7 @@ fn health_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(readyz))
 }
 
-/// [`health_routes`] on their own, for the metrics listener.
+/// `health_routes` on their own, for the metrics listener.
 pub fn health_router(state: AppState) -> Router {
     health_routes().split_for_parts().0.with_state(state)
 }

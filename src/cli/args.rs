@@ -143,7 +143,7 @@ pub struct GatewayArgs {
     /// The private key of `--tls-cert`, PEM (PKCS#8, PKCS#1 or SEC1); keep it mode 0600.
     #[arg(long, env = "CERTGATE_TLS_KEY")]
     pub tls_key: PathBuf,
-    /// Where admitted requests go: <http://HOST>[:PORT][/PREFIX] or https://….
+    /// Where admitted requests go: `http://HOST[:PORT][/PREFIX]` or `https://…`.
     #[arg(long, env = "CERTGATE_UPSTREAM")]
     pub upstream: String,
     /// Longest wait for the upstream's response headers (bodies may stream for longer),

@@ -76,7 +76,7 @@ Environment:
                        [default: info,sqlx=warn]
   CERTGATE_LOG_FORMAT  Log line format: `text` (the default) or `json`";
 
-/// The command line as clap sees it, with [`ENVIRONMENT_HELP`] on every command, including
+/// The command line as clap sees it, with `ENVIRONMENT_HELP` on every command, including
 /// commands added later: parsing, `--help`, completions and the man page all come from it.
 pub fn command() -> clap::Command {
     fn with_environment(cmd: clap::Command) -> clap::Command {

@@ -130,7 +130,7 @@ fn well_formed(raw: &str, prefix: &str) -> bool {
         && !raw.chars().any(char::is_control)
 }
 
-/// At most [`ECHOED_ID_CHARS`] characters of a client-supplied string, for messages.
+/// At most `ECHOED_ID_CHARS` characters of a client-supplied string, for messages.
 pub fn echo(raw: &str) -> String {
     if raw.chars().count() <= ECHOED_ID_CHARS {
         raw.to_owned()
