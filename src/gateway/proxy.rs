@@ -118,8 +118,14 @@ pub struct Shared {
     pub metrics: super::metrics::GatewayMetrics,
 }
 
-/// Builds an upstream client: http and https (webpki roots, plus `extra_roots`), HTTP/1.1 and,
-/// with `http2`, HTTP/2 by ALPN (upgrades need a client without it: RFC 8441 is not used).
+/// Builds an upstream client: http and https (webpki roots, plus `extra_roots`), HTTP/1.1.
+///
+/// With `http2`, the client for plain requests: also HTTP/2 by ALPN, and idle connections are
+/// kept for the next request. Without it, the client for upgrades: HTTP/1.1 only (RFC 8441 is
+/// not used) and no pool at all, so every upgrade opens its own upstream connection and no
+/// connection that carried an upgrade request ever carries another request, whatever the
+/// upstream answered (spec §13.5: an upstream that misreads one request's framing can then
+/// only desynchronise a connection that nobody else's request will use).
 pub fn upstream_client(
     extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     http2: bool,
@@ -148,9 +154,14 @@ pub fn upstream_client(
     } else {
         builder.wrap_connector(http)
     };
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector))
+    let mut client = Client::builder(TokioExecutor::new());
+    if http2 {
+        client.pool_idle_timeout(Duration::from_secs(90));
+    } else {
+        // No idle connection is ever kept: hyper-util disables the pool entirely.
+        client.pool_max_idle_per_host(0);
+    }
+    Ok(client.build(connector))
 }
 
 /// Forwards an admitted request and streams the answer back.
@@ -191,8 +202,9 @@ pub fn bad_path() -> Response {
 }
 
 /// The headers an admitted request carries upstream: hop-by-hop and reserved ones removed
-/// (`Connection`/`Upgrade` put back for an `upgrade`), scope headers only when forwarded,
-/// `Host` the upstream's, and the gateway's identity headers added.
+/// (`Connection`/`Upgrade` put back for an `upgrade`, which also loses `Content-Length`: it is
+/// sent without a body), scope headers only when forwarded, `Host` the upstream's, and the
+/// gateway's identity headers added.
 pub fn outgoing_headers(
     shared: &Shared,
     peer: &PeerIdentity,
@@ -217,6 +229,10 @@ pub fn outgoing_headers(
         headers.remove(name);
     }
     if upgrade {
+        // No body-framing header on an upgrade (`Transfer-Encoding` went with the hop-by-hop
+        // ones): hyper sends the head alone and would keep a `Content-Length` as given, and an
+        // upstream would then read that many bytes of whatever comes next as this body.
+        headers.remove(header::CONTENT_LENGTH);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         if let Some(to) = upgrade_to {
             headers.insert(header::UPGRADE, to);
@@ -291,7 +307,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-fn refusal(
+pub(super) fn refusal(
     status: StatusCode,
     kind: &'static str,
     message: &str,
