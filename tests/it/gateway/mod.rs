@@ -10,6 +10,7 @@ mod hostile;
 mod insight;
 mod live_changes;
 mod metrics;
+mod paths;
 mod proxying;
 mod revocation;
 mod smuggling;
