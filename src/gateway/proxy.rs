@@ -4,8 +4,10 @@
 //! events and chunked bodies reach the client as the upstream sends them. Hop-by-hop headers
 //! are dropped both ways; `Host` becomes the upstream's; the `X-Certgate-*` and
 //! `X-Client-Cert-Sha256` headers are always the gateway's own (anything a client sent under
-//! those names, in any case and with `_` for `-`, is removed first); the scope headers reach
-//! the upstream only with `--forward-scope-headers`, and then only in their checked form.
+//! those names, or under another proxy's client-certificate header such as
+//! `X-Forwarded-Client-Cert`, in any case and with `_` for `-`, is removed first); the scope
+//! headers reach the upstream only with `--forward-scope-headers`, and then only in their
+//! checked form. Paths are checked by [`check_path`] and forwarded byte for byte.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -408,12 +410,41 @@ fn percent_decode(segment: &str) -> Vec<u8> {
     out
 }
 
+/// Headers in which other proxies tell their upstream about a client certificate (spec §13.5
+/// names the first five): Envoy's `X-Forwarded-Client-Cert`, nginx's `X-SSL-Client-Cert` and
+/// `-Verify`, `X-Client-Cert`, Traefik's `X-Forwarded-Tls-Client-Cert`, and RFC 9440's
+/// `Client-Cert` and `Client-Cert-Chain`.
+const CLIENT_CERT_HEADERS: [&str; 7] = [
+    "x-forwarded-client-cert",
+    "x-ssl-client-cert",
+    "x-ssl-client-verify",
+    "x-client-cert",
+    "x-forwarded-tls-client-cert",
+    "client-cert",
+    "client-cert-chain",
+];
+
+/// The same conventions' other fields (`X-SSL-Client-DN`, `X-Forwarded-Tls-Client-Cert-Info`,
+/// ingress-nginx's `ssl-client-verify`, …): every name starting with one of these.
+const CLIENT_CERT_FAMILIES: [&str; 4] = [
+    "x-ssl-client-",
+    "x-client-cert-",
+    "x-forwarded-tls-client-cert-",
+    "ssl-client-",
+];
+
 /// Whether a client's header name is, read case-insensitively with `_` as `-`, one of the
-/// gateway's own (`X-Client-Cert-Sha256`, `X-Certgate-*`): such headers are always removed,
-/// since an upstream (a WSGI one, say) may read `X_Certgate_Project` as `X-Certgate-Project`.
+/// gateway's own (`X-Client-Cert-Sha256`, `X-Certgate-*`) or one in which another proxy would
+/// state a verified client certificate ([`CLIENT_CERT_HEADERS`], [`CLIENT_CERT_FAMILIES`]):
+/// such headers are always removed, since an upstream (a WSGI one, say) may read
+/// `X_Certgate_Project` as `X-Certgate-Project`, and upstreams trust those conventions.
 fn is_reserved(name: &HeaderName) -> bool {
     let normalized = name.as_str().replace('_', "-");
-    normalized == "x-client-cert-sha256" || normalized.starts_with("x-certgate-")
+    normalized.starts_with("x-certgate-")
+        || CLIENT_CERT_HEADERS.contains(&normalized.as_str())
+        || CLIENT_CERT_FAMILIES
+            .iter()
+            .any(|family| normalized.starts_with(family))
 }
 
 /// Whether a header is, read the same way, a scope header (`OpenAI-Organization`,
@@ -425,7 +456,7 @@ fn is_scope_header(name: &HeaderName) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_path, percent_decode};
+    use super::{check_path, is_reserved, percent_decode, HeaderName};
 
     #[track_caller]
     fn refused(path: &str, why: &str) {
@@ -513,6 +544,43 @@ mod tests {
             "/..%252fadmin",
         ] {
             assert_eq!(check_path(path), Ok(()), "{path}");
+        }
+    }
+
+    #[test]
+    fn client_certificate_headers_are_reserved_in_any_spelling() {
+        for name in [
+            "x-forwarded-client-cert",
+            "x_forwarded_client_cert",
+            "x-ssl-client-cert",
+            "x-ssl-client-verify",
+            "x_ssl_client_verify",
+            "x-client-cert",
+            "x-forwarded-tls-client-cert",
+            "x-forwarded-tls-client-cert-info",
+            "x-ssl-client-s-dn",
+            "ssl-client-subject-dn",
+            "client-cert",
+            "client-cert-chain",
+            "client_cert_chain",
+            "x-client-cert-sha256",
+            "x_client_cert_sha256",
+            "x-certgate-project",
+            "x_certgate_anything",
+        ] {
+            let header = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(is_reserved(&header), "{name}");
+        }
+        for name in [
+            "authorization",
+            "x-client-certainly",
+            "client-certs",
+            "x-ssl-protocol",
+            "x-forwarded-for",
+            "x-certgate",
+        ] {
+            let header = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(!is_reserved(&header), "{name}");
         }
     }
 

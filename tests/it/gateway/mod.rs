@@ -5,6 +5,7 @@
 
 mod admission;
 mod binary;
+mod client_cert_headers;
 mod filters;
 mod hostile;
 mod insight;
