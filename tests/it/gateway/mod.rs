@@ -13,6 +13,7 @@ mod live_changes;
 mod metrics;
 mod paths;
 mod proxying;
+mod resumption;
 mod revocation;
 mod smuggling;
 mod websocket;
