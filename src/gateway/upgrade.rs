@@ -2,16 +2,18 @@
 //! trust that ends when it is withdrawn (spec §12.10).
 //!
 //! An upgrade request is decided like any request; once admitted it is forwarded to the
-//! upstream over HTTP/1.1 (never HTTP/2: RFC 8441 is not offered), and when the upstream
-//! answers 101 both sides are relayed byte for byte, following frame boundaries
-//! ([`super::wsframe`]) so the gateway can still close cleanly. The relay task keeps what
-//! admitted the connection (the peer, its chain checks, the scope) and asks the trust decision
-//! again whenever the trust generation moves and every second (certificates expire without an
-//! event). Once the answer is no, the client gets a close frame 1008 "client certificate no
-//! longer trusted", the upstream a close frame 1001, and both TCP connections end at most 5 s
-//! later whether or not the peers answer. With no frame either way for the idle timeout, both
-//! sides get 1001. An upgraded connection keeps its connection slot, so it counts toward
-//! `--max-connections`.
+//! upstream over HTTP/1.1 (never HTTP/2: RFC 8441 is not offered) as a head alone, on an
+//! upstream connection of its own (spec §13.5: one that announces a body is refused 400, no
+//! framing header is forwarded, and nothing of it can reach another request's connection).
+//! When the upstream answers 101 both sides are relayed byte for byte, following frame
+//! boundaries ([`super::wsframe`]) so the gateway can still close cleanly. The relay task
+//! keeps what admitted the connection (the peer, its chain checks, the scope) and asks the
+//! trust decision again whenever the trust generation moves and every second (certificates
+//! expire without an event). Once the answer is no, the client gets a close frame 1008
+//! "client certificate no longer trusted", the upstream a close frame 1001, and both TCP
+//! connections end at most 5 s later whether or not the peers answer. With no frame either way
+//! for the idle timeout, both sides get 1001. An upgraded connection keeps its connection
+//! slot, so it counts toward `--max-connections`.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
