@@ -32,7 +32,7 @@ pub async fn handle(
     ConnectInfo(peer): ConnectInfo<PeerIdentity>,
     req: Request,
 ) -> Response {
-    if let Err(why) = proxy::check_path(req.uri()) {
+    if let Err(why) = proxy::check_path(req.uri().path()) {
         return bad_request(why);
     }
     let organization = match single_header(req.headers(), ORGANIZATION_HEADER) {

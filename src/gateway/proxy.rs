@@ -4,8 +4,10 @@
 //! events and chunked bodies reach the client as the upstream sends them. Hop-by-hop headers
 //! are dropped both ways; `Host` becomes the upstream's; the `X-Certgate-*` and
 //! `X-Client-Cert-Sha256` headers are always the gateway's own (anything a client sent under
-//! those names, in any case and with `_` for `-`, is removed first); the scope headers reach
-//! the upstream only with `--forward-scope-headers`, and then only in their checked form.
+//! those names, or under another proxy's client-certificate header such as
+//! `X-Forwarded-Client-Cert`, in any case and with `_` for `-`, is removed first); the scope
+//! headers reach the upstream only with `--forward-scope-headers`, and then only in their
+//! checked form. Paths are checked by [`check_path`] and forwarded byte for byte.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,9 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+mod path;
+pub use path::check_path;
 
 use super::handler::{ChainPool, RefusalLog, ORGANIZATION_HEADER, PROJECT_HEADER};
 use super::listener::PeerIdentity;
@@ -118,8 +123,14 @@ pub struct Shared {
     pub metrics: super::metrics::GatewayMetrics,
 }
 
-/// Builds an upstream client: http and https (webpki roots, plus `extra_roots`), HTTP/1.1 and,
-/// with `http2`, HTTP/2 by ALPN (upgrades need a client without it: RFC 8441 is not used).
+/// Builds an upstream client: http and https (webpki roots, plus `extra_roots`), HTTP/1.1.
+///
+/// With `http2`, the client for plain requests: also HTTP/2 by ALPN, and idle connections are
+/// kept for the next request. Without it, the client for upgrades: HTTP/1.1 only (RFC 8441 is
+/// not used) and no pool at all, so every upgrade opens its own upstream connection and no
+/// connection that carried an upgrade request ever carries another request, whatever the
+/// upstream answered (spec §13.5: an upstream that misreads one request's framing can then
+/// only desynchronise a connection that nobody else's request will use).
 pub fn upstream_client(
     extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     http2: bool,
@@ -148,9 +159,14 @@ pub fn upstream_client(
     } else {
         builder.wrap_connector(http)
     };
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector))
+    let mut client = Client::builder(TokioExecutor::new());
+    if http2 {
+        client.pool_idle_timeout(Duration::from_secs(90));
+    } else {
+        // No idle connection is ever kept: hyper-util disables the pool entirely.
+        client.pool_max_idle_per_host(0);
+    }
+    Ok(client.build(connector))
 }
 
 /// Forwards an admitted request and streams the answer back.
@@ -191,8 +207,9 @@ pub fn bad_path() -> Response {
 }
 
 /// The headers an admitted request carries upstream: hop-by-hop and reserved ones removed
-/// (`Connection`/`Upgrade` put back for an `upgrade`), scope headers only when forwarded,
-/// `Host` the upstream's, and the gateway's identity headers added.
+/// (`Connection`/`Upgrade` put back for an `upgrade`, which also loses `Content-Length`: it is
+/// sent without a body), scope headers only when forwarded, `Host` the upstream's, and the
+/// gateway's identity headers added.
 pub fn outgoing_headers(
     shared: &Shared,
     peer: &PeerIdentity,
@@ -217,6 +234,10 @@ pub fn outgoing_headers(
         headers.remove(name);
     }
     if upgrade {
+        // No body-framing header on an upgrade (`Transfer-Encoding` went with the hop-by-hop
+        // ones): hyper sends the head alone and would keep a `Content-Length` as given, and an
+        // upstream would then read that many bytes of whatever comes next as this body.
+        headers.remove(header::CONTENT_LENGTH);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         if let Some(to) = upgrade_to {
             headers.insert(header::UPGRADE, to);
@@ -291,7 +312,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-fn refusal(
+pub(super) fn refusal(
     status: StatusCode,
     kind: &'static str,
     message: &str,
@@ -307,34 +328,41 @@ fn refusal(
     .into_response()
 }
 
-/// Refuses a path with a `.` or `..` segment, raw or percent-encoded: the upstream (or a proxy
-/// between) would resolve it, and the request could escape the upstream's path prefix.
-pub fn check_path(uri: &Uri) -> Result<(), String> {
-    for segment in uri.path().split('/') {
-        let decoded = percent_decode(segment);
-        if decoded == "." || decoded == ".." {
-            return Err(format!(
-                "The request path has a '{decoded}' segment; send a normalized path."
-            ));
-        }
-    }
-    Ok(())
-}
+/// Headers in which other proxies tell their upstream about a client certificate (spec §13.5
+/// names the first five): Envoy's `X-Forwarded-Client-Cert`, nginx's `X-SSL-Client-Cert` and
+/// `-Verify`, `X-Client-Cert`, Traefik's `X-Forwarded-Tls-Client-Cert`, and RFC 9440's
+/// `Client-Cert` and `Client-Cert-Chain`.
+const CLIENT_CERT_HEADERS: [&str; 7] = [
+    "x-forwarded-client-cert",
+    "x-ssl-client-cert",
+    "x-ssl-client-verify",
+    "x-client-cert",
+    "x-forwarded-tls-client-cert",
+    "client-cert",
+    "client-cert-chain",
+];
 
-/// Percent-decodes a path segment (invalid escapes are kept as they are).
-fn percent_decode(segment: &str) -> String {
-    form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
+/// The same conventions' other fields (`X-SSL-Client-DN`, `X-Forwarded-Tls-Client-Cert-Info`,
+/// ingress-nginx's `ssl-client-verify`, …): every name starting with one of these.
+const CLIENT_CERT_FAMILIES: [&str; 4] = [
+    "x-ssl-client-",
+    "x-client-cert-",
+    "x-forwarded-tls-client-cert-",
+    "ssl-client-",
+];
 
 /// Whether a client's header name is, read case-insensitively with `_` as `-`, one of the
-/// gateway's own (`X-Client-Cert-Sha256`, `X-Certgate-*`): such headers are always removed,
-/// since an upstream (a WSGI one, say) may read `X_Certgate_Project` as `X-Certgate-Project`.
+/// gateway's own (`X-Client-Cert-Sha256`, `X-Certgate-*`) or one in which another proxy would
+/// state a verified client certificate ([`CLIENT_CERT_HEADERS`], [`CLIENT_CERT_FAMILIES`]):
+/// such headers are always removed, since an upstream (a WSGI one, say) may read
+/// `X_Certgate_Project` as `X-Certgate-Project`, and upstreams trust those conventions.
 fn is_reserved(name: &HeaderName) -> bool {
     let normalized = name.as_str().replace('_', "-");
-    normalized == "x-client-cert-sha256" || normalized.starts_with("x-certgate-")
+    normalized.starts_with("x-certgate-")
+        || CLIENT_CERT_HEADERS.contains(&normalized.as_str())
+        || CLIENT_CERT_FAMILIES
+            .iter()
+            .any(|family| normalized.starts_with(family))
 }
 
 /// Whether a header is, read the same way, a scope header (`OpenAI-Organization`,
@@ -342,4 +370,46 @@ fn is_reserved(name: &HeaderName) -> bool {
 fn is_scope_header(name: &HeaderName) -> bool {
     let normalized = name.as_str().replace('_', "-");
     normalized == ORGANIZATION_HEADER || normalized == PROJECT_HEADER
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_reserved, HeaderName};
+
+    #[test]
+    fn client_certificate_headers_are_reserved_in_any_spelling() {
+        for name in [
+            "x-forwarded-client-cert",
+            "x_forwarded_client_cert",
+            "x-ssl-client-cert",
+            "x-ssl-client-verify",
+            "x_ssl_client_verify",
+            "x-client-cert",
+            "x-forwarded-tls-client-cert",
+            "x-forwarded-tls-client-cert-info",
+            "x-ssl-client-s-dn",
+            "ssl-client-subject-dn",
+            "client-cert",
+            "client-cert-chain",
+            "client_cert_chain",
+            "x-client-cert-sha256",
+            "x_client_cert_sha256",
+            "x-certgate-project",
+            "x_certgate_anything",
+        ] {
+            let header = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(is_reserved(&header), "{name}");
+        }
+        for name in [
+            "authorization",
+            "x-client-certainly",
+            "client-certs",
+            "x-ssl-protocol",
+            "x-forwarded-for",
+            "x-certgate",
+        ] {
+            let header = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(!is_reserved(&header), "{name}");
+        }
+    }
 }

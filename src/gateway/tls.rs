@@ -7,6 +7,10 @@
 //! the request's organization and project, which only the HTTP request carries. That decision
 //! is [`super::trust::decide`], made per request. `WebPkiClientVerifier` is not used: it aborts
 //! the handshake on an unknown chain (so no 403 body can be sent) and advertises CA names.
+//!
+//! Session resumption is on (stateful, in memory; no stateless tickets, no 0-RTT): a resumed
+//! connection carries the chain of the full handshake it resumes, and its requests are
+//! decided like any others, so resumption shortens handshakes and never decisions.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -101,7 +105,7 @@ pub fn server_config(
     // AES-128-GCM first, chosen over the client's order: the suite TLS 1.3 requires of every
     // implementation, as strong as any here for a session's lifetime, and its SHA-256 key
     // schedule costs a handshake less than SHA-384's (this server does full handshakes at
-    // scale; session tickets stay off).
+    // scale: a client's first connection, and every one after its session left the cache).
     provider
         .cipher_suites
         .sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
@@ -115,7 +119,27 @@ pub fn server_config(
         .context("the TLS certificate and key do not form a usable pair")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ignore_client_order = true;
+    resumption(&mut config);
     Ok(config)
+}
+
+/// Sessions kept for resumption, in this process's memory (rustls's own default, named here).
+/// Each holds the client's chain (at most 5 certificates, §12.9), so a few MiB at most.
+const RESUMABLE_SESSIONS: usize = 256;
+
+/// Session resumption stays on, and is only ever a shorter handshake, never a decision: the
+/// session brings back the chain the client sent (and proved the key of) in its full
+/// handshake, and every request on the resumed connection is judged afresh against the live
+/// trust state like any other (a deactivated CA, a deny-listed leaf or an expired certificate
+/// is refused there as on a new session). What it saves is the handshake's signatures for a
+/// client that reconnects. Sessions are stateful (kept here, each TLS 1.3 ticket good for one
+/// resumption); stateless tickets stay off (no ticket key to rotate or share between replicas)
+/// and 0-RTT data is refused (it could be replayed).
+fn resumption(config: &mut ServerConfig) {
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(RESUMABLE_SESSIONS);
+    config.send_tls13_tickets = 2;
+    config.max_early_data_size = 0;
+    // `ticketer` keeps rustls's default, which never produces a ticket (tested below).
 }
 
 /// Reads the server's certificate chain (PEM, leaf first) and private key (PEM), and checks
@@ -242,3 +266,22 @@ fn warn_if_readable_by_others(path: &Path) {
 
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_resume_from_memory_without_tickets_or_early_data() {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let config = server_config(
+            vec![made.cert.der().clone()],
+            PrivateKeyDer::Pkcs8(made.key_pair.serialize_der().into()),
+        )
+        .unwrap();
+        assert!(config.session_storage.can_cache(), "resumption is on");
+        assert!(config.send_tls13_tickets > 0, "TLS 1.3 clients can resume");
+        assert!(!config.ticketer.enabled(), "no stateless tickets");
+        assert_eq!(config.max_early_data_size, 0, "no 0-RTT");
+    }
+}

@@ -2,16 +2,18 @@
 //! trust that ends when it is withdrawn (spec §12.10).
 //!
 //! An upgrade request is decided like any request; once admitted it is forwarded to the
-//! upstream over HTTP/1.1 (never HTTP/2: RFC 8441 is not offered), and when the upstream
-//! answers 101 both sides are relayed byte for byte, following frame boundaries
-//! ([`super::wsframe`]) so the gateway can still close cleanly. The relay task keeps what
-//! admitted the connection (the peer, its chain checks, the scope) and asks the trust decision
-//! again whenever the trust generation moves and every second (certificates expire without an
-//! event). Once the answer is no, the client gets a close frame 1008 "client certificate no
-//! longer trusted", the upstream a close frame 1001, and both TCP connections end at most 5 s
-//! later whether or not the peers answer. With no frame either way for the idle timeout, both
-//! sides get 1001. An upgraded connection keeps its connection slot, so it counts toward
-//! `--max-connections`.
+//! upstream over HTTP/1.1 (never HTTP/2: RFC 8441 is not offered) as a head alone, on an
+//! upstream connection of its own (spec §13.5: one that announces a body is refused 400, no
+//! framing header is forwarded, and nothing of it can reach another request's connection).
+//! When the upstream answers 101 both sides are relayed byte for byte, following frame
+//! boundaries ([`super::wsframe`]) so the gateway can still close cleanly. The relay task
+//! keeps what admitted the connection (the peer, its chain checks, the scope) and asks the
+//! trust decision again whenever the trust generation moves and every second (certificates
+//! expire without an event). Once the answer is no, the client gets a close frame 1008
+//! "client certificate no longer trusted", the upstream a close frame 1001, and both TCP
+//! connections end at most 5 s later whether or not the peers answer. With no frame either way
+//! for the idle timeout, both sides get 1001. An upgraded connection keeps its connection
+//! slot, so it counts toward `--max-connections`.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use super::handler::admit;
 use super::listener::PeerIdentity;
 use super::proxy::{self, Shared};
 use super::wsframe::{close_frame, FrameTracker};
+use crate::openai_error::INVALID_REQUEST;
 use crate::runtime::ConnectionSlot;
 use crate::trust::{Admission, Scope};
 
@@ -130,14 +133,36 @@ impl UpgradeStats {
     }
 }
 
+/// Whether an upgrade request announces a body: a `Content-Length` other than 0, or any
+/// `Transfer-Encoding`. An upgrade has none (RFC 6455 §4.1); one that claims a body is refused
+/// rather than forwarded, since the body could only be dropped or relayed as WebSocket bytes.
+fn announces_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) != Some(0))
+}
+
 /// Forwards an admitted upgrade request; on the upstream's 101, answers 101 and starts the
-/// relay. Any other answer of the upstream is passed back as it is.
+/// relay. Any other answer of the upstream is passed back as it is. An upgrade that announces
+/// a body is refused 400 (spec §13.5) and the upstream never sees it; the others are sent
+/// without framing headers, each on a connection of its own (see [`proxy::upstream_client`]).
 pub async fn forward(
     shared: &Arc<Shared>,
     peer: &PeerIdentity,
     admission: Admission,
     mut req: Request,
 ) -> Response {
+    if announces_body(req.headers()) {
+        return proxy::refusal(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "A WebSocket upgrade request cannot have a body (a Content-Length other than 0, \
+             or a Transfer-Encoding); send the upgrade without one.",
+            None,
+        );
+    }
     let client_upgrade = hyper::upgrade::on(&mut req);
     let slot = req.extensions().get::<ConnectionSlot>().cloned();
     let (parts, _) = req.into_parts();

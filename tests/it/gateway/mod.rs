@@ -5,13 +5,17 @@
 
 mod admission;
 mod binary;
+mod client_cert_headers;
 mod filters;
 mod hostile;
 mod insight;
 mod live_changes;
 mod metrics;
+mod paths;
 mod proxying;
+mod resumption;
 mod revocation;
+mod smuggling;
 mod websocket;
 
 use std::net::SocketAddr;
