@@ -221,10 +221,18 @@ async fn a_toggle_kept_from_the_database_is_unavailable_and_left_undone(app: Tes
     let toggles = (0..3).map(|_| {
         impatient.toggle_certificates(&org, &Scope::Organization, &ids, true, &Actor::System)
     });
+    let started = std::time::Instant::now();
     let answers = tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(toggles))
         .await
         .expect("answered while the lock is held");
+    let took = started.elapsed();
     holder.execute_batch("ROLLBACK").unwrap();
+    // Not before the store's timeout, and within it and the margin of spec §13.1.
+    assert!(
+        (options.timeout..=options.timeout + Duration::from_secs(1)).contains(&took),
+        "answered after {took:?} with a timeout of {:?}",
+        options.timeout
+    );
     for answer in answers {
         assert!(
             matches!(answer, Err(StoreError::Unavailable(_))),
