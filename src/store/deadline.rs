@@ -11,7 +11,8 @@
 //! PostgreSQL's own `statement_timeout` is enforced by the server, whose answer never comes.
 //! A write cut during its commit may still have committed, as with any timeout at commit.
 //!
-//! The pool is reached only through [`Pool::within`], so a read cannot forget its deadline.
+//! The pool is reached only through [`Pool::within`] and [`Pool::begin`], which both take the
+//! deadline, so a read cannot forget it; [`Pool::unbounded`] is for start-up and shutdown.
 
 use std::future::Future;
 use std::time::Duration;

@@ -87,7 +87,7 @@ pub struct StoreOptions {
     pub url: String,
     pub max_connections: u32,
     /// The most a store operation waits for the database, all of its waits together: this
-    /// process's turn to write, a connection, its statements, its retries ([`deadline`]).
+    /// process's turn to write, a connection, its statements, its retries (`store::deadline`).
     /// Also PostgreSQL's `statement_timeout` and `lock_timeout`, and SQLite's busy timeout.
     pub timeout: Duration,
     /// How long to keep trying to reach the database at start before giving up.
