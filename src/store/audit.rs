@@ -365,7 +365,7 @@ impl Store {
                 Param::Int(i) => query.bind(i),
             };
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = self.read(|pool| query.fetch_all(pool)).await?;
         let limit = filter.limit as usize;
         let has_more = rows.len() > limit;
         let mut items = rows
@@ -388,14 +388,17 @@ impl Store {
     ) -> Result<Option<(i64, i64, i64)>> {
         let Some(raw) = raw else { return Ok(None) };
         let id = AuditEventId::parse_opt(raw).ok_or_else(|| unknown_cursor(param, raw))?;
-        let row = sqlx::query(
-            "SELECT effective_at, seq, idx FROM audit_events WHERE id = $1 AND org_id = $2",
-        )
-        .bind(id.as_str())
-        .bind(org.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| unknown_cursor(param, raw))?;
+        let row = self
+            .read(|pool| {
+                sqlx::query(
+                    "SELECT effective_at, seq, idx FROM audit_events WHERE id = $1 AND org_id = $2",
+                )
+                .bind(id.as_str())
+                .bind(org.as_str())
+                .fetch_optional(pool)
+            })
+            .await?
+            .ok_or_else(|| unknown_cursor(param, raw))?;
         Ok(Some((
             row.try_get("effective_at")?,
             row.try_get("seq")?,

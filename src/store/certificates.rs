@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row;
+use sqlx::{AnyPool, Row};
 
 use super::audit::TxAudit;
 use super::projects::project_state;
@@ -128,15 +128,26 @@ impl Store {
         id: &CertificateId,
         include: CertificateInclude,
     ) -> Result<Certificate> {
+        self.read(|pool| self.read_certificate(pool, org, id, include))
+            .await
+    }
+
+    async fn read_certificate(
+        &self,
+        pool: &AnyPool,
+        org: &OrgId,
+        id: &CertificateId,
+        include: CertificateInclude,
+    ) -> Result<Certificate> {
         let sql = format!("SELECT {CERT_COLUMNS}, content, active_org FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL");
         let query = sqlx::query(&sql).bind(id.as_str()).bind(org.as_str());
         if !include.details {
-            return match query.fetch_optional(&self.pool).await? {
+            return match query.fetch_optional(pool).await? {
                 Some(row) => Ok(certificate_from_row(&row, include.content)?),
                 None => Err(id.not_found().into()),
             };
         }
-        let mut tx = self.read_transaction().await?;
+        let mut tx = self.read_transaction(pool).await?;
         let row = query
             .fetch_optional(&mut *tx)
             .await?
@@ -279,7 +290,8 @@ impl Store {
         page: &PageRequest,
         include: CertificateInclude,
     ) -> Result<Page<ScopedCertificate>> {
-        self.certificate_page(org, None, page, include).await
+        self.read(|pool| self.certificate_page(pool, org, None, page, include))
+            .await
     }
 
     /// Every certificate of the organization; `active` means active for `project`.
@@ -290,11 +302,14 @@ impl Store {
         page: &PageRequest,
         include: CertificateInclude,
     ) -> Result<Page<ScopedCertificate>> {
-        let mut conn = self.pool.acquire().await?;
-        project_state(&mut conn, org, project).await?;
-        drop(conn);
-        self.certificate_page(org, Some(project), page, include)
-            .await
+        self.read(|pool| async move {
+            let mut conn = pool.acquire().await?;
+            project_state(&mut conn, org, project).await?;
+            drop(conn);
+            self.certificate_page(pool, org, Some(project), page, include)
+                .await
+        })
+        .await
     }
 
     /// One page. With `include.details`, the page and its certificates' activations are read
@@ -302,12 +317,13 @@ impl Store {
     /// states); otherwise in one statement, as before details existed.
     async fn certificate_page(
         &self,
+        pool: &AnyPool,
         org: &OrgId,
         project: Option<&ProjectId>,
         page: &PageRequest,
         include: CertificateInclude,
     ) -> Result<Page<ScopedCertificate>> {
-        let cursor = self.certificate_cursor(org, page.after.as_deref()).await?;
+        let cursor = certificate_cursor(pool, org, page.after.as_deref()).await?;
         let (cmp, dir) = order_sql(page.order);
         // Parameters: $1 org, $2 limit, then the project (if any), then the cursor (if any).
         let (active, join, next) = match project {
@@ -343,7 +359,7 @@ impl Store {
         }
         let limit = page.limit.get() as usize;
         let (rows, mut activations, mut crls) = if include.details {
-            let mut tx = self.read_transaction().await?;
+            let mut tx = self.read_transaction(pool).await?;
             let rows = q.fetch_all(&mut *tx).await?;
             let ids: Vec<CertificateId> = rows
                 .iter()
@@ -355,11 +371,7 @@ impl Store {
             tx.commit().await?;
             (rows, activations, crls)
         } else {
-            (
-                q.fetch_all(&self.pool).await?,
-                HashMap::new(),
-                HashMap::new(),
-            )
+            (q.fetch_all(pool).await?, HashMap::new(), HashMap::new())
         };
         let has_more = rows.len() > limit;
         let items = rows
@@ -386,8 +398,11 @@ impl Store {
     /// A read-only transaction that sees one committed state throughout (REPEATABLE READ on
     /// PostgreSQL, where each statement would otherwise see its own; on SQLite a read
     /// transaction in WAL mode already does).
-    pub(super) async fn read_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let mut tx = self.pool.begin().await?;
+    async fn read_transaction(
+        &self,
+        pool: &AnyPool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = pool.begin().await?;
         if self.backend == super::Backend::Postgres {
             sqlx::Executor::execute(
                 &mut *tx,
@@ -397,27 +412,26 @@ impl Store {
         }
         Ok(tx)
     }
+}
 
-    /// Position of a cursor id, deleted or not; ids this list never handed out are refused.
-    async fn certificate_cursor(
-        &self,
-        org: &OrgId,
-        after: Option<&str>,
-    ) -> Result<Option<(i64, i64)>> {
-        let Some(after) = after else { return Ok(None) };
-        let Some(id) = CertificateId::parse_opt(after) else {
-            return Err(unknown_cursor("after", after).into());
-        };
-        let row =
-            sqlx::query("SELECT created_at, seq FROM certificates WHERE id = $1 AND org_id = $2")
-                .bind(id.as_str())
-                .bind(org.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        match row {
-            Some(row) => Ok(Some((row.try_get("created_at")?, row.try_get("seq")?))),
-            None => Err(unknown_cursor("after", after).into()),
-        }
+/// Position of a cursor id, deleted or not; ids this list never handed out are refused.
+async fn certificate_cursor(
+    pool: &AnyPool,
+    org: &OrgId,
+    after: Option<&str>,
+) -> Result<Option<(i64, i64)>> {
+    let Some(after) = after else { return Ok(None) };
+    let Some(id) = CertificateId::parse_opt(after) else {
+        return Err(unknown_cursor("after", after).into());
+    };
+    let row = sqlx::query("SELECT created_at, seq FROM certificates WHERE id = $1 AND org_id = $2")
+        .bind(id.as_str())
+        .bind(org.as_str())
+        .fetch_optional(pool)
+        .await?;
+    match row {
+        Some(row) => Ok(Some((row.try_get("created_at")?, row.try_get("seq")?))),
+        None => Err(unknown_cursor("after", after).into()),
     }
 }
 

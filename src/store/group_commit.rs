@@ -10,7 +10,8 @@
 //! batch and tells every member. One writer alone costs two turns of the queue instead of one;
 //! under load the fsync is shared by everyone who queued while the previous one ran.
 //!
-//! Cancellation (a client hanging up drops the request's future anywhere):
+//! Cancellation (a client hanging up, or the write's deadline passing, drops its future
+//! anywhere):
 //! - during the body: the savepoint is still open, so [`Batch::member_open`] stays set and the
 //!   next writer to take the queue rolls that member back first;
 //! - after the body, before the commit: the writes are in the batch, unacknowledged, and are
@@ -23,6 +24,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Transaction};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
+use super::deadline::{Deadline, Pool};
 use super::tx::{run_together, Statement};
 use super::{Result, StoreError};
 
@@ -141,25 +143,23 @@ pub(super) struct Member {
     pending: Option<oneshot::Receiver<Outcome>>,
 }
 
-/// Takes the queue (waiting at most `wait`), repairs what an abandoned writer left, opens the
-/// batch if none is open, and opens this writer's savepoint, running `opening` (the first
-/// statements of the writer's body) in the same round trip; returns their rows.
+/// Takes the queue, repairs what an abandoned writer left, opens the batch if none is open,
+/// and opens this writer's savepoint, running `opening` (the first statements of the writer's
+/// body) in the same round trip; returns their rows. All of it before `deadline`, which the
+/// caller's statements share (`in_transaction!`): the wait for the queue is not a wait of its
+/// own.
 pub(super) async fn join(
     queue: &Arc<Mutex<Batch>>,
-    pool: &sqlx::AnyPool,
-    wait: std::time::Duration,
+    pool: &Pool,
+    deadline: &Deadline,
     opening: Vec<Statement>,
 ) -> Result<(Member, Vec<AnyRow>)> {
-    let mut guard = tokio::time::timeout(wait, queue.clone().lock_owned())
-        .await
-        .map_err(|_| {
-            StoreError::unavailable(format!(
-                "timed out after {wait:?} waiting for this process's turn to write"
-            ))
-        })?;
+    let mut guard = deadline
+        .bound(async { Ok(queue.clone().lock_owned().await) })
+        .await?;
     repair(&mut guard).await;
     if guard.tx.is_none() {
-        guard.tx = Some(pool.begin().await?);
+        guard.tx = Some(pool.begin(deadline).await?);
     }
     let open = if guard.release_pending {
         RELEASE_AND_SAVEPOINT
@@ -342,10 +342,32 @@ impl Member {
         let (sender, receiver) = oneshot::channel();
         guard.members.push(sender);
         self.pending = Some(receiver);
-        // Let the writers queued behind this one join the batch, then come back to commit it
-        // (unless one of them did already).
+        // Let the writers queued behind this one join the batch, then come back to commit it,
+        // unless one of them (or SQLite's writer thread, which commits an open batch before
+        // its own) does first: then its outcome is the answer, without waiting for the queue
+        // behind whatever that holder does next.
         drop(guard);
-        let guard = self.queue.clone().lock_owned().await;
+        let turn = {
+            let Some(receiver) = self.pending.as_mut() else {
+                return Err(StoreError::Internal("a writer lost its place".into()));
+            };
+            tokio::select! {
+                outcome = receiver => Err(outcome),
+                guard = self.queue.clone().lock_owned() => Ok(guard),
+            }
+        };
+        let guard = match turn {
+            Ok(guard) => guard,
+            Err(outcome) => {
+                self.pending = None;
+                return match outcome {
+                    Ok(outcome) => outcome.into_result(),
+                    Err(_) => Err(StoreError::Internal(
+                        "the batch ended without an outcome".into(),
+                    )),
+                };
+            }
+        };
         let Some(mut receiver) = self.pending.take() else {
             return Err(StoreError::Internal("a writer lost its place".into()));
         };

@@ -76,8 +76,13 @@ impl Store {
     /// Finds the organization an admin key belongs to, and the organization's write sequence
     /// (bumped by every write to it) in the same statement. The database is looked up by the
     /// key's SHA-256; the stored digest is then compared in constant time. Deleted and expired
-    /// keys are refused. A success records the key's use (in memory, see `key_usage`).
+    /// keys are refused. A success records the key's use (in memory, see `key_usage`). One
+    /// deadline bounds the check: the change marker, the shared read and its wait together.
     pub async fn authenticate(&self, presented: &str) -> Result<Option<Authenticated>> {
+        self.deadline().bound(self.check_key(presented)).await
+    }
+
+    async fn check_key(&self, presented: &str) -> Result<Option<Authenticated>> {
         use subtle::ConstantTimeEq;
         let digest = domain::admin_key_digest(presented);
         let now = self.now();
@@ -130,14 +135,17 @@ impl Store {
     /// The live key with this digest (its stored digest, to compare in constant time), with
     /// its organization's write sequence, in one statement.
     async fn look_up_key(&self, digest: &str) -> Result<Option<(String, Authenticated)>> {
-        let row = sqlx::query(
-            "SELECT k.id, k.org_id, k.key_sha256, k.expires_at, o.seq
-             FROM admin_keys k JOIN organizations o ON o.id = k.org_id
-             WHERE k.key_sha256 = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .read(|pool| {
+                sqlx::query(
+                    "SELECT k.id, k.org_id, k.key_sha256, k.expires_at, o.seq
+                     FROM admin_keys k JOIN organizations o ON o.id = k.org_id
+                     WHERE k.key_sha256 = $1 AND k.revoked_at IS NULL",
+                )
+                .bind(digest)
+                .fetch_optional(pool)
+            })
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let who = Authenticated {
             org_id: OrgId::trusted(row.try_get("org_id")?),
@@ -175,12 +183,15 @@ impl Store {
             "SELECT {KEY_COLUMNS} FROM admin_keys k JOIN organizations o ON o.id = k.org_id
              WHERE k.id = $1 AND k.org_id = $2 AND k.revoked_at IS NULL"
         );
-        match sqlx::query(&sql)
-            .bind(id.as_str())
-            .bind(org.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-        {
+        let row = self
+            .read(|pool| {
+                sqlx::query(&sql)
+                    .bind(id.as_str())
+                    .bind(org.as_str())
+                    .fetch_optional(pool)
+            })
+            .await?;
+        match row {
             Some(row) => Ok(key_from_row(&row)?),
             None => Err(id.not_found().into()),
         }
@@ -188,14 +199,17 @@ impl Store {
 
     /// The organization's keys that are not deleted, by creation (`page.order`).
     pub async fn list_admin_keys(&self, org: &OrgId, page: &PageRequest) -> Result<Page<AdminKey>> {
-        // Deleted keys stay valid cursors: the tombstone keeps its position.
-        let cursor =
-            paging::cursor::<KeyKind>(&self.pool, "admin_keys", org, page.after.as_deref()).await?;
         let select = format!(
             "SELECT {KEY_COLUMNS} FROM admin_keys k JOIN organizations o ON o.id = k.org_id
              WHERE k.org_id = $1 AND k.revoked_at IS NULL"
         );
-        paging::fetch(&self.pool, &select, "k.", org, page, cursor, key_from_row).await
+        self.read(|pool| async move {
+            // Deleted keys stay valid cursors: the tombstone keeps its position.
+            let cursor =
+                paging::cursor::<KeyKind>(pool, "admin_keys", org, page.after.as_deref()).await?;
+            paging::fetch(pool, &select, "k.", org, page, cursor, key_from_row).await
+        })
+        .await
     }
 
     /// Deletes (revokes) a key. The last unexpired key of the organization is refused
@@ -250,9 +264,12 @@ impl Store {
 
     /// The organization a key (deleted or not) belongs to: what `certgate key revoke` acts on.
     pub async fn admin_key_organization(&self, id: &KeyId) -> Result<OrgId> {
-        let row = sqlx::query("SELECT org_id FROM admin_keys WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
+        let row = self
+            .read(|pool| {
+                sqlx::query("SELECT org_id FROM admin_keys WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(id.as_str())
+                    .fetch_optional(pool)
+            })
             .await?
             .ok_or_else(|| id.not_found())?;
         Ok(OrgId::trusted(row.try_get("org_id")?))
@@ -260,25 +277,30 @@ impl Store {
 
     /// Every organization, oldest first.
     pub async fn list_organizations(&self) -> Result<Vec<Organization>> {
-        sqlx::query("SELECT id, name, created_at FROM organizations ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(Organization {
-                    id: OrgId::trusted(row.try_get("id")?),
-                    name: row.try_get("name")?,
-                    created_at: row.try_get("created_at")?,
-                })
+        self.read(|pool| {
+            sqlx::query("SELECT id, name, created_at FROM organizations ORDER BY created_at, id")
+                .fetch_all(pool)
+        })
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Organization {
+                id: OrgId::trusted(row.try_get("id")?),
+                name: row.try_get("name")?,
+                created_at: row.try_get("created_at")?,
             })
-            .collect()
+        })
+        .collect()
     }
 
     /// One organization, or 404.
     pub async fn get_organization(&self, id: &OrgId) -> Result<Organization> {
-        let row = sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
+        let row = self
+            .read(|pool| {
+                sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(pool)
+            })
             .await?
             .ok_or_else(|| id.not_found())?;
         Ok(Organization {

@@ -17,11 +17,14 @@ impl Store {
     /// Every stored (not deleted) certificate of every organization, with its notAfter, in a
     /// stable order. At most 50 per organization, so one statement does.
     pub async fn certificate_expiries(&self) -> Result<Vec<CertificateExpiry>> {
-        let rows = sqlx::query(
-            "SELECT org_id, id, expires_at FROM certificates WHERE deleted_at IS NULL ORDER BY org_id, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .read(|pool| {
+                sqlx::query(
+                    "SELECT org_id, id, expires_at FROM certificates WHERE deleted_at IS NULL ORDER BY org_id, id",
+                )
+                .fetch_all(pool)
+            })
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(CertificateExpiry {

@@ -11,24 +11,27 @@
 //!
 //! `sqlx` types never leave this module: callers see domain values and [`StoreError`].
 //!
-//! Files: `connect` (start-up: naming the database, creating or refusing a missing SQLite
-//! file, the bounded wait for the server, the migration check), `error` (classifying driver
-//! errors), `tx` (the transaction macro, the organization
-//! lock, the trust generation), `group_commit` (SQLite's writer queue: transactions queued
-//! together share one commit), `sqlite_writer` (SQLite's writer thread: toggles run whole on
-//! a connection of its own), `sqlite_local` (SQLite's change detector and key cache),
-//! then one file per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the
-//! check every request makes), `key_usage` (`last_used_at`, flushed off the request path),
-//! `audit` (the audit log, appended inside each writing transaction), `certificates`,
-//! `toggles` (activations, all or nothing),
-//! `rotation` (one CA taking over from another everywhere at once), `revocations` (the
-//! deny-list and CRLs), `projects`, `trust` (what the gateway reads), `metrics` (what a
-//! metrics scrape reads).
+//! Every operation has one deadline, `--db-timeout` after it starts, for all of its waits for
+//! the database together (`deadline`): the pool is reached only through it.
+//!
+//! Files: `connect` (start-up: naming the database, creating or refusing a missing SQLite file, the
+//! bounded wait for the server, the migration check), `deadline` (one deadline per operation; the
+//! pool behind it), `error` (classifying driver errors), `tx` (the transaction macro, the
+//! organization lock, the trust generation), `group_commit` (SQLite's writer queue: transactions
+//! queued together share one commit), `sqlite_writer` (SQLite's writer thread: toggles run whole on
+//! a connection of its own), `sqlite_local` (SQLite's change detector and key cache), then one file
+//! per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the check every request
+//! makes), `key_usage` (`last_used_at`, flushed off the request path), `audit` (the audit log,
+//! appended inside each writing transaction), `certificates`, `toggles` (activations, all or
+//! nothing), `rotation` (one CA taking over from another everywhere at once), `revocations` (the
+//! deny-list and CRLs), `projects`, `trust` (what the gateway reads), `metrics` (what a metrics
+//! scrape reads).
 
 mod audit;
 mod certificates;
 mod coalesce;
 mod connect;
+mod deadline;
 mod error;
 mod group_commit;
 mod key_usage;
@@ -58,6 +61,7 @@ use sqlx::{AnyPool, Executor};
 use crate::domain::{Clock, KeyId, OrgId};
 pub use audit::{AuditQuery, AuditRecord, TimeRange};
 use connect::Target;
+use deadline::{Deadline, Pool};
 pub use error::{BoxError, StoreError};
 pub use group_commit::GroupCommitStats;
 use key_usage::KeyUsage;
@@ -82,8 +86,9 @@ pub enum Backend {
 pub struct StoreOptions {
     pub url: String,
     pub max_connections: u32,
-    /// Longest wait for a connection, and longest statement (PostgreSQL `statement_timeout`,
-    /// SQLite busy timeout).
+    /// The most a store operation waits for the database, all of its waits together: this
+    /// process's turn to write, a connection, its statements, its retries (`store::deadline`).
+    /// Also PostgreSQL's `statement_timeout` and `lock_timeout`, and SQLite's busy timeout.
     pub timeout: Duration,
     /// How long to keep trying to reach the database at start before giving up.
     pub connect_timeout: Duration,
@@ -129,7 +134,8 @@ pub struct Authenticated {
 /// is a few reference counts and no allocation.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    /// Reached only within a deadline ([`deadline`]).
+    pool: Pool,
     backend: Backend,
     url: Arc<str>,
     timeout: Duration,
@@ -210,7 +216,10 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        if let Err(e) = target.check_migrated(&store.pool, migrator).await {
+        if let Err(e) = target
+            .check_migrated(store.pool.unbounded(), migrator)
+            .await
+        {
             store.close().await;
             return Err(e);
         }
@@ -277,7 +286,7 @@ impl Store {
             .await
             .with_context(|| format!("connecting to {target}"))?;
         Ok(Store {
-            pool,
+            pool: Pool::new(pool),
             backend,
             url: url.into(),
             timeout: options.timeout,
@@ -294,8 +303,8 @@ impl Store {
     /// Runs the migrations (and, on SQLite, opens the change detector once the file exists).
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(self.pool.unbounded()).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(self.pool.unbounded()).await?,
         }
         if let Some(local) = &self.sqlite {
             if local.changes.get().is_none() {
@@ -325,7 +334,6 @@ impl Store {
         self.sqlite.as_ref()?.writer.get()
     }
 
-    /// On SQLite, waits (at most the database timeout) for this process's turn to write.
     /// SQLite: how many commits acknowledged how many writing transactions so far.
     pub async fn group_commit_stats(&self) -> Option<GroupCommitStats> {
         match &self.sqlite {
@@ -334,43 +342,68 @@ impl Store {
         }
     }
 
-    /// Opens a writing transaction: on SQLite, a turn in this process's writer queue (waiting
-    /// at most the store's timeout) and a place in its group commit. Runs `opening`, the
-    /// statements the write starts with, in it and returns their rows: on SQLite they travel
-    /// with the writer's savepoint (one round trip fewer).
+    /// The deadline of a store operation starting now: `--db-timeout` for all of its waits
+    /// for the database together ([`deadline`]).
+    fn deadline(&self) -> Deadline {
+        Deadline::after(self.timeout)
+    }
+
+    /// Runs `read` (any number of statements, on the pool or on connections and read
+    /// transactions it takes from it) within a deadline of its own, taken now.
+    async fn read<'s, T, E, F>(&'s self, read: impl FnOnce(&'s AnyPool) -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = std::result::Result<T, E>> + 's,
+        StoreError: From<E>,
+    {
+        self.pool.within(&self.deadline(), read).await
+    }
+
+    /// Opens a writing transaction before `deadline`: on SQLite, a turn in this process's
+    /// writer queue and a place in its group commit. Runs `opening`, the statements the write
+    /// starts with, in it and returns their rows: on SQLite they travel with the writer's
+    /// savepoint (one round trip fewer). `in_transaction!` bounds the rest of the write by the
+    /// same deadline.
     async fn begin_write(
         &self,
         opening: Vec<tx::Statement>,
+        deadline: &Deadline,
     ) -> Result<(tx::Writer, Vec<sqlx::any::AnyRow>)> {
         if let Some(local) = &self.sqlite {
             let (member, rows) =
-                group_commit::join(&local.writes, &self.pool, self.timeout, opening).await?;
+                group_commit::join(&local.writes, &self.pool, deadline, opening).await?;
             return Ok((tx::Writer::Grouped(member), rows));
         }
-        let permit = self.pg_write_permit().await?;
-        let mut transaction = self.pool.begin().await?;
+        let permit = self.pg_write_permit(deadline).await?;
+        let mut transaction = self.pool.begin(deadline).await?;
         let rows = if opening.is_empty() {
             Vec::new()
         } else {
-            tx::run_together(&mut transaction, opening).await?
+            deadline
+                .bound(tx::run_together(&mut transaction, opening))
+                .await?
         };
         Ok((tx::Writer::Alone(transaction, permit), rows))
     }
 
-    /// PostgreSQL: this process's turn to write (see [`PG_WRITERS`]), waiting at most the
-    /// store's timeout.
-    async fn pg_write_permit(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+    /// PostgreSQL: this process's turn to write (see [`PG_WRITERS`]), waited for until
+    /// `deadline`: the same deadline then bounds the transaction's statements.
+    async fn pg_write_permit(
+        &self,
+        deadline: &Deadline,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>> {
         let Some(writers) = &self.pg_writers else {
             return Ok(None);
         };
-        match tokio::time::timeout(self.timeout, writers.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(Some(permit)),
-            Ok(Err(_)) => Err(StoreError::unavailable("the store is closing")),
-            Err(_) => Err(StoreError::unavailable(format!(
-                "timed out after {:?} waiting for this process's turn to write",
-                self.timeout
-            ))),
-        }
+        deadline
+            .bound(async {
+                writers
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map(Some)
+                    .map_err(|_| StoreError::unavailable("the store is closing"))
+            })
+            .await
     }
 
     /// SQLite: a value that changes whenever anything is committed to the database file, read
@@ -411,10 +444,11 @@ impl Store {
         self.clock.now()
     }
 
-    /// Whether the database answers now.
+    /// Whether the database answers now (within the database timeout).
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.read(|pool| sqlx::query("SELECT 1").execute(pool))
+            .await
+            .map(drop)
     }
 
     pub async fn close(&self) {
@@ -424,7 +458,7 @@ impl Store {
             }
             group_commit::settle(&local.writes, self.timeout).await;
         }
-        self.pool.close().await;
+        self.pool.unbounded().close().await;
     }
 }
 

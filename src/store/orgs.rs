@@ -26,10 +26,12 @@ impl Store {
     /// Whether an empty database was already given its default organization (by any
     /// replica): then [`Store::bootstrap`] makes nothing.
     pub async fn is_bootstrapped(&self) -> Result<bool> {
-        Ok(sqlx::query("SELECT key FROM meta WHERE key = 'bootstrap'")
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+        let row = self
+            .read(|pool| {
+                sqlx::query("SELECT key FROM meta WHERE key = 'bootstrap'").fetch_optional(pool)
+            })
+            .await?;
+        Ok(row.is_some())
     }
 
     /// On an empty database, creates the default organization, exactly once however many

@@ -119,12 +119,15 @@ impl Store {
 
     pub async fn get_project(&self, org: &OrgId, id: &ProjectId) -> Result<Project> {
         let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1 AND org_id = $2");
-        match sqlx::query(&sql)
-            .bind(id.as_str())
-            .bind(org.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-        {
+        let row = self
+            .read(|pool| {
+                sqlx::query(&sql)
+                    .bind(id.as_str())
+                    .bind(org.as_str())
+                    .fetch_optional(pool)
+            })
+            .await?;
+        match row {
             Some(row) => Ok(project_from_row(&row)?),
             None => Err(id.not_found().into()),
         }
@@ -234,9 +237,6 @@ impl Store {
         page: &PageRequest,
         include_archived: bool,
     ) -> Result<Page<Project>> {
-        let cursor =
-            paging::cursor::<ProjectKind>(&self.pool, "projects", org, page.after.as_deref())
-                .await?;
         let archived_sql = if include_archived {
             ""
         } else {
@@ -249,15 +249,11 @@ impl Store {
             order: Order::Asc,
             ..page.clone()
         };
-        paging::fetch(
-            &self.pool,
-            &select,
-            "",
-            org,
-            &page,
-            cursor,
-            project_from_row,
-        )
+        self.read(|pool| async move {
+            let cursor =
+                paging::cursor::<ProjectKind>(pool, "projects", org, page.after.as_deref()).await?;
+            paging::fetch(pool, &select, "", org, &page, cursor, project_from_row).await
+        })
         .await
     }
 }

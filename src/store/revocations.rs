@@ -104,12 +104,15 @@ impl Store {
         let sql = format!(
             "SELECT {REVOKED_COLUMNS} FROM revoked_certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL"
         );
-        match sqlx::query(&sql)
-            .bind(id.as_str())
-            .bind(org.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-        {
+        let row = self
+            .read(|pool| {
+                sqlx::query(&sql)
+                    .bind(id.as_str())
+                    .bind(org.as_str())
+                    .fetch_optional(pool)
+            })
+            .await?;
+        match row {
             Some(row) => Ok(revoked_from_row(&row)?),
             None => Err(id.not_found().into()),
         }
@@ -156,17 +159,20 @@ impl Store {
         org: &OrgId,
         page: &PageRequest,
     ) -> Result<Page<RevokedCertificate>> {
-        let cursor = paging::cursor::<RevokedCertificateKind>(
-            &self.pool,
-            "revoked_certificates",
-            org,
-            page.after.as_deref(),
-        )
-        .await?;
         let select = format!(
             "SELECT {REVOKED_COLUMNS} FROM revoked_certificates WHERE org_id = $1 AND deleted_at IS NULL"
         );
-        paging::fetch(&self.pool, &select, "", org, page, cursor, revoked_from_row).await
+        self.read(|pool| async move {
+            let cursor = paging::cursor::<RevokedCertificateKind>(
+                pool,
+                "revoked_certificates",
+                org,
+                page.after.as_deref(),
+            )
+            .await?;
+            paging::fetch(pool, &select, "", org, page, cursor, revoked_from_row).await
+        })
+        .await
     }
 
     /// Stores `crl` (already checked against the certificate's key by the caller: a
@@ -224,15 +230,18 @@ impl Store {
 
     /// The stored CRL's summary; 404 when the certificate has none (or does not exist).
     pub async fn get_crl(&self, org: &OrgId, certificate: &CertificateId) -> Result<CrlSummary> {
-        let row = sqlx::query(
-            "SELECT r.certificate_id, r.this_update, r.next_update, r.revoked_count
-             FROM certificate_crls r JOIN certificates c ON c.id = r.certificate_id
-             WHERE r.certificate_id = $1 AND r.org_id = $2 AND c.deleted_at IS NULL",
-        )
-        .bind(certificate.as_str())
-        .bind(org.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .read(|pool| {
+                sqlx::query(
+                    "SELECT r.certificate_id, r.this_update, r.next_update, r.revoked_count
+                     FROM certificate_crls r JOIN certificates c ON c.id = r.certificate_id
+                     WHERE r.certificate_id = $1 AND r.org_id = $2 AND c.deleted_at IS NULL",
+                )
+                .bind(certificate.as_str())
+                .bind(org.as_str())
+                .fetch_optional(pool)
+            })
+            .await?;
         match row {
             Some(row) => Ok(crl_from_row(&row)?),
             None => Err(no_crl(certificate)),

@@ -52,15 +52,24 @@ pub(super) fn file_path(url: &str) -> Option<&str> {
 /// header (<https://www.sqlite.org/walformat.html>, "The WAL-Index Header"), whose `iChange`
 /// counts transactions. The header is written twice, the second copy first; readers begin
 /// their transactions from it, so once the first copy shows a commit, any read transaction
-/// begun afterwards sees that commit. SQLite deletes the `-shm` file only when the last
-/// connection to the database closes, and this detector's own connections stay open, so the
-/// file read is the one every process maps. Two copies that differ (a commit writing them), a
-/// header not yet initialised, or no `-shm` file fall back to the second choice.
+/// begun afterwards sees that commit.
 ///
-/// Second choice: dedicated read-only connections whose `PRAGMA data_version` changes whenever
-/// any other connection commits. A read takes SQLite's locks (a few microseconds, and callers
-/// run it on the blocking pool); `data_version` values are per connection, so such a marker is
-/// (connection, value), and threads prefer a connection of their own to avoid contending.
+/// The file read must stay the one every process maps. SQLite unlinks the `-shm` (and `-wal`)
+/// file only when a closing connection obtains an EXCLUSIVE lock on the database file
+/// (`sqlite3WalClose`), and a connection that has read in WAL mode keeps a SHARED lock on it
+/// until it closes (`pager_unlock` ends only the read transaction). So each of this
+/// detector's connections reads once when opened: while the detector lives, no connection of
+/// any process can delete the file, however many others close (the pool's idle connections,
+/// the writer thread's). As a second guard, a header read from a file that is no longer
+/// linked (deleted by hand, say) is not trusted.
+///
+/// Two copies that differ (a commit writing them), a header not yet initialised or of a
+/// version this reader does not know, an unlinked file or no `-shm` file fall back to the
+/// second choice: dedicated read-only connections whose `PRAGMA data_version` changes
+/// whenever any other connection commits. A read takes SQLite's locks (a few microseconds,
+/// and callers run it on the blocking pool); `data_version` values are per connection, so
+/// such a marker is (connection, value), and threads prefer a connection of their own to
+/// avoid contending.
 pub(super) struct ChangeDetector {
     conns: Vec<Mutex<rusqlite::Connection>>,
     /// The database's `-shm` file, read-only.
@@ -74,6 +83,10 @@ pub(super) type Marker = (usize, i64);
 /// The source of markers read from the WAL-index header.
 const WAL_INDEX: usize = usize::MAX;
 
+/// The WAL-index format the header parser knows (`iVersion`, `WALINDEX_MAX_VERSION` in
+/// SQLite's `wal.c`): a header of another version falls back to `data_version`.
+const WAL_INDEX_VERSION: u32 = 3_007_000;
+
 impl ChangeDetector {
     const CONNECTIONS: usize = 4;
 
@@ -84,8 +97,14 @@ impl ChangeDetector {
         let flags =
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conns = (0..Self::CONNECTIONS)
-            .map(|_| rusqlite::Connection::open_with_flags(path, flags).map(Mutex::new))
-            .collect::<Result<Vec<_>, _>>();
+            .map(|_| {
+                let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+                // A read: from now on the connection holds the WAL-mode SHARED lock that
+                // keeps the `-shm` file in place (see above).
+                conn.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<rusqlite::Result<Vec<_>>>();
         // Opened after the connections: the first connection in WAL mode creates it.
         let shm = std::fs::File::open(format!("{path}-shm")).ok();
         match conns {
@@ -98,21 +117,20 @@ impl ChangeDetector {
     }
 
     /// The marker from the WAL-index header, if it can be read (see [`ChangeDetector`]): one
-    /// `pread` of a file SQLite keeps mapped, so callers need not leave their thread for it.
+    /// `pread` of a file SQLite keeps mapped and one `fstat`, so callers need not leave their
+    /// thread for it.
     pub(super) fn wal_index_marker(&self) -> Option<Marker> {
-        use std::os::unix::fs::FileExt;
-        // Two copies of the 48-byte header: iVersion, unused, iChange (offset 8), isInit
-        // (12), bigEndCksum, szPage, mxFrame (16), nPage, frame checksums, salts, checksums.
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let shm = self.shm.as_ref()?;
         let mut both = [0u8; 96];
-        self.shm.as_ref()?.read_exact_at(&mut both, 0).ok()?;
-        let (first, second) = both.split_at(48);
-        if first != second || first[12] == 0 {
+        shm.read_exact_at(&mut both, 0).ok()?;
+        let value = header_marker(&both)?;
+        // Checked after the read: a file still linked now was linked when it was read. An
+        // unlinked one is no longer the file other processes map (they would create anew).
+        if shm.metadata().ok()?.nlink() == 0 {
             return None;
         }
-        let word = |at: usize| {
-            u32::from_ne_bytes([first[at], first[at + 1], first[at + 2], first[at + 3]])
-        };
-        Some((WAL_INDEX, (i64::from(word(8)) << 32) | i64::from(word(16))))
+        Some((WAL_INDEX, value))
     }
 
     /// The marker from `PRAGMA data_version`. Blocking: run it on the blocking pool.
@@ -167,9 +185,23 @@ impl KeyCache {
     }
 }
 
+/// The value of a WAL-index header (both copies, 96 bytes): `None` unless the two copies agree,
+/// the header is initialised and of the version this parser knows. Two copies of the 48-byte
+/// header: iVersion (offset 0), unused, iChange (8), isInit (12), bigEndCksum, szPage,
+/// mxFrame (16), nPage, frame checksums, salts, checksums; in the machine's byte order.
+fn header_marker(both: &[u8; 96]) -> Option<i64> {
+    let (first, second) = both.split_at(48);
+    let word =
+        |at: usize| u32::from_ne_bytes([first[at], first[at + 1], first[at + 2], first[at + 3]]);
+    if first != second || first[12] == 0 || word(0) != WAL_INDEX_VERSION {
+        return None;
+    }
+    Some((i64::from(word(8)) << 32) | i64::from(word(16)))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{ChangeDetector, WAL_INDEX};
+    use super::{header_marker, ChangeDetector, WAL_INDEX};
 
     fn writer(path: &std::path::Path) -> rusqlite::Connection {
         let conn = rusqlite::Connection::open(path).unwrap();
@@ -216,6 +248,84 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(detector.wal_index_marker(), Some(restarted));
+    }
+
+    /// The way the marker would break: every connection but the detector's closed (the
+    /// last to close deletes the `-shm` file unless a connection still holds WAL mode's
+    /// SHARED lock), then a commit from a connection opened afterwards (another process).
+    #[test]
+    fn the_marker_moves_after_every_other_connection_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let shm = dir.path().join("db.sqlite-shm");
+        let first = writer(&path);
+        first.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        let detector = ChangeDetector::open(&format!("sqlite://{}", path.display())).unwrap();
+        let before = detector
+            .wal_index_marker()
+            .expect("read from the -shm file");
+        drop(first);
+        assert!(
+            shm.exists(),
+            "the detector's connections keep the -shm file when every other one closes"
+        );
+        assert_eq!(detector.wal_index_marker(), Some(before));
+
+        let later = writer(&path);
+        later.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        drop(later);
+        let after = detector
+            .wal_index_marker()
+            .expect("still read from the -shm file every process maps");
+        assert_ne!(after, before, "a commit from a new connection moves it");
+    }
+
+    /// A `-shm` file deleted under the detector (by hand: SQLite does not while the detector
+    /// lives) is no longer the one other processes map: its header is not trusted, and the
+    /// data version answers instead.
+    #[test]
+    fn an_unlinked_wal_index_falls_back_to_the_data_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let conn = writer(&path);
+        let detector = ChangeDetector::open(&format!("sqlite://{}", path.display())).unwrap();
+        assert!(detector.wal_index_marker().is_some());
+        std::fs::remove_file(dir.path().join("db.sqlite-shm")).unwrap();
+        assert_eq!(detector.wal_index_marker(), None, "an unlinked file");
+        let before = detector.data_version_marker().unwrap();
+        conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        assert_ne!(detector.data_version_marker(), Some(before));
+    }
+
+    #[test]
+    fn only_a_known_agreeing_initialised_header_gives_a_marker() {
+        let mut header = [0u8; 48];
+        header[..4].copy_from_slice(&super::WAL_INDEX_VERSION.to_ne_bytes());
+        header[8..12].copy_from_slice(&7u32.to_ne_bytes());
+        header[12] = 1;
+        header[16..20].copy_from_slice(&3u32.to_ne_bytes());
+        let both = |first: &[u8; 48], second: &[u8; 48]| {
+            let mut b = [0u8; 96];
+            b[..48].copy_from_slice(first);
+            b[48..].copy_from_slice(second);
+            b
+        };
+        assert_eq!(header_marker(&both(&header, &header)), Some((7 << 32) | 3));
+        let mut other = header;
+        other[..4].copy_from_slice(&3_007_001u32.to_ne_bytes());
+        assert_eq!(
+            header_marker(&both(&other, &other)),
+            None,
+            "unknown version"
+        );
+        assert_eq!(header_marker(&both(&header, &other)), None, "copies differ");
+        let mut uninit = header;
+        uninit[12] = 0;
+        assert_eq!(
+            header_marker(&both(&uninit, &uninit)),
+            None,
+            "not initialised"
+        );
     }
 
     #[test]

@@ -15,9 +15,11 @@
 //! queue: the thread takes it for each batch, first committing a group-commit batch left open,
 //! so SQLite's one write lock is never fought over inside the process.
 //!
-//! A job whose caller has gone (a client that hung up) or that waited past `--db-timeout`
-//! before the thread reached it is skipped; once started it runs to its commit, as a
-//! group-commit member past its body does.
+//! A job whose caller has gone (a client that hung up, or a write past its deadline) or
+//! whose deadline passed before the thread reached it is skipped; once started it runs to its
+//! commit, as a group-commit member past its body does. The thread waits for another
+//! process's write lock (SQLite's busy handler, at `BEGIN IMMEDIATE`) only until the latest
+//! deadline of the jobs it took: past it, none of them could be answered.
 
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 use tokio::sync::oneshot;
 
+use super::deadline::Deadline;
 use super::group_commit::{self, Batch, Outcome};
 use super::tx::{Columns, Decoded, Param, Statement};
 use super::{Result, StoreError};
@@ -38,6 +41,8 @@ trait Job: Send {
     fn run(self: Box<Self>, tx: &mut WriteTx<'_>) -> Step;
     /// The batch failed before reaching this job: answers with why.
     fn fail(self: Box<Self>, outcome: &Outcome);
+    /// When its caller stops waiting.
+    fn deadline(&self) -> Instant;
 }
 
 /// What running a job did.
@@ -57,9 +62,8 @@ type Answer = Box<dyn FnOnce(&Outcome) + Send>;
 struct Request<T, F> {
     body: Arc<F>,
     reply: oneshot::Sender<Result<T>>,
-    /// When the caller stops waiting for its turn (the store's timeout after sending).
-    deadline: Instant,
-    wait: Duration,
+    /// The write's deadline: when its caller stops waiting.
+    deadline: Deadline,
 }
 
 impl<T, F> Job for Request<T, F>
@@ -72,15 +76,12 @@ where
             body,
             reply,
             deadline,
-            wait,
         } = *self;
         if reply.is_closed() {
             return Step::Skipped;
         }
-        if Instant::now() > deadline {
-            let _ = reply.send(Err(StoreError::unavailable(format!(
-                "timed out after {wait:?} waiting for this process's turn to write"
-            ))));
+        if Instant::now() >= deadline.instant() {
+            let _ = reply.send(Err(deadline.passed()));
             return Step::Skipped;
         }
         match body(tx) {
@@ -100,6 +101,10 @@ where
             Ok(()) => StoreError::Internal("the batch ended before reaching this write".into()),
         };
         let _ = self.reply.send(Err(why));
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline.instant()
     }
 }
 
@@ -138,26 +143,31 @@ impl SqliteWriter {
 
     /// Runs `body` on the thread in a transaction (shared with the jobs queued beside it, its
     /// writes still all or nothing) and returns its value once committed. Transient failures
-    /// run it again, as [`super::tx::in_transaction`] does; `wait` bounds each attempt's wait
-    /// for its turn.
-    pub(super) async fn write<T, F>(&self, wait: Duration, body: F) -> Result<T>
+    /// run it again, as [`super::tx::in_transaction`] does. The whole write, its retries
+    /// included, has one deadline, `timeout` from now ([`super::deadline`]).
+    pub(super) async fn write<T, F>(&self, timeout: Duration, body: F) -> Result<T>
     where
         T: Send + 'static,
         F: Fn(&mut WriteTx<'_>) -> Result<T> + Send + Sync + 'static,
     {
+        let deadline = Deadline::after(timeout);
         let body = Arc::new(body);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let outcome = self.write_once(wait, body.clone()).await;
-            match super::tx::after_failure(attempt, outcome) {
-                std::ops::ControlFlow::Break(result) => return result,
-                std::ops::ControlFlow::Continue(delay) => tokio::time::sleep(delay).await,
-            }
-        }
+        deadline
+            .bound(async {
+                let mut attempt = 0u32;
+                loop {
+                    attempt += 1;
+                    let outcome = self.write_once(deadline, body.clone()).await;
+                    match super::tx::after_failure(attempt, outcome) {
+                        std::ops::ControlFlow::Break(result) => return result,
+                        std::ops::ControlFlow::Continue(delay) => tokio::time::sleep(delay).await,
+                    }
+                }
+            })
+            .await
     }
 
-    async fn write_once<T, F>(&self, wait: Duration, body: Arc<F>) -> Result<T>
+    async fn write_once<T, F>(&self, deadline: Deadline, body: Arc<F>) -> Result<T>
     where
         T: Send + 'static,
         F: Fn(&mut WriteTx<'_>) -> Result<T> + Send + Sync + 'static,
@@ -166,8 +176,7 @@ impl SqliteWriter {
         let job: Box<dyn Job> = Box::new(Request {
             body,
             reply,
-            deadline: Instant::now() + wait,
-            wait,
+            deadline,
         });
         let sent = match self.jobs.lock() {
             Ok(jobs) => jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok()),
@@ -218,6 +227,13 @@ fn run(
             .chain(jobs.try_iter().take(MAX_BATCH - 1))
             .collect();
         let mut turn = group_commit::take_blocking(queue, runtime);
+        // Wait for another process's write lock no longer than someone waits for an answer
+        // (rounded up: never shorter than that).
+        let latest = batch.iter().map(|job| job.deadline()).max();
+        let left = latest.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        let _ = conn.busy_timeout(left + Duration::from_millis(1));
         let (outcome, answers) = run_batch(conn, batch);
         if matches!(outcome, Outcome::Committed) && !answers.is_empty() {
             turn.count_commit(answers.len());

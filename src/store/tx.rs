@@ -18,6 +18,10 @@ pub(super) const MAX_ATTEMPTS: u32 = 8;
 /// a closure: the body borrows the transaction across awaits, which closures returning
 /// futures cannot express without boxing every call site.
 ///
+/// The whole write has one deadline ([`super::deadline`]), taken here: the wait for this
+/// process's turn to write, the connection, the statements, the commit and every retry
+/// together end by it, and past it the write answers unavailable (503).
+///
 /// `in_transaction!(store, opening = statements, |tx, rows| body)` runs `statements` (a
 /// `Vec<Statement>`, evaluated on every attempt) first and hands the body their rows: on
 /// SQLite they travel in the same round trip as the writer's savepoint.
@@ -26,34 +30,41 @@ macro_rules! in_transaction {
         in_transaction!($store, opening = Vec::new(), |$tx, _opened| $body)
     };
     ($store:expr, opening = $opening:expr, |$tx:ident, $opened:ident| $body:block) => {{
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let outcome: $crate::store::Result<_> = async {
-                let (mut writer, $opened) = $store.begin_write($opening).await?;
-                let body_result: $crate::store::Result<_> = async {
-                    #[allow(unused_mut)]
-                    let mut $tx = writer.conn();
-                    $body
-                }
-                .await;
-                match body_result {
-                    Ok(value) => {
-                        writer.commit().await?;
-                        Ok(value)
+        let deadline = $store.deadline();
+        deadline
+            .bound(async {
+                let mut attempt = 0u32;
+                loop {
+                    attempt += 1;
+                    let outcome: $crate::store::Result<_> = async {
+                        let (mut writer, $opened) = $store.begin_write($opening, &deadline).await?;
+                        let body_result: $crate::store::Result<_> = async {
+                            #[allow(unused_mut)]
+                            let mut $tx = writer.conn();
+                            $body
+                        }
+                        .await;
+                        match body_result {
+                            Ok(value) => {
+                                writer.commit().await?;
+                                Ok(value)
+                            }
+                            Err(e) => {
+                                writer.abort().await;
+                                Err(e)
+                            }
+                        }
                     }
-                    Err(e) => {
-                        writer.abort().await;
-                        Err(e)
+                    .await;
+                    match $crate::store::tx::after_failure(attempt, outcome) {
+                        std::ops::ControlFlow::Break(result) => break result,
+                        std::ops::ControlFlow::Continue(delay) => {
+                            tokio::time::sleep(delay).await;
+                        }
                     }
                 }
-            }
-            .await;
-            match $crate::store::tx::after_failure(attempt, outcome) {
-                std::ops::ControlFlow::Break(result) => break result,
-                std::ops::ControlFlow::Continue(delay) => tokio::time::sleep(delay).await,
-            }
-        }
+            })
+            .await
     }};
 }
 pub(super) use in_transaction;

@@ -221,10 +221,18 @@ async fn a_toggle_kept_from_the_database_is_unavailable_and_left_undone(app: Tes
     let toggles = (0..3).map(|_| {
         impatient.toggle_certificates(&org, &Scope::Organization, &ids, true, &Actor::System)
     });
+    let started = std::time::Instant::now();
     let answers = tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(toggles))
         .await
         .expect("answered while the lock is held");
+    let took = started.elapsed();
     holder.execute_batch("ROLLBACK").unwrap();
+    // Not before the store's timeout, and within it and the margin of spec §13.1.
+    assert!(
+        (options.timeout..=options.timeout + Duration::from_secs(1)).contains(&took),
+        "answered after {took:?} with a timeout of {:?}",
+        options.timeout
+    );
     for answer in answers {
         assert!(
             matches!(answer, Err(StoreError::Unavailable(_))),
@@ -238,6 +246,102 @@ async fn a_toggle_kept_from_the_database_is_unavailable_and_left_undone(app: Tes
         false,
         "nothing was activated"
     );
+}
+
+/// SQLite: writes queued in this process behind a write that waits for another process's
+/// write lock each answer unavailable within one database timeout from their own start, not
+/// before it: the wait for their turn (the group commit's queue, the writer thread) and for
+/// the lock share one deadline. (With a timeout per wait, a write that got its turn just before
+/// its timeout waited up to two.) Neither kind writes anything, and writes go on once the lock
+/// is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_behind_a_held_lock_answer_within_one_timeout() {
+    use certgate::domain::{Actor, OrgId, Scope, ToggleIds};
+    use certgate::store::{Store, StoreError, StoreOptions};
+    use std::time::Instant;
+
+    /// 2 s rather than 1 s, so that two timeouts in a row (4 s) and one plus the margin (3 s)
+    /// cannot be mistaken for each other.
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    const MARGIN: Duration = Duration::from_secs(1);
+
+    let app = TestApp::spawn(crate::helpers::Db::Sqlite)
+        .await
+        .expect("a SQLite file");
+    let path = app.db.url.strip_prefix("sqlite://").expect("a file URL");
+    let id = app.api.upload_new("Held back").await;
+    let mut options = StoreOptions::new(&app.db.url);
+    options.timeout = TIMEOUT;
+    let store = Store::open(&options, app.clock.clone()).await.unwrap();
+    let org = OrgId::parse(&app.org_id).unwrap();
+    let ids = ToggleIds::parse(std::slice::from_ref(&id)).unwrap();
+    let holder = rusqlite::Connection::open(path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    // A write of each kind: one through the group commit, a toggle on the writer thread.
+    let write = |n: usize| {
+        let (store, org, ids) = (store.clone(), org.clone(), ids.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = if n.is_multiple_of(2) {
+                store
+                    .create_organization(&format!("Held {n}"))
+                    .await
+                    .map(drop)
+            } else {
+                store
+                    .toggle_certificates(&org, &Scope::Organization, &ids, true, &Actor::System)
+                    .await
+                    .map(drop)
+            };
+            (n, result, started.elapsed())
+        })
+    };
+    // The first of each kind takes its turn and waits for the lock; the others queue behind.
+    let mut writes: Vec<_> = (0..2).map(write).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writes.extend((2..6).map(write));
+    for w in writes {
+        let (n, result, took) = w.await.unwrap();
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "write {n}: {result:?}"
+        );
+        assert!(
+            took >= TIMEOUT,
+            "write {n} answered in {took:?}, before its timeout"
+        );
+        assert!(
+            took <= TIMEOUT + MARGIN,
+            "write {n} answered in {took:?}: more than one timeout and its margin"
+        );
+    }
+
+    holder.execute_batch("ROLLBACK").unwrap();
+    tokio::time::timeout(Duration::from_secs(20), store.create_organization("After"))
+        .await
+        .expect("writes go on once the lock is released")
+        .expect("written");
+    let mut names: Vec<String> = store
+        .list_organizations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["After", "Test Org"],
+        "the refused writes left nothing"
+    );
+    let page = app.api.get("/organization/certificates").await;
+    assert_eq!(
+        page.ok()["data"][0]["active"],
+        false,
+        "nothing was activated"
+    );
+    store.close().await;
 }
 
 async fn abandoned_writers_leave_all_or_nothing(app: TestApp) {

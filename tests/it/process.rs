@@ -267,10 +267,14 @@ impl ReservedPort {
 }
 
 /// A TCP proxy in front of PostgreSQL that a test can cut (severing every connection and
-/// refusing new ones) and restore, without touching the machine's server.
+/// refusing new ones), black-hole (every connection, open or new, stays open and no byte
+/// passes either way: a network dropping packets, where nothing is refused) and restore,
+/// without touching the machine's server.
 pub struct CuttableProxy {
     up: Arc<AtomicBool>,
     cuts: Arc<tokio::sync::watch::Sender<u64>>,
+    /// False while black-holed.
+    flowing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl CuttableProxy {
@@ -289,29 +293,35 @@ impl CuttableProxy {
         let addr = listener.local_addr().expect("bound address");
         let up = Arc::new(AtomicBool::new(true));
         let cuts = Arc::new(tokio::sync::watch::channel(0u64).0);
-        let (up2, cuts2, target2) = (up.clone(), cuts.clone(), target.clone());
+        let flowing = Arc::new(tokio::sync::watch::channel(true).0);
+        let (up2, cuts2, flowing2, target2) =
+            (up.clone(), cuts.clone(), flowing.clone(), target.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else {
+                let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
                 if !up2.load(Ordering::SeqCst) {
                     continue; // dropped: refused while cut
                 }
                 let (target, mut cut) = (target2.clone(), cuts2.subscribe());
+                let flowing = flowing2.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
                         return;
                     };
+                    let (from_client, to_client) = client.into_split();
+                    let (from_server, to_server) = server.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        () = pump(from_client, to_server, flowing.clone()) => {}
+                        () = pump(from_server, to_client, flowing) => {}
                         _ = cut.changed() => {} // dropping both ends severs the connection
                     }
                 });
             }
         });
         let proxied = db_url.replacen(&target, &addr.to_string(), 1);
-        (CuttableProxy { up, cuts }, proxied)
+        (CuttableProxy { up, cuts, flowing }, proxied)
     }
 
     pub fn cut(&self) {
@@ -319,7 +329,41 @@ impl CuttableProxy {
         self.cuts.send_modify(|g| *g += 1);
     }
 
+    /// From now on no byte passes, either way, on any connection; connections are still
+    /// accepted and none is closed.
+    pub fn black_hole(&self) {
+        self.flowing.send_replace(false);
+    }
+
+    /// Accepts connections again and lets bytes pass (what waited in the sockets goes on).
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+        self.flowing.send_replace(true);
+    }
+}
+
+/// Copies `from` to `to` while `flowing`; while not, reads nothing (what the peer sends waits
+/// in the socket buffers) and writes nothing. Ends at end of file or an error.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut flowing: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if flowing.wait_for(|f| *f).await.is_err() {
+            return;
+        }
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            _ = flowing.wait_for(|f| !*f) => continue,
+        };
+        if flowing.wait_for(|f| *f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }

@@ -305,3 +305,57 @@ async fn kill_9_keeps_acknowledged_writes(db: TestDb) {
         "an event without its write"
     );
 }
+
+/// SQLite: a process whose every other connection has closed (its pool's and its writer
+/// thread's, as an idle `serve`'s may) still sees a key revoked by another process at its
+/// next check: the change marker its key cache relies on keeps reading the `-shm` file every
+/// process maps, because the change detector's own connections hold it in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_elsewhere_stops_where_only_the_change_detector_is_open() {
+    use certgate::store::{Store, StoreError, StoreOptions};
+
+    let db = TestDb::new(crate::helpers::Db::Sqlite)
+        .await
+        .expect("a SQLite file");
+    let (ok, out, err) = run_cli(&["org", "create", "--name", "Idle", "--database", &db.url]);
+    assert!(ok, "org create failed: {err}");
+    let made: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    let key = made["admin_key"]["value"]
+        .as_str()
+        .expect("value")
+        .to_owned();
+    let key_id = made["admin_key"]["id"].as_str().expect("id").to_owned();
+
+    let clock = certgate::domain::ManualClock::new(crate::helpers::wall_clock());
+    // As `serve` opens it: with the writer thread and the change detector.
+    let store = Store::open(&StoreOptions::new(&db.url), clock)
+        .await
+        .expect("open the database");
+    assert!(store.authenticate(&key).await.expect("check").is_some());
+    // The key's first use is written at once (a commit): checked again after it, the key is
+    // cached at a marker that nothing moves until the revocation below.
+    store.flush_key_usage().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(store.authenticate(&key).await.expect("check").is_some());
+    // Every connection of this process closes but the change detector's.
+    store.close().await;
+    let path = db.url.strip_prefix("sqlite://").expect("a file URL");
+    assert!(
+        std::path::Path::new(&format!("{path}-shm")).exists(),
+        "the -shm file outlives the other connections"
+    );
+    // Control: with nothing committed, the check is answered from the cache, pool or not.
+    assert!(
+        matches!(store.authenticate(&key).await, Ok(Some(_))),
+        "served from the key cache"
+    );
+
+    let (ok, _, err) = run_cli(&["key", "revoke", &key_id, "--force", "--database", &db.url]);
+    assert!(ok, "key revoke failed: {err}");
+    // The marker moved, so the check goes to the database (closed here) instead of the cache.
+    let after = store.authenticate(&key).await;
+    assert!(
+        matches!(after, Err(StoreError::Unavailable(_))),
+        "the revoked key must not be answered from the cache: {after:?}"
+    );
+}
