@@ -109,6 +109,10 @@ pub fn router(state: AppState) -> Router {
         .merge(console::router())
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            one_deadline,
+        ))
         .with_state(state)
         .layer(
             tower::ServiceBuilder::new()
@@ -120,6 +124,16 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .layer(PropagateRequestIdLayer::new(x_request_id)),
         )
+}
+
+/// Every request's waits for the database together end within one `--db-timeout`
+/// (decisions.md D44): the key check and the read or write after it share one deadline.
+async fn one_deadline(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    s.store.one_deadline(next.run(req)).await
 }
 
 /// `/healthz` and `/readyz`: on the API port, and on the metrics listener.

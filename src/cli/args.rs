@@ -30,7 +30,8 @@ pub struct DbArgs {
         hide_default_value = true
     )]
     pub max_connections: u32,
-    /// Longest wait for a connection and longest statement, e.g. `5s` or `500ms`.
+    /// The most a request waits for the database, all its waits together (its turn to write,
+    /// a connection, its statements, retries), e.g. `5s` or `500ms`; past it, 503.
     #[arg(long = "db-timeout", env = "CERTGATE_DB_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
     /// How long to keep trying to reach the database at start; then the process exits,

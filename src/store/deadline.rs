@@ -30,13 +30,28 @@ pub(super) struct Deadline {
     timeout: Duration,
 }
 
+tokio::task_local! {
+    /// The deadline of the request being served, when the caller set one
+    /// ([`one_deadline`]): every operation the request makes ends by then.
+    static REQUEST_DEADLINE: Instant;
+}
+
+/// Runs `work` (one request) so that all of its store operations together end within
+/// `timeout` of now: each operation's own deadline is cut to the request's (decisions.md D44:
+/// a request's waits for the database share one deadline, whether it makes one operation or
+/// several, such as the key check and then its write).
+pub(super) async fn one_deadline<F: Future>(timeout: Duration, work: F) -> F::Output {
+    REQUEST_DEADLINE.scope(Instant::now() + timeout, work).await
+}
+
 impl Deadline {
-    /// `timeout` from now.
+    /// `timeout` from now, or the request's deadline when that comes first.
     pub(super) fn after(timeout: Duration) -> Deadline {
-        Deadline {
-            at: Instant::now() + timeout,
-            timeout,
-        }
+        let own = Instant::now() + timeout;
+        let at = REQUEST_DEADLINE
+            .try_with(|request| own.min(*request))
+            .unwrap_or(own);
+        Deadline { at, timeout }
     }
 
     /// The same instant on the standard clock, for SQLite's writer thread.

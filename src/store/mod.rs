@@ -342,8 +342,16 @@ impl Store {
         }
     }
 
+    /// Runs `work` (one request) so that all the store operations it makes together wait at
+    /// most `--db-timeout` for the database, however many there are (the key check, then the
+    /// read or write): their deadlines are cut to the one taken now.
+    pub async fn one_deadline<F: std::future::Future>(&self, work: F) -> F::Output {
+        deadline::one_deadline(self.timeout, work).await
+    }
+
     /// The deadline of a store operation starting now: `--db-timeout` for all of its waits
-    /// for the database together ([`deadline`]).
+    /// for the database together ([`deadline`]), or less when the request it serves must
+    /// end sooner ([`Store::one_deadline`]).
     fn deadline(&self) -> Deadline {
         Deadline::after(self.timeout)
     }

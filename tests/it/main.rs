@@ -13,6 +13,7 @@ mod process;
 mod api;
 mod cert_cli;
 mod cli;
+mod deadline;
 mod gateway;
 mod group_commit;
 mod install;
