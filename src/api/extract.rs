@@ -9,6 +9,12 @@ use super::error::ApiError;
 use super::AppState;
 use crate::domain::{Actor, Id, IdKind, KeyId, Limit, Order, OrgId, PageRequest};
 
+mod body;
+#[cfg(test)]
+mod tests;
+
+pub use body::{field, JsonBody, LargeJsonBody, NoFields};
+
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
