@@ -9,13 +9,15 @@ use axum::Json;
 use super::cache::PageKey;
 use super::dto::{CertificateObject, Deleted, List, Toggled};
 use super::error::ApiError;
-use super::extract::{AdminCaller, JsonObject, PathId, Query};
+use super::extract::{AdminCaller, JsonBody, PathId, Query};
 use super::openapi::{
-    CertificateGetQuery, CertificateListQuery, ModifyCertificateRequest, OrganizationCertificate,
+    CertificateGetQuery, CertificateListQuery, OrganizationCertificate,
     OrganizationCertificateActivationResponse, OrganizationCertificateDeactivationResponse,
     OrganizationProjectCertificate, OrganizationProjectCertificateActivationResponse,
-    OrganizationProjectCertificateDeactivationResponse, ToggleCertificatesRequest,
-    UploadCertificateRequest,
+    OrganizationProjectCertificateDeactivationResponse,
+};
+use super::requests::{
+    ModifyCertificateRequest, ToggleCertificatesRequest, UploadCertificateRequest,
 };
 use super::AppState;
 use crate::domain::{
@@ -187,20 +189,17 @@ fn json_bytes(bytes: Bytes) -> Response {
 pub async fn upload(
     State(s): State<AppState>,
     caller: AdminCaller,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<UploadCertificateRequest>,
 ) -> Result<Json<CertificateObject>, ApiError> {
     // `content` is the field name of the 2025 spec and early SDKs; `certificate` is current.
-    let certificate = body.optional_string("certificate")?;
-    let content = body.optional_string("content")?;
-    let name = body
-        .optional_string("name")?
-        .map(|n| domain::parse_name("name", n))
-        .transpose()?;
-    let client_filter = body
-        .optional_string("client_filter")?
-        .map(parse_client_filter)
-        .transpose()?;
-    body.finish()?;
+    let UploadCertificateRequest {
+        certificate,
+        content,
+        name,
+        client_filter,
+    } = body;
+    let name = name.map(|n| domain::parse_name("name", n)).transpose()?;
+    let client_filter = client_filter.map(parse_client_filter).transpose()?;
     let text = certificate.or(content).ok_or_else(|| {
         ApiError::bad_request(
             Some("certificate"),
@@ -278,18 +277,17 @@ pub async fn modify(
     State(s): State<AppState>,
     caller: AdminCaller,
     PathId(id): PathId<CertificateKind>,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<ModifyCertificateRequest>,
 ) -> Result<Json<CertificateObject>, ApiError> {
     let name = body
-        .nullable_string("name")?
+        .name
         .map(|n| n.map(|n| domain::parse_name("name", n)).transpose())
         .transpose()?;
     // A string sets the filter, null clears it, absence leaves it.
     let client_filter = body
-        .nullable_string("client_filter")?
+        .client_filter
         .map(|f| f.map(parse_client_filter).transpose())
         .transpose()?;
-    body.finish()?;
     let cert = s
         .store
         .modify_certificate(&caller.org_id, &id, name, client_filter, &caller.actor())
@@ -349,7 +347,7 @@ pub async fn delete(
 pub async fn activate(
     state: State<AppState>,
     caller: AdminCaller,
-    body: JsonObject,
+    body: JsonBody<ToggleCertificatesRequest>,
 ) -> Result<Json<Toggled>, ApiError> {
     toggle(state, caller, Scope::Organization, body, true).await
 }
@@ -374,7 +372,7 @@ pub async fn activate(
 pub async fn deactivate(
     state: State<AppState>,
     caller: AdminCaller,
-    body: JsonObject,
+    body: JsonBody<ToggleCertificatesRequest>,
 ) -> Result<Json<Toggled>, ApiError> {
     toggle(state, caller, Scope::Organization, body, false).await
 }
@@ -401,7 +399,7 @@ pub async fn activate_for_project(
     state: State<AppState>,
     caller: AdminCaller,
     PathId(project): PathId<ProjectKind>,
-    body: JsonObject,
+    body: JsonBody<ToggleCertificatesRequest>,
 ) -> Result<Json<Toggled>, ApiError> {
     toggle(state, caller, Scope::Project(project), body, true).await
 }
@@ -428,7 +426,7 @@ pub async fn deactivate_for_project(
     state: State<AppState>,
     caller: AdminCaller,
     PathId(project): PathId<ProjectKind>,
-    body: JsonObject,
+    body: JsonBody<ToggleCertificatesRequest>,
 ) -> Result<Json<Toggled>, ApiError> {
     toggle(state, caller, Scope::Project(project), body, false).await
 }
@@ -437,14 +435,11 @@ async fn toggle(
     State(s): State<AppState>,
     caller: AdminCaller,
     scope: Scope,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<ToggleCertificatesRequest>,
     activate: bool,
 ) -> Result<Json<Toggled>, ApiError> {
     // `data` is what the 2025 spec's curl examples send; `certificate_ids` is the schema's name.
-    let ids = body.optional_string_array("certificate_ids")?;
-    let legacy = body.optional_string_array("data")?;
-    body.finish()?;
-    let ids = ids.or(legacy).ok_or_else(|| {
+    let ids = body.certificate_ids.or(body.data).ok_or_else(|| {
         ApiError::bad_request(
             Some("certificate_ids"),
             "Missing required parameter: 'certificate_ids' (an array of 1 to 10 certificate ids).",

@@ -6,8 +6,9 @@ use axum::Json;
 
 use super::dto::{AdminKeyCreated, AdminKeyDeleted, AdminKeyObject, List};
 use super::error::ApiError;
-use super::extract::{AdminCaller, JsonObject, PathId, Query};
-use super::openapi::{AdminApiKeyCreateRequest, KeyListQuery};
+use super::extract::{AdminCaller, JsonBody, PathId, Query};
+use super::openapi::KeyListQuery;
+use super::requests::AdminApiKeyCreateRequest;
 use super::AppState;
 use crate::domain::{self, KeyKind, Order};
 
@@ -56,14 +57,13 @@ pub async fn list(
 pub async fn create(
     State(s): State<AppState>,
     caller: AdminCaller,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<AdminApiKeyCreateRequest>,
 ) -> Result<Json<AdminKeyCreated>, ApiError> {
-    let name = domain::parse_required_name("name", body.required_string("name")?)?;
+    let name = domain::parse_required_name("name", body.name)?;
     let expires_in = body
-        .optional_integer("expires_in_seconds")?
+        .expires_in_seconds
         .map(|secs| domain::parse_key_lifetime("expires_in_seconds", secs))
         .transpose()?;
-    body.finish()?;
     let new = s
         .store
         .create_admin_key(&caller.org_id, &name, expires_in, &caller.actor())

@@ -12,6 +12,7 @@ pub mod insight;
 pub mod keys;
 pub mod openapi;
 pub mod projects;
+pub mod requests;
 pub mod revocations;
 
 use axum::extract::State;

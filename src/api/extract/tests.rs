@@ -13,6 +13,10 @@ struct Sample {
     #[serde(deserialize_with = "field::required_string")]
     name: String,
     #[serde(default, deserialize_with = "field::nullable_string")]
+    #[expect(
+        clippy::option_option,
+        reason = "null (clear) and absent (keep) differ, as in the request types"
+    )]
     note: Option<Option<String>>,
     #[serde(default, deserialize_with = "field::optional_integer")]
     count: Option<i64>,

@@ -3,10 +3,11 @@
 //!
 //! Paths come from the handlers' `#[utoipa::path]` attributes, collected while `api::routes`
 //! registers them with `routes!`, so a route cannot be served without being described. The
-//! wire DTOs (`api::dto`) describe themselves with `ToSchema`; this module holds what the
-//! handlers' dynamic extraction leaves undescribed (request bodies, query parameters), the
-//! schemas where one Rust type answers under several OpenAI names, the error responses, and
-//! the document's frame (info, security scheme, tags).
+//! wire DTOs (`api::dto`) and the request bodies (`api::requests`, the types the handlers
+//! parse) describe themselves with `ToSchema`; this module holds what the handlers' query
+//! extraction leaves undescribed (query parameters), the schemas where one Rust type answers
+//! under several OpenAI names, the error responses, and the document's frame (info, security
+//! scheme, tags).
 //!
 //! The shared paths must agree with OpenAI's reference, kept in the repository as
 //! `tests/data/openai-admin-subset.json`; the test `tests/it/openapi/mod.rs` compares them
@@ -20,9 +21,9 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{OpenApi, ToResponse, ToSchema};
 
-mod requests;
+mod params;
 mod shapes;
-pub use requests::*;
+pub use params::*;
 pub use shapes::*;
 
 /// The name of the bearer scheme every `/v1` operation requires, as OpenAI names it.
