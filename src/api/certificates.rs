@@ -37,9 +37,6 @@ const PROJECT_ITEM: &str = "organization.project.certificate";
     params(CertificateListQuery),
     responses(
         (status = 200, description = "A page of the organization's certificates.", body = List<OrganizationCertificate>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -61,10 +58,7 @@ pub async fn list(
     params(("project_id" = String, Path, description = "The project's id, `proj_…`."), CertificateListQuery),
     responses(
         (status = 200, description = "A page of the organization's certificates, as seen from the project.", body = List<OrganizationProjectCertificate>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -178,11 +172,7 @@ fn json_bytes(bytes: Bytes) -> Response {
     request_body(content = UploadCertificateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The stored certificate.", body = CertificateObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -231,10 +221,7 @@ pub async fn upload(
     params(("certificate_id" = String, Path, description = "The certificate's id, `cert_…`."), CertificateGetQuery),
     responses(
         (status = 200, description = "The certificate.", body = CertificateObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -265,11 +252,7 @@ pub async fn get(
     request_body(content = Option<ModifyCertificateRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "The certificate after the change.", body = CertificateObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -304,11 +287,8 @@ pub async fn modify(
     params(("certificate_id" = String, Path, description = "The certificate's id, `cert_…`.")),
     responses(
         (status = 200, description = "The certificate is gone.", body = Deleted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, response = super::openapi::Conflict),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -336,11 +316,7 @@ pub async fn delete(
     request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Every certificate named, after the change.", body = OrganizationCertificateActivationResponse),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -361,11 +337,7 @@ pub async fn activate(
     request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Every certificate named, after the change.", body = OrganizationCertificateDeactivationResponse),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -387,11 +359,7 @@ pub async fn deactivate(
     request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Every certificate named, after the change.", body = OrganizationProjectCertificateActivationResponse),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -414,11 +382,7 @@ pub async fn activate_for_project(
     request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Every certificate named, after the change.", body = OrganizationProjectCertificateDeactivationResponse),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]

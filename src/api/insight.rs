@@ -29,11 +29,7 @@ use crate::trust::{
     request_body(content = CheckCertificateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The gateway's decision: admitted, or refused with its code.", body = CertificateCheck),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -66,12 +62,8 @@ pub async fn check(
     request_body(content = RotateCertificateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Where `to` is now active.", body = RotationObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]

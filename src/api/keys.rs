@@ -21,9 +21,6 @@ use crate::domain::{self, KeyKind, Order};
     params(KeyListQuery),
     responses(
         (status = 200, description = "A page of admin keys.", body = List<AdminKeyObject>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -47,10 +44,6 @@ pub async fn list(
     request_body(content = AdminApiKeyCreateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The new key and its value.", body = AdminKeyCreated),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -84,10 +77,7 @@ pub async fn create(
     params(("key_id" = String, Path, description = "The key's id, `key_…`.")),
     responses(
         (status = 200, description = "The key.", body = AdminKeyObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -110,11 +100,8 @@ pub async fn get(
     params(("key_id" = String, Path, description = "The key's id, `key_…`.")),
     responses(
         (status = 200, description = "The key is gone.", body = AdminKeyDeleted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, response = super::openapi::Conflict),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]

@@ -20,9 +20,6 @@ use crate::domain::{self, ProjectKind};
     params(ProjectListQuery),
     responses(
         (status = 200, description = "A page of projects.", body = List<ProjectObject>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -50,10 +47,6 @@ pub async fn list(
     request_body(content = ProjectCreateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The new project.", body = ProjectObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -101,10 +94,7 @@ pub async fn create(
     params(("project_id" = String, Path, description = "The project's id, `proj_…`.")),
     responses(
         (status = 200, description = "The project.", body = ProjectObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -127,11 +117,7 @@ pub async fn get(
     request_body(content = Option<ProjectUpdateRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "The project after the change.", body = ProjectObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -169,11 +155,7 @@ pub async fn modify(
     params(("project_id" = String, Path, description = "The project's id, `proj_…`.")),
     responses(
         (status = 200, description = "The archived project.", body = ProjectObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]

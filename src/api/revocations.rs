@@ -105,11 +105,7 @@ pub struct CrlDeleted {
     request_body(content = RevokeCertificateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The new deny-list entry.", body = RevokedCertificateObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -151,9 +147,6 @@ pub async fn create(
     params(RevocationListQuery),
     responses(
         (status = 200, description = "A page of the deny-list.", body = List<RevokedCertificateObject>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -179,10 +172,7 @@ pub async fn list(
     params(("revoked_certificate_id" = String, Path, description = "The entry's id, `revcert_…`.")),
     responses(
         (status = 200, description = "The entry.", body = RevokedCertificateObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -208,10 +198,7 @@ pub async fn get(
     params(("revoked_certificate_id" = String, Path, description = "The entry's id, `revcert_…`.")),
     responses(
         (status = 200, description = "The entry is gone.", body = RevokedCertificateDeleted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -241,12 +228,8 @@ pub async fn delete(
     request_body(content = PutCrlRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The stored CRL.", body = CrlObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -288,10 +271,7 @@ pub async fn put_crl(
     params(("certificate_id" = String, Path, description = "The CA's id, `cert_…`.")),
     responses(
         (status = 200, description = "The stored CRL.", body = CrlObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -312,10 +292,7 @@ pub async fn get_crl(
     params(("certificate_id" = String, Path, description = "The CA's id, `cert_…`.")),
     responses(
         (status = 200, description = "The CRL is gone.", body = CrlDeleted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]

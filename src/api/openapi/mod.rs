@@ -92,6 +92,55 @@ pub fn describe_details(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// Adds the error responses every admin operation shares, so handlers list only their own
+/// (404, 409): every operation that takes the admin key can answer 400 (a bad parameter or
+/// body), 401 (the key) and 503 (the database), and every one that reads a body (`POST`,
+/// `PUT`, `PATCH`) 413.
+pub fn shared_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Ref, RefOr};
+    fn shared<R: for<'a> ToResponse<'a>>(
+        status: &str,
+    ) -> (String, RefOr<utoipa::openapi::Response>) {
+        let (name, _) = R::response();
+        (status.to_owned(), RefOr::Ref(Ref::from_response_name(name)))
+    }
+    let always = [
+        shared::<BadRequest>("400"),
+        shared::<Unauthorized>("401"),
+        shared::<Unavailable>("503"),
+    ];
+    let with_body = shared::<PayloadTooLarge>("413");
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            (&mut item.get, false),
+            (&mut item.delete, false),
+            (&mut item.head, false),
+            (&mut item.options, false),
+            (&mut item.trace, false),
+            (&mut item.post, true),
+            (&mut item.put, true),
+            (&mut item.patch, true),
+        ];
+        for (operation, reads_body) in operations {
+            let Some(operation) = operation.as_mut() else {
+                continue;
+            };
+            let keyed = operation
+                .security
+                .as_ref()
+                .is_some_and(|requirements| !requirements.is_empty());
+            if !keyed {
+                continue;
+            }
+            let responses = &mut operation.responses.responses;
+            responses.extend(always.iter().cloned());
+            if reads_body {
+                responses.extend([with_body.clone()]);
+            }
+        }
+    }
+}
+
 /// The document as JSON, built once per process from the routes.
 pub fn json() -> Bytes {
     static JSON: OnceLock<Bytes> = OnceLock::new();
@@ -262,5 +311,55 @@ pub mod constant {
     /// The event types certgate writes (decisions.md D16).
     pub fn audit_event_types() -> Object {
         one_of(crate::domain::AUDIT_EVENT_TYPES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::RefOr;
+
+    /// The shared error responses reach every admin operation (handlers no longer list them),
+    /// and no operation without a key.
+    #[test]
+    fn every_admin_operation_has_the_shared_error_responses() {
+        let doc = crate::api::openapi();
+        let mut keyed = 0;
+        for (path, item) in &doc.paths.paths {
+            let operations = [
+                ("GET", &item.get),
+                ("DELETE", &item.delete),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let refers = |status: &str, name: &str| {
+                    matches!(
+                        operation.responses.responses.get(status),
+                        Some(RefOr::Ref(r)) if r.ref_location == format!("#/components/responses/{name}")
+                    )
+                };
+                if !path.starts_with("/v1/") {
+                    assert!(operation.security.is_none(), "{method} {path}");
+                    assert!(!refers("401", "Unauthorized"), "{method} {path}");
+                    continue;
+                }
+                keyed += 1;
+                for (status, name) in [
+                    ("400", "BadRequest"),
+                    ("401", "Unauthorized"),
+                    ("503", "Unavailable"),
+                ] {
+                    assert!(refers(status, name), "{method} {path}: no {status}");
+                }
+                let reads_body = matches!(method, "POST" | "PUT");
+                assert_eq!(
+                    refers("413", "PayloadTooLarge"),
+                    reads_body,
+                    "{method} {path}: 413"
+                );
+            }
+        }
+        assert!(keyed >= 29, "{keyed} admin operations");
     }
 }
