@@ -21,6 +21,8 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{OpenApi, ToResponse, ToSchema};
 
+use crate::openai_error::Body as ErrorResponse;
+
 mod params;
 mod shapes;
 pub use params::*;
@@ -165,58 +167,44 @@ pub async fn document() -> impl IntoResponse {
 
 // -------------------------------------------------------------------------- errors
 
-/// OpenAI's error body: every refusal, from every endpoint.
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: `openai_error` writes the body
-pub struct ErrorResponse {
-    error: ErrorObject,
+/// The shared error responses: each is OpenAI's error body ([`ErrorResponse`], the type
+/// `openai_error` sends) under its own description.
+macro_rules! error_responses {
+    ($($(#[doc = $doc:literal])+ $name:ident;)+) => {$(
+        $(#[doc = $doc])+
+        pub struct $name;
+
+        impl<'s> ToResponse<'s> for $name {
+            fn response() -> (&'s str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
+                use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+                let description = [$($doc),+].map(str::trim).join("\n");
+                let body = ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(ErrorResponse::name())))
+                    .build();
+                let response = ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", body)
+                    .build();
+                (stringify!($name), response.into())
+            }
+        }
+    )+};
 }
 
-#[derive(ToSchema)]
-#[schema(as = Error)]
-#[allow(dead_code)]
-struct ErrorObject {
-    message: String,
-    /// `invalid_request_error`, `permission_error` or `server_error`.
-    #[schema(rename = "type")]
-    kind: String,
-    /// The request field or parameter at fault, if one is.
-    #[schema(required = true)]
-    param: Option<String>,
-    /// A machine-readable reason, e.g. `invalid_api_key`, `certificate_in_use`.
-    #[schema(required = true)]
-    code: Option<String>,
+error_responses! {
+    /// The request is malformed or breaks a rule (the message and `param` say which).
+    BadRequest;
+    /// No admin key, or not a valid one (`invalid_api_key`).
+    Unauthorized;
+    /// No such object in this organization (a malformed id too).
+    NotFound;
+    /// The change conflicts with the current state (the `code` says how); not retried.
+    Conflict;
+    /// The request body is larger than 64 KiB (`request_too_large`).
+    PayloadTooLarge;
+    /// The database did not answer in time (`database_unavailable`); retry later.
+    Unavailable;
 }
-
-/// The request is malformed or breaks a rule (the message and `param` say which).
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct BadRequest(ErrorResponse);
-
-/// No admin key, or not a valid one (`invalid_api_key`).
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct Unauthorized(ErrorResponse);
-
-/// No such object in this organization (a malformed id too).
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct NotFound(ErrorResponse);
-
-/// The change conflicts with the current state (the `code` says how); not retried.
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct Conflict(ErrorResponse);
-
-/// The request body is larger than 64 KiB (`request_too_large`).
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct PayloadTooLarge(ErrorResponse);
-
-/// The database did not answer in time (`database_unavailable`); retry later.
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct Unavailable(ErrorResponse);
 
 // ---------------------------------------------------------------- constant strings
 
