@@ -1,4 +1,8 @@
-//! Query parameters: what the handlers read from the query string (`extract::Query`), described.
+//! Query parameters: what the handlers read from the query string, described.
+//!
+//! Described, never built: `extract::Query` reads the query string (`x[]=` and `x=` alike, the
+//! last value of a scalar winning, each refusal in certgate's words), which a serde parse into
+//! these types would not reproduce. Their fields are public, as the parameters they describe.
 
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -25,71 +29,66 @@ fn order_asc() -> utoipa::openapi::schema::Object {
 /// `limit` and `after` of every list, and `order` where the list has one.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct CertificateListQuery {
     /// Page size, 1 to 100.
     #[param(minimum = 1, maximum = 100, default = 20, nullable = false)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// An object id from an earlier page: the page continues after it.
     #[param(nullable = false)]
-    after: Option<String>,
+    pub after: Option<String>,
     /// By `created_at`; `desc` (newest first) unless given.
     #[param(schema_with = order_desc)]
-    order: Option<String>,
+    pub order: Option<String>,
     /// certgate's extension: `content` and/or `details` on every item, as on retrieve.
     #[param(inline, nullable = false, explode = true, style = Form)]
-    include: Option<Vec<CertificateInclude>>,
+    pub include: Option<Vec<CertificateInclude>>,
 }
 
 /// `limit`, `after` and `order` of the deny-list.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct RevocationListQuery {
     /// Page size, 1 to 100.
     #[param(minimum = 1, maximum = 100, default = 20, nullable = false)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// An entry id from an earlier page: the page continues after it.
     #[param(nullable = false)]
-    after: Option<String>,
+    pub after: Option<String>,
     /// By `created_at`; `desc` (newest first) unless given.
     #[param(schema_with = order_desc)]
-    order: Option<String>,
+    pub order: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct KeyListQuery {
     /// Page size, 1 to 100.
     #[param(minimum = 1, maximum = 100, default = 20, nullable = false)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// A key id from an earlier page: the page continues after it.
     #[param(nullable = false)]
-    after: Option<String>,
+    pub after: Option<String>,
     /// By `created_at`; `asc` (oldest first) unless given.
     #[param(schema_with = order_asc)]
-    order: Option<String>,
+    pub order: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct ProjectListQuery {
     /// Page size, 1 to 100.
     #[param(minimum = 1, maximum = 100, default = 20, nullable = false)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// A project id from an earlier page: the page continues after it (oldest first).
     #[param(nullable = false)]
-    after: Option<String>,
+    pub after: Option<String>,
     /// Also list archived projects.
     #[param(default = false, nullable = false)]
-    include_archived: Option<bool>,
+    pub include_archived: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
 pub enum CertificateInclude {
     Content,
     /// certgate's extension (decisions.md D19): fingerprints, names, status, CRL and activations.
@@ -98,60 +97,57 @@ pub enum CertificateInclude {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct CertificateGetQuery {
     /// `content` adds the PEM as uploaded (`include[]=content` is accepted too).
     #[param(inline, nullable = false, explode = true, style = Form)]
-    include: Option<Vec<CertificateInclude>>,
+    pub include: Option<Vec<CertificateInclude>>,
 }
 
 /// Bounds on `effective_at`, sent as `effective_at[gte]=…` (Unix seconds).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 pub struct EffectiveAt {
     #[schema(nullable = false)]
-    gt: Option<i64>,
+    pub gt: Option<i64>,
     #[schema(nullable = false)]
-    gte: Option<i64>,
+    pub gte: Option<i64>,
     #[schema(nullable = false)]
-    lt: Option<i64>,
+    pub lt: Option<i64>,
     #[schema(nullable = false)]
-    lte: Option<i64>,
+    pub lte: Option<i64>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct AuditLogQuery {
     /// Events in this time range (`effective_at[gt]`, `[gte]`, `[lt]`, `[lte]`).
     #[param(inline, style = DeepObject, explode = true, nullable = false)]
-    effective_at: Option<EffectiveAt>,
+    pub effective_at: Option<EffectiveAt>,
     /// Events about these projects.
     #[param(rename = "project_ids[]", nullable = false)]
-    project_ids: Option<Vec<String>>,
+    pub project_ids: Option<Vec<String>>,
     /// Events of these types.
     #[param(rename = "event_types[]", nullable = false)]
-    event_types: Option<Vec<String>>,
+    pub event_types: Option<Vec<String>>,
     /// Events made with these keys (`key_…`) or by the owner (`user_…`).
     #[param(rename = "actor_ids[]", nullable = false)]
-    actor_ids: Option<Vec<String>>,
+    pub actor_ids: Option<Vec<String>>,
     /// No certgate actor has an email: any value matches nothing.
     #[param(rename = "actor_emails[]", nullable = false)]
-    actor_emails: Option<Vec<String>>,
+    pub actor_emails: Option<Vec<String>>,
     /// Events about these certificates, projects or keys.
     #[param(rename = "resource_ids[]", nullable = false)]
-    resource_ids: Option<Vec<String>>,
+    pub resource_ids: Option<Vec<String>>,
     /// certgate has no tenant-scoped events: `true` gives an empty list.
     #[param(default = false, nullable = false)]
-    tenant_only: Option<bool>,
+    pub tenant_only: Option<bool>,
     /// Page size, 1 to 100.
     #[param(minimum = 1, maximum = 100, default = 20, nullable = false)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// An event id: the `limit` events just older than it.
     #[param(nullable = false)]
-    after: Option<String>,
+    pub after: Option<String>,
     /// An event id: the `limit` events just newer than it (still newest first).
     #[param(nullable = false)]
-    before: Option<String>,
+    pub before: Option<String>,
 }
