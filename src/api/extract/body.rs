@@ -57,7 +57,7 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S>
 
 /// Parses a whole body into `T`, refusing it as [`JsonBody`] does.
 pub(super) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    from_fields(object(bytes)?)
+    from_fields(&object(bytes)?)
 }
 
 /// The body's JSON object (an empty body is `{}`). A key given twice counts once, the last.
@@ -77,18 +77,19 @@ fn object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn from_fields<T: DeserializeOwned>(mut fields: Map<String, Value>) -> Result<T, ApiError> {
+fn from_fields<T: DeserializeOwned>(fields: &Map<String, Value>) -> Result<T, ApiError> {
     let names = field_names::<T>();
     // Unknown fields are answered after every known one was read, as the first in sorted order.
     let unknown = fields
         .keys()
         .find(|k| !names.contains(&k.as_str()))
         .cloned();
-    let known: Vec<(String, Value)> = names
+    // The known fields in declaration order, borrowed: a refusal may read them twice.
+    let known: Vec<(&str, &Value)> = names
         .iter()
-        .filter_map(|name| fields.remove_entry(*name))
+        .filter_map(|name| fields.get(*name).map(|value| (*name, value)))
         .collect();
-    let parsed = deserialize::<T>(known.clone()).map_err(|e| refusal::<T>(e, names, &known))?;
+    let parsed = deserialize::<T>(&known).map_err(|e| refusal::<T>(e, names, &known))?;
     match unknown {
         None => Ok(parsed),
         Some(field) => {
@@ -104,8 +105,8 @@ fn from_fields<T: DeserializeOwned>(mut fields: Map<String, Value>) -> Result<T,
 type PathError = serde_path_to_error::Error<serde_json::Error>;
 
 /// Deserializes `T` from the entries, in their order.
-fn deserialize<T: DeserializeOwned>(entries: Vec<(String, Value)>) -> Result<T, PathError> {
-    let map = de::value::MapDeserializer::<_, serde_json::Error>::new(entries.into_iter());
+fn deserialize<T: DeserializeOwned>(entries: &[(&str, &Value)]) -> Result<T, PathError> {
+    let map = de::value::MapDeserializer::<_, serde_json::Error>::new(entries.iter().copied());
     serde_path_to_error::deserialize(map)
 }
 
@@ -114,14 +115,14 @@ fn deserialize<T: DeserializeOwned>(entries: Vec<(String, Value)>) -> Result<T, 
 fn refusal<T: DeserializeOwned>(
     e: PathError,
     names: &[&str],
-    known: &[(String, Value)],
+    known: &[(&str, &Value)],
 ) -> ApiError {
     let fault = Fault::of(e);
     if let Fault::Field { param, .. } = &fault {
         let at = known.iter().position(|(k, _)| k == param).unwrap_or(0);
         // The fields before it parsed, so only a missing one can fail; serde names the first
         // missing field in declaration order.
-        if let Err(e) = deserialize::<T>(known[..at].to_vec()) {
+        if let Err(e) = deserialize::<T>(&known[..at]) {
             if let Fault::Missing(missing) = Fault::of(e) {
                 let rank = |f: &str| names.iter().position(|n| *n == f);
                 if rank(&missing) < rank(param) {
