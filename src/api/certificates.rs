@@ -7,14 +7,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::cache::PageKey;
-use super::dto::{CertificateObject, Deleted, List, Toggled};
+use super::dto::{
+    CertificateObject, Deleted, List, OrganizationCertificateActivationResponse,
+    OrganizationCertificateDeactivationResponse, OrganizationProjectCertificateActivationResponse,
+    OrganizationProjectCertificateDeactivationResponse,
+};
 use super::error::ApiError;
 use super::extract::{AdminCaller, JsonBody, PathId, Query};
 use super::openapi::{
     CertificateGetQuery, CertificateListQuery, OrganizationCertificate,
-    OrganizationCertificateActivationResponse, OrganizationCertificateDeactivationResponse,
-    OrganizationProjectCertificate, OrganizationProjectCertificateActivationResponse,
-    OrganizationProjectCertificateDeactivationResponse,
+    OrganizationProjectCertificate,
 };
 use super::requests::{
     ModifyCertificateRequest, ToggleCertificatesRequest, UploadCertificateRequest,
@@ -324,8 +326,9 @@ pub async fn activate(
     state: State<AppState>,
     caller: AdminCaller,
     body: JsonBody<ToggleCertificatesRequest>,
-) -> Result<Json<Toggled>, ApiError> {
-    toggle(state, caller, Scope::Organization, body, true).await
+) -> Result<Json<OrganizationCertificateActivationResponse>, ApiError> {
+    let data = toggle(state, caller, Scope::Organization, body, true).await?;
+    Ok(Json(OrganizationCertificateActivationResponse::new(data)))
 }
 
 /// Deactivate certificates for the whole organization: all of the ids or none.
@@ -345,8 +348,9 @@ pub async fn deactivate(
     state: State<AppState>,
     caller: AdminCaller,
     body: JsonBody<ToggleCertificatesRequest>,
-) -> Result<Json<Toggled>, ApiError> {
-    toggle(state, caller, Scope::Organization, body, false).await
+) -> Result<Json<OrganizationCertificateDeactivationResponse>, ApiError> {
+    let data = toggle(state, caller, Scope::Organization, body, false).await?;
+    Ok(Json(OrganizationCertificateDeactivationResponse::new(data)))
 }
 
 /// Activate certificates for one project: all of the ids or none.
@@ -368,8 +372,11 @@ pub async fn activate_for_project(
     caller: AdminCaller,
     PathId(project): PathId<ProjectKind>,
     body: JsonBody<ToggleCertificatesRequest>,
-) -> Result<Json<Toggled>, ApiError> {
-    toggle(state, caller, Scope::Project(project), body, true).await
+) -> Result<Json<OrganizationProjectCertificateActivationResponse>, ApiError> {
+    let data = toggle(state, caller, Scope::Project(project), body, true).await?;
+    Ok(Json(OrganizationProjectCertificateActivationResponse::new(
+        data,
+    )))
 }
 
 /// Deactivate certificates for one project: all of the ids or none.
@@ -391,17 +398,21 @@ pub async fn deactivate_for_project(
     caller: AdminCaller,
     PathId(project): PathId<ProjectKind>,
     body: JsonBody<ToggleCertificatesRequest>,
-) -> Result<Json<Toggled>, ApiError> {
-    toggle(state, caller, Scope::Project(project), body, false).await
+) -> Result<Json<OrganizationProjectCertificateDeactivationResponse>, ApiError> {
+    let data = toggle(state, caller, Scope::Project(project), body, false).await?;
+    Ok(Json(
+        OrganizationProjectCertificateDeactivationResponse::new(data),
+    ))
 }
 
+/// A toggle's items, for the handler's answer of its scope.
 async fn toggle(
     State(s): State<AppState>,
     caller: AdminCaller,
     scope: Scope,
     JsonBody(body): JsonBody<ToggleCertificatesRequest>,
     activate: bool,
-) -> Result<Json<Toggled>, ApiError> {
+) -> Result<Vec<CertificateObject>, ApiError> {
     // `data` is what the 2025 spec's curl examples send; `certificate_ids` is the schema's name.
     let ids = body.certificate_ids.or(body.data).ok_or_else(|| {
         ApiError::bad_request(
@@ -414,23 +425,15 @@ async fn toggle(
         .store
         .toggle_certificates(&caller.org_id, &scope, &ids, activate, &caller.actor())
         .await?;
-    let (item, object) = match (&scope, activate) {
-        (Scope::Organization, true) => (ORG_ITEM, "organization.certificate.activation"),
-        (Scope::Organization, false) => (ORG_ITEM, "organization.certificate.deactivation"),
-        (Scope::Project(_), true) => (PROJECT_ITEM, "organization.project.certificate.activation"),
-        (Scope::Project(_), false) => (
-            PROJECT_ITEM,
-            "organization.project.certificate.deactivation",
-        ),
+    let item = match scope {
+        Scope::Organization => ORG_ITEM,
+        Scope::Project(_) => PROJECT_ITEM,
     };
     tracing::info!(org = %caller.org_id, ?scope, activate, count = items.len(), "certificates toggled");
-    Ok(Json(Toggled {
-        object,
-        data: items
-            .into_iter()
-            .map(|c| CertificateObject::scoped(item, c))
-            .collect(),
-    }))
+    Ok(items
+        .into_iter()
+        .map(|c| CertificateObject::scoped(item, c))
+        .collect())
 }
 
 /// A client filter as written: at most 4 KiB, and a CEL expression that compiles and gives a

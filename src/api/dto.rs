@@ -305,11 +305,44 @@ impl<T: HasId> List<T> {
     }
 }
 
-/// Envelope of the activate/deactivate answers.
-#[derive(Serialize)]
-pub struct Toggled {
-    pub object: &'static str,
-    pub data: Vec<CertificateObject>,
+/// The four activate/deactivate answers: one envelope each, its `object` fixed, its items
+/// (`CertificateObject`s with `active`) described as the list items of their scope.
+macro_rules! toggle_answers {
+    ($($(#[doc = $doc:literal])+ $name:ident($object:literal, $constant:ident, $item:ident);)+) => {$(
+        $(#[doc = $doc])+
+        #[derive(Serialize, ToSchema)]
+        pub struct $name {
+            #[schema(schema_with = constant::$constant)]
+            pub object: &'static str,
+            #[schema(value_type = Vec<super::openapi::$item>)]
+            pub data: Vec<CertificateObject>,
+        }
+
+        impl $name {
+            pub fn new(data: Vec<CertificateObject>) -> Self {
+                $name { object: $object, data }
+            }
+        }
+    )+};
+}
+
+toggle_answers! {
+    /// The answer of `POST /organization/certificates/activate`.
+    OrganizationCertificateActivationResponse(
+        "organization.certificate.activation", organization_activation, OrganizationCertificate
+    );
+    /// The answer of `POST /organization/certificates/deactivate`.
+    OrganizationCertificateDeactivationResponse(
+        "organization.certificate.deactivation", organization_deactivation, OrganizationCertificate
+    );
+    /// The answer of `POST /organization/projects/{project_id}/certificates/activate`.
+    OrganizationProjectCertificateActivationResponse(
+        "organization.project.certificate.activation", project_activation, OrganizationProjectCertificate
+    );
+    /// The answer of `POST /organization/projects/{project_id}/certificates/deactivate`.
+    OrganizationProjectCertificateDeactivationResponse(
+        "organization.project.certificate.deactivation", project_deactivation, OrganizationProjectCertificate
+    );
 }
 
 /// The answer of `DELETE /organization/certificates/{certificate_id}`.

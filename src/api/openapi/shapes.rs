@@ -1,7 +1,7 @@
 //! Shapes of one Rust type under several OpenAI names, and the audit log's event payloads.
 //!
 //! Described, never built: `api::dto` answers these with one Rust type under several `object`
-//! strings (list items, the four toggle envelopes) or passes the audit payloads `store::audit`
+//! strings (list and toggle items) or passes the audit payloads `store::audit`
 //! wrote through as JSON. Their fields are public: they are the wire shapes, readable as such
 //! (and no dead-code allowance hides a type nobody uses).
 
@@ -38,38 +38,6 @@ pub struct OrganizationProjectCertificate {
     pub certificate_details: CertificateDetails,
     /// Active for this project.
     pub active: bool,
-}
-
-/// The answer of `POST /organization/certificates/activate`.
-#[derive(ToSchema)]
-pub struct OrganizationCertificateActivationResponse {
-    #[schema(schema_with = constant::organization_activation)]
-    pub object: String,
-    pub data: Vec<OrganizationCertificate>,
-}
-
-/// The answer of `POST /organization/certificates/deactivate`.
-#[derive(ToSchema)]
-pub struct OrganizationCertificateDeactivationResponse {
-    #[schema(schema_with = constant::organization_deactivation)]
-    pub object: String,
-    pub data: Vec<OrganizationCertificate>,
-}
-
-/// The answer of `POST /organization/projects/{project_id}/certificates/activate`.
-#[derive(ToSchema)]
-pub struct OrganizationProjectCertificateActivationResponse {
-    #[schema(schema_with = constant::project_activation)]
-    pub object: String,
-    pub data: Vec<OrganizationProjectCertificate>,
-}
-
-/// The answer of `POST /organization/projects/{project_id}/certificates/deactivate`.
-#[derive(ToSchema)]
-pub struct OrganizationProjectCertificateDeactivationResponse {
-    #[schema(schema_with = constant::project_deactivation)]
-    pub object: String,
-    pub data: Vec<OrganizationProjectCertificate>,
 }
 
 // ------------------------------------------------------------------------ audit log
