@@ -232,8 +232,8 @@ impl<'de> Deserializer<'de> for Probe<'_> {
 }
 
 /// How a request type reads each field (`#[serde(deserialize_with = "…")]`): the JSON types
-/// certgate accepts, and its refusals. `null` counts as absent except in [`nullable_string`];
-/// an optional field also needs `#[serde(default)]`.
+/// certgate accepts, and its refusals. `null` counts as absent except in
+/// [`field::nullable_string`]; an optional field also needs `#[serde(default)]`.
 pub mod field {
     use serde::de::{Deserialize, Deserializer, Error};
     use serde_json::Value;
