@@ -22,17 +22,26 @@ pub struct OpenAiError {
     pub code: Option<&'static str>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// OpenAI's error body: every refusal, from every endpoint.
+// Also its schema in `/openapi.json` (`ErrorResponse`): the body described is the body sent.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorResponse)]
+pub struct Body<'a> {
     error: Fields<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 struct Fields<'a> {
     message: &'a str,
+    /// `invalid_request_error`, `permission_error` or `server_error`.
     #[serde(rename = "type")]
     kind: &'a str,
+    /// The request field or parameter at fault, if one is.
+    #[schema(required = true)]
     param: Option<&'a str>,
+    /// A machine-readable reason, e.g. `invalid_api_key`, `certificate_in_use`.
+    #[schema(required = true)]
     code: Option<&'a str>,
 }
 

@@ -25,9 +25,6 @@ const MAX_FILTER_VALUES: usize = 100;
     params(AuditLogQuery),
     responses(
         (status = 200, description = "A page of events.", body = List<AuditLog>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]

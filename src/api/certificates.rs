@@ -7,15 +7,19 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::cache::PageKey;
-use super::dto::{CertificateObject, Deleted, List, Toggled};
+use super::dto::{
+    CertificateObject, Deleted, List, OrganizationCertificateActivationResponse,
+    OrganizationCertificateDeactivationResponse, OrganizationProjectCertificateActivationResponse,
+    OrganizationProjectCertificateDeactivationResponse,
+};
 use super::error::ApiError;
-use super::extract::{AdminCaller, JsonObject, PathId, Query};
+use super::extract::{AdminCaller, JsonBody, PathId, Query};
 use super::openapi::{
-    CertificateGetQuery, CertificateListQuery, ModifyCertificateRequest, OrganizationCertificate,
-    OrganizationCertificateActivationResponse, OrganizationCertificateDeactivationResponse,
-    OrganizationProjectCertificate, OrganizationProjectCertificateActivationResponse,
-    OrganizationProjectCertificateDeactivationResponse, ToggleCertificatesRequest,
-    UploadCertificateRequest,
+    CertificateGetQuery, CertificateListQuery, OrganizationCertificate,
+    OrganizationProjectCertificate,
+};
+use super::requests::{
+    ModifyCertificateRequest, ToggleCertificatesRequest, UploadCertificateRequest,
 };
 use super::AppState;
 use crate::domain::{
@@ -35,9 +39,6 @@ const PROJECT_ITEM: &str = "organization.project.certificate";
     params(CertificateListQuery),
     responses(
         (status = 200, description = "A page of the organization's certificates.", body = List<OrganizationCertificate>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -59,10 +60,7 @@ pub async fn list(
     params(("project_id" = String, Path, description = "The project's id, `proj_…`."), CertificateListQuery),
     responses(
         (status = 200, description = "A page of the organization's certificates, as seen from the project.", body = List<OrganizationProjectCertificate>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -176,31 +174,24 @@ fn json_bytes(bytes: Bytes) -> Response {
     request_body(content = UploadCertificateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The stored certificate.", body = CertificateObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
 pub async fn upload(
     State(s): State<AppState>,
     caller: AdminCaller,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<UploadCertificateRequest>,
 ) -> Result<Json<CertificateObject>, ApiError> {
     // `content` is the field name of the 2025 spec and early SDKs; `certificate` is current.
-    let certificate = body.optional_string("certificate")?;
-    let content = body.optional_string("content")?;
-    let name = body
-        .optional_string("name")?
-        .map(|n| domain::parse_name("name", n))
-        .transpose()?;
-    let client_filter = body
-        .optional_string("client_filter")?
-        .map(parse_client_filter)
-        .transpose()?;
-    body.finish()?;
+    let UploadCertificateRequest {
+        certificate,
+        content,
+        name,
+        client_filter,
+    } = body;
+    let name = name.map(|n| domain::parse_name("name", n)).transpose()?;
+    let client_filter = client_filter.map(parse_client_filter).transpose()?;
     let text = certificate.or(content).ok_or_else(|| {
         ApiError::bad_request(
             Some("certificate"),
@@ -232,10 +223,7 @@ pub async fn upload(
     params(("certificate_id" = String, Path, description = "The certificate's id, `cert_…`."), CertificateGetQuery),
     responses(
         (status = 200, description = "The certificate.", body = CertificateObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -266,11 +254,7 @@ pub async fn get(
     request_body(content = Option<ModifyCertificateRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "The certificate after the change.", body = CertificateObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -278,18 +262,17 @@ pub async fn modify(
     State(s): State<AppState>,
     caller: AdminCaller,
     PathId(id): PathId<CertificateKind>,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<ModifyCertificateRequest>,
 ) -> Result<Json<CertificateObject>, ApiError> {
     let name = body
-        .nullable_string("name")?
+        .name
         .map(|n| n.map(|n| domain::parse_name("name", n)).transpose())
         .transpose()?;
     // A string sets the filter, null clears it, absence leaves it.
     let client_filter = body
-        .nullable_string("client_filter")?
+        .client_filter
         .map(|f| f.map(parse_client_filter).transpose())
         .transpose()?;
-    body.finish()?;
     let cert = s
         .store
         .modify_certificate(&caller.org_id, &id, name, client_filter, &caller.actor())
@@ -306,11 +289,8 @@ pub async fn modify(
     params(("certificate_id" = String, Path, description = "The certificate's id, `cert_…`.")),
     responses(
         (status = 200, description = "The certificate is gone.", body = Deleted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, response = super::openapi::Conflict),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -338,20 +318,17 @@ pub async fn delete(
     request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Every certificate named, after the change.", body = OrganizationCertificateActivationResponse),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
 pub async fn activate(
     state: State<AppState>,
     caller: AdminCaller,
-    body: JsonObject,
-) -> Result<Json<Toggled>, ApiError> {
-    toggle(state, caller, Scope::Organization, body, true).await
+    body: JsonBody<ToggleCertificatesRequest>,
+) -> Result<Json<OrganizationCertificateActivationResponse>, ApiError> {
+    let data = toggle(state, caller, Scope::Organization, body, true).await?;
+    Ok(Json(OrganizationCertificateActivationResponse::new(data)))
 }
 
 /// Deactivate certificates for the whole organization: all of the ids or none.
@@ -363,20 +340,17 @@ pub async fn activate(
     request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Every certificate named, after the change.", body = OrganizationCertificateDeactivationResponse),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
 pub async fn deactivate(
     state: State<AppState>,
     caller: AdminCaller,
-    body: JsonObject,
-) -> Result<Json<Toggled>, ApiError> {
-    toggle(state, caller, Scope::Organization, body, false).await
+    body: JsonBody<ToggleCertificatesRequest>,
+) -> Result<Json<OrganizationCertificateDeactivationResponse>, ApiError> {
+    let data = toggle(state, caller, Scope::Organization, body, false).await?;
+    Ok(Json(OrganizationCertificateDeactivationResponse::new(data)))
 }
 
 /// Activate certificates for one project: all of the ids or none.
@@ -389,11 +363,7 @@ pub async fn deactivate(
     request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Every certificate named, after the change.", body = OrganizationProjectCertificateActivationResponse),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -401,9 +371,12 @@ pub async fn activate_for_project(
     state: State<AppState>,
     caller: AdminCaller,
     PathId(project): PathId<ProjectKind>,
-    body: JsonObject,
-) -> Result<Json<Toggled>, ApiError> {
-    toggle(state, caller, Scope::Project(project), body, true).await
+    body: JsonBody<ToggleCertificatesRequest>,
+) -> Result<Json<OrganizationProjectCertificateActivationResponse>, ApiError> {
+    let data = toggle(state, caller, Scope::Project(project), body, true).await?;
+    Ok(Json(OrganizationProjectCertificateActivationResponse::new(
+        data,
+    )))
 }
 
 /// Deactivate certificates for one project: all of the ids or none.
@@ -416,11 +389,7 @@ pub async fn activate_for_project(
     request_body(content = ToggleCertificatesRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Every certificate named, after the change.", body = OrganizationProjectCertificateDeactivationResponse),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -428,23 +397,24 @@ pub async fn deactivate_for_project(
     state: State<AppState>,
     caller: AdminCaller,
     PathId(project): PathId<ProjectKind>,
-    body: JsonObject,
-) -> Result<Json<Toggled>, ApiError> {
-    toggle(state, caller, Scope::Project(project), body, false).await
+    body: JsonBody<ToggleCertificatesRequest>,
+) -> Result<Json<OrganizationProjectCertificateDeactivationResponse>, ApiError> {
+    let data = toggle(state, caller, Scope::Project(project), body, false).await?;
+    Ok(Json(
+        OrganizationProjectCertificateDeactivationResponse::new(data),
+    ))
 }
 
+/// A toggle's items, for the handler's answer of its scope.
 async fn toggle(
     State(s): State<AppState>,
     caller: AdminCaller,
     scope: Scope,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<ToggleCertificatesRequest>,
     activate: bool,
-) -> Result<Json<Toggled>, ApiError> {
+) -> Result<Vec<CertificateObject>, ApiError> {
     // `data` is what the 2025 spec's curl examples send; `certificate_ids` is the schema's name.
-    let ids = body.optional_string_array("certificate_ids")?;
-    let legacy = body.optional_string_array("data")?;
-    body.finish()?;
-    let ids = ids.or(legacy).ok_or_else(|| {
+    let ids = body.certificate_ids.or(body.data).ok_or_else(|| {
         ApiError::bad_request(
             Some("certificate_ids"),
             "Missing required parameter: 'certificate_ids' (an array of 1 to 10 certificate ids).",
@@ -455,23 +425,15 @@ async fn toggle(
         .store
         .toggle_certificates(&caller.org_id, &scope, &ids, activate, &caller.actor())
         .await?;
-    let (item, object) = match (&scope, activate) {
-        (Scope::Organization, true) => (ORG_ITEM, "organization.certificate.activation"),
-        (Scope::Organization, false) => (ORG_ITEM, "organization.certificate.deactivation"),
-        (Scope::Project(_), true) => (PROJECT_ITEM, "organization.project.certificate.activation"),
-        (Scope::Project(_), false) => (
-            PROJECT_ITEM,
-            "organization.project.certificate.deactivation",
-        ),
+    let item = match scope {
+        Scope::Organization => ORG_ITEM,
+        Scope::Project(_) => PROJECT_ITEM,
     };
     tracing::info!(org = %caller.org_id, ?scope, activate, count = items.len(), "certificates toggled");
-    Ok(Json(Toggled {
-        object,
-        data: items
-            .into_iter()
-            .map(|c| CertificateObject::scoped(item, c))
-            .collect(),
-    }))
+    Ok(items
+        .into_iter()
+        .map(|c| CertificateObject::scoped(item, c))
+        .collect())
 }
 
 /// A client filter as written: at most 4 KiB, and a CEL expression that compiles and gives a

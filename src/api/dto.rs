@@ -7,7 +7,7 @@
 //! items, toggle answers, audit events), `api::openapi` describes each of them.
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::openapi::constant;
@@ -305,11 +305,44 @@ impl<T: HasId> List<T> {
     }
 }
 
-/// Envelope of the activate/deactivate answers.
-#[derive(Serialize)]
-pub struct Toggled {
-    pub object: &'static str,
-    pub data: Vec<CertificateObject>,
+/// The four activate/deactivate answers: one envelope each, its `object` fixed, its items
+/// (`CertificateObject`s with `active`) described as the list items of their scope.
+macro_rules! toggle_answers {
+    ($($(#[doc = $doc:literal])+ $name:ident($object:literal, $constant:ident, $item:ident);)+) => {$(
+        $(#[doc = $doc])+
+        #[derive(Serialize, ToSchema)]
+        pub struct $name {
+            #[schema(schema_with = constant::$constant)]
+            pub object: &'static str,
+            #[schema(value_type = Vec<super::openapi::$item>)]
+            pub data: Vec<CertificateObject>,
+        }
+
+        impl $name {
+            pub fn new(data: Vec<CertificateObject>) -> Self {
+                $name { object: $object, data }
+            }
+        }
+    )+};
+}
+
+toggle_answers! {
+    /// The answer of `POST /organization/certificates/activate`.
+    OrganizationCertificateActivationResponse(
+        "organization.certificate.activation", organization_activation, OrganizationCertificate
+    );
+    /// The answer of `POST /organization/certificates/deactivate`.
+    OrganizationCertificateDeactivationResponse(
+        "organization.certificate.deactivation", organization_deactivation, OrganizationCertificate
+    );
+    /// The answer of `POST /organization/projects/{project_id}/certificates/activate`.
+    OrganizationProjectCertificateActivationResponse(
+        "organization.project.certificate.activation", project_activation, OrganizationProjectCertificate
+    );
+    /// The answer of `POST /organization/projects/{project_id}/certificates/deactivate`.
+    OrganizationProjectCertificateDeactivationResponse(
+        "organization.project.certificate.deactivation", project_deactivation, OrganizationProjectCertificate
+    );
 }
 
 /// The answer of `DELETE /organization/certificates/{certificate_id}`.
@@ -461,7 +494,7 @@ pub struct AuditLogObject {
     #[serde(rename = "type")]
     pub kind: String,
     pub effective_at: i64,
-    pub actor: Option<Value>,
+    pub actor: Option<AuditLogActor>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<AuditProject>,
     #[serde(flatten)]
@@ -473,15 +506,16 @@ impl AuditLogObject {
     /// is not JSON, which certgate never writes.
     pub fn build(org: &OrgId, r: AuditRecord) -> Result<Self, serde_json::Error> {
         let payload: Value = serde_json::from_str(&r.payload)?;
-        let actor = r.actor_key.map(|key| {
-            json!({
-                "type": "api_key",
-                "api_key": {
-                    "id": key.as_str(),
-                    "type": "user",
-                    "user": {"id": owner_user_id(org), "email": null},
+        let actor = r.actor_key.map(|key| AuditLogActor {
+            api_key: AuditLogActorApiKey {
+                id: key.as_str().to_owned(),
+                kind: "user",
+                user: AuditLogActorUser {
+                    email: None,
+                    id: owner_user_id(org),
                 },
-            })
+            },
+            kind: "api_key",
         });
         let mut detail = Map::new();
         detail.insert(r.kind.clone(), payload);
@@ -494,4 +528,34 @@ impl AuditLogObject {
             detail,
         })
     }
+}
+
+// Fields in sorted order: these answers were serialized from JSON maps, which sort their keys.
+
+/// Who made a change: an admin key of the organization's owner.
+#[derive(Serialize, ToSchema)]
+pub struct AuditLogActor {
+    pub api_key: AuditLogActorApiKey,
+    #[serde(rename = "type")]
+    #[schema(schema_with = constant::api_key)]
+    pub kind: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditLogActorApiKey {
+    /// The key's id, `key_…`.
+    pub id: String,
+    #[serde(rename = "type")]
+    #[schema(schema_with = constant::user)]
+    pub kind: &'static str,
+    pub user: AuditLogActorUser,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditLogActorUser {
+    /// Always null: certgate's owners have no email.
+    #[schema(required = true)]
+    pub email: Option<String>,
+    /// The organization's owner, `user_…`.
+    pub id: String,
 }

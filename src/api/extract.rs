@@ -1,13 +1,19 @@
-//! Request extraction: the admin caller, JSON bodies and query strings, each refusing bad
-//! input with OpenAI's error body (never axum's plain-text rejections).
+//! Request extraction: the admin caller, JSON bodies ([`JsonBody`], parsed into their request
+//! type) and query strings, each refusing bad input with OpenAI's error body (never axum's
+//! plain-text rejections).
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::{Actor, Id, IdKind, KeyId, Limit, Order, OrgId, PageRequest};
+
+mod body;
+#[cfg(test)]
+mod tests;
+
+pub use body::{field, JsonBody, LargeJsonBody, NoFields};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -71,146 +77,6 @@ fn redact(key: &str) -> String {
     let head: String = chars[..8].iter().collect();
     let tail: String = chars[chars.len() - 4..].iter().collect();
     format!("{head}***{tail}")
-}
-
-/// A JSON object body, read with a limit of `LIMIT` bytes (64 KiB unless a route says
-/// otherwise). Fields are taken one by one with type checks; [`JsonObject::finish`] then
-/// refuses any field nobody took.
-pub struct JsonObject<const LIMIT: usize = MAX_BODY_BYTES> {
-    fields: Map<String, Value>,
-}
-
-/// The body of `PUT /organization/certificates/{id}/crl`: CRLs may be large (decisions.md D23).
-pub type LargeJsonObject = JsonObject<{ 8 * 1024 * 1024 }>;
-
-impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonObject<LIMIT> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::to_bytes(req.into_body(), LIMIT)
-            .await
-            .map_err(|e| {
-                let too_large = std::error::Error::source(&e)
-                    .is_some_and(<dyn std::error::Error>::is::<http_body_util::LengthLimitError>);
-                if too_large {
-                    ApiError::BodyTooLarge {
-                        limit_kib: LIMIT / 1024,
-                    }
-                } else {
-                    ApiError::bad_request(None, "The request body could not be read.")
-                }
-            })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(JsonObject { fields: Map::new() });
-        }
-        let text = std::str::from_utf8(&bytes).map_err(|_| {
-            ApiError::bad_request(None, "The request body is not valid UTF-8 text.")
-        })?;
-        match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(fields)) => Ok(JsonObject { fields }),
-            Ok(_) => Err(ApiError::bad_request(None, "The request body must be a JSON object.")),
-            Err(e) => Err(ApiError::bad_request(
-                None,
-                format!("We could not parse the JSON body of your request ({e}). Send a JSON object with Content-Type: application/json."),
-            )),
-        }
-    }
-}
-
-/// NUL characters are never meaningful here, and PostgreSQL cannot store them in text.
-fn no_nul(field: &str, s: String) -> Result<String, ApiError> {
-    if s.contains('\0') {
-        return Err(ApiError::bad_request(
-            Some(field),
-            format!("'{field}' must not contain NUL characters."),
-        ));
-    }
-    Ok(s)
-}
-
-fn wrong_type(field: &str, expected: &str) -> ApiError {
-    ApiError::bad_request(
-        Some(field),
-        format!("Invalid type for '{field}': expected {expected}."),
-    )
-}
-
-impl<const LIMIT: usize> JsonObject<LIMIT> {
-    /// A field that may be absent; `null` counts as absent.
-    pub fn optional_string(&mut self, field: &str) -> Result<Option<String>, ApiError> {
-        Ok(self.nullable_string(field)?.flatten())
-    }
-
-    /// Distinguishes absent (`None`) from `null` (`Some(None)`).
-    pub fn nullable_string(&mut self, field: &str) -> Result<Option<Option<String>>, ApiError> {
-        match self.fields.remove(field) {
-            None => Ok(None),
-            Some(Value::Null) => Ok(Some(None)),
-            Some(Value::String(s)) => Ok(Some(Some(no_nul(field, s)?))),
-            Some(_) => Err(wrong_type(field, "a string")),
-        }
-    }
-
-    /// An integer field that may be absent; `null` counts as absent. Floats, strings and
-    /// out-of-range numbers are refused with the field as `param`.
-    pub fn optional_integer(&mut self, field: &str) -> Result<Option<i64>, ApiError> {
-        match self.fields.remove(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| wrong_type(field, "an integer")),
-            Some(_) => Err(wrong_type(field, "an integer")),
-        }
-    }
-
-    /// A boolean field that may be absent; `null` counts as absent.
-    pub fn optional_bool(&mut self, field: &str) -> Result<Option<bool>, ApiError> {
-        match self.fields.remove(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(_) => Err(wrong_type(field, "a boolean")),
-        }
-    }
-
-    pub fn required_string(&mut self, field: &str) -> Result<String, ApiError> {
-        self.optional_string(field)?.ok_or_else(|| {
-            ApiError::bad_request(
-                Some(field),
-                format!("Missing required parameter: '{field}'."),
-            )
-        })
-    }
-
-    /// A string array field that may be absent.
-    pub fn optional_string_array(&mut self, field: &str) -> Result<Option<Vec<String>>, ApiError> {
-        match self.fields.remove(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .map(|v| match v {
-                    Value::String(s) => no_nul(field, s),
-                    _ => Err(wrong_type(field, "an array of strings")),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(_) => Err(wrong_type(field, "an array of strings")),
-        }
-    }
-
-    /// Refuses fields that no handler asked for.
-    pub fn finish(self) -> Result<(), ApiError> {
-        match self.fields.keys().next() {
-            None => Ok(()),
-            Some(field) => {
-                let shown: String = field.chars().take(64).collect();
-                Err(ApiError::bad_request(
-                    Some(&shown),
-                    format!("Unrecognized request argument supplied: {shown}"),
-                ))
-            }
-        }
-    }
 }
 
 /// Query parameters, accepting both `x[]=v` and `x=v`.

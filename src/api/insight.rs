@@ -11,7 +11,8 @@ use rustls_pki_types::CertificateDer;
 
 use super::dto::{CertificateCheck, CertificateName, RotationObject};
 use super::error::ApiError;
-use super::extract::{AdminCaller, JsonObject};
+use super::extract::{AdminCaller, JsonBody};
+use super::requests::{CheckCertificateRequest, RotateCertificateRequest};
 use super::AppState;
 use crate::domain::{self, Actor, CertificateId, CertificateInclude, OrgId};
 use crate::store::{Store, StoreError};
@@ -25,25 +26,22 @@ use crate::trust::{
     path = "/organization/certificates/check",
     tag = "Certificates",
     operation_id = "checkClientCertificate",
-    request_body(content = super::openapi::CheckCertificateRequest, content_type = "application/json"),
+    request_body(content = CheckCertificateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The gateway's decision: admitted, or refused with its code.", body = CertificateCheck),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
 pub async fn check(
     State(s): State<AppState>,
     caller: AdminCaller,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<CheckCertificateRequest>,
 ) -> Result<Json<CertificateCheck>, ApiError> {
-    let certificate = body.required_string("certificate")?;
-    let project = body.optional_string("project_id")?;
-    body.finish()?;
+    let CheckCertificateRequest {
+        certificate,
+        project_id: project,
+    } = body;
     check_client(
         &s.store,
         &s.trust,
@@ -61,27 +59,25 @@ pub async fn check(
     path = "/organization/certificates/rotate",
     tag = "Certificates",
     operation_id = "rotateCertificate",
-    request_body(content = super::openapi::RotateCertificateRequest, content_type = "application/json"),
+    request_body(content = RotateCertificateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Where `to` is now active.", body = RotationObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
 pub async fn rotate(
     State(s): State<AppState>,
     caller: AdminCaller,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<RotateCertificateRequest>,
 ) -> Result<Json<RotationObject>, ApiError> {
-    let from = body.required_string("from")?;
-    let to = body.required_string("to")?;
-    let retire_from = body.optional_bool("retire_from")?.unwrap_or(false);
-    body.finish()?;
+    let RotateCertificateRequest {
+        from,
+        to,
+        retire_from,
+    } = body;
+    let retire_from = retire_from.unwrap_or(false);
     let rotation = rotate_certificate(
         &s.store,
         &caller.org_id,

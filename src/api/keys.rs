@@ -6,8 +6,9 @@ use axum::Json;
 
 use super::dto::{AdminKeyCreated, AdminKeyDeleted, AdminKeyObject, List};
 use super::error::ApiError;
-use super::extract::{AdminCaller, JsonObject, PathId, Query};
-use super::openapi::{AdminApiKeyCreateRequest, KeyListQuery};
+use super::extract::{AdminCaller, JsonBody, PathId, Query};
+use super::openapi::KeyListQuery;
+use super::requests::AdminApiKeyCreateRequest;
 use super::AppState;
 use crate::domain::{self, KeyKind, Order};
 
@@ -20,9 +21,6 @@ use crate::domain::{self, KeyKind, Order};
     params(KeyListQuery),
     responses(
         (status = 200, description = "A page of admin keys.", body = List<AdminKeyObject>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -46,24 +44,19 @@ pub async fn list(
     request_body(content = AdminApiKeyCreateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The new key and its value.", body = AdminKeyCreated),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
 pub async fn create(
     State(s): State<AppState>,
     caller: AdminCaller,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<AdminApiKeyCreateRequest>,
 ) -> Result<Json<AdminKeyCreated>, ApiError> {
-    let name = domain::parse_required_name("name", body.required_string("name")?)?;
+    let name = domain::parse_required_name("name", body.name)?;
     let expires_in = body
-        .optional_integer("expires_in_seconds")?
+        .expires_in_seconds
         .map(|secs| domain::parse_key_lifetime("expires_in_seconds", secs))
         .transpose()?;
-    body.finish()?;
     let new = s
         .store
         .create_admin_key(&caller.org_id, &name, expires_in, &caller.actor())
@@ -84,10 +77,7 @@ pub async fn create(
     params(("key_id" = String, Path, description = "The key's id, `key_…`.")),
     responses(
         (status = 200, description = "The key.", body = AdminKeyObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -110,11 +100,8 @@ pub async fn get(
     params(("key_id" = String, Path, description = "The key's id, `key_…`.")),
     responses(
         (status = 200, description = "The key is gone.", body = AdminKeyDeleted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, response = super::openapi::Conflict),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]

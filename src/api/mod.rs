@@ -12,6 +12,7 @@ pub mod insight;
 pub mod keys;
 pub mod openapi;
 pub mod projects;
+pub mod requests;
 pub mod revocations;
 
 use axum::extract::State;
@@ -97,6 +98,7 @@ fn routes() -> OpenApiRouter<AppState> {
 /// The OpenAPI document of [`router`]: what `GET /openapi.json` serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = routes().into_openapi();
+    openapi::shared_responses(&mut doc);
     openapi::describe_details(&mut doc);
     doc
 }

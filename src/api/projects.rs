@@ -5,8 +5,9 @@ use axum::Json;
 
 use super::dto::{List, ProjectObject};
 use super::error::ApiError;
-use super::extract::{AdminCaller, JsonObject, PathId, Query};
-use super::openapi::{ProjectCreateRequest, ProjectListQuery, ProjectUpdateRequest};
+use super::extract::{AdminCaller, JsonBody, NoFields, PathId, Query};
+use super::openapi::ProjectListQuery;
+use super::requests::{ProjectCreateRequest, ProjectUpdateRequest};
 use super::AppState;
 use crate::domain::{self, ProjectKind};
 
@@ -19,9 +20,6 @@ use crate::domain::{self, ProjectKind};
     params(ProjectListQuery),
     responses(
         (status = 200, description = "A page of projects.", body = List<ProjectObject>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -49,23 +47,21 @@ pub async fn list(
     request_body(content = ProjectCreateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The new project.", body = ProjectObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
 pub async fn create(
     State(s): State<AppState>,
     caller: AdminCaller,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<ProjectCreateRequest>,
 ) -> Result<Json<ProjectObject>, ApiError> {
-    let name = domain::parse_required_name("name", body.required_string("name")?)?;
-    let external_key_id = body.optional_string("external_key_id")?;
-    let residency = body.optional_string("residency")?;
-    let geography = body.optional_string("geography")?;
-    body.finish()?;
+    let ProjectCreateRequest {
+        name,
+        external_key_id,
+        residency,
+        geography,
+    } = body;
+    let name = domain::parse_required_name("name", name)?;
     if residency.is_some() && geography.is_some() {
         return Err(ApiError::bad_request(
             Some("geography"),
@@ -98,10 +94,7 @@ pub async fn create(
     params(("project_id" = String, Path, description = "The project's id, `proj_…`.")),
     responses(
         (status = 200, description = "The project.", body = ProjectObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -124,11 +117,7 @@ pub async fn get(
     request_body(content = Option<ProjectUpdateRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "The project after the change.", body = ProjectObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -136,20 +125,19 @@ pub async fn modify(
     State(s): State<AppState>,
     caller: AdminCaller,
     PathId(id): PathId<ProjectKind>,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<ProjectUpdateRequest>,
 ) -> Result<Json<ProjectObject>, ApiError> {
     let name = body
-        .optional_string("name")?
+        .name
         .map(|n| domain::parse_required_name("name", n))
         .transpose()?;
-    let external_key_id = body.nullable_string("external_key_id")?;
-    if body.optional_string("geography")?.is_some() {
+    let external_key_id = body.external_key_id;
+    if body.geography.is_some() {
         return Err(ApiError::bad_request(
             Some("geography"),
             "A project's residency cannot be changed after it is created.",
         ));
     }
-    body.finish()?;
     Ok(Json(
         s.store
             .update_project(&caller.org_id, &id, name, external_key_id, &caller.actor())
@@ -167,11 +155,7 @@ pub async fn modify(
     params(("project_id" = String, Path, description = "The project's id, `proj_…`.")),
     responses(
         (status = 200, description = "The archived project.", body = ProjectObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -179,9 +163,8 @@ pub async fn archive(
     State(s): State<AppState>,
     caller: AdminCaller,
     PathId(id): PathId<ProjectKind>,
-    body: JsonObject,
+    _body: JsonBody<NoFields>,
 ) -> Result<Json<ProjectObject>, ApiError> {
-    body.finish()?;
     let project = s
         .store
         .archive_project(&caller.org_id, &id, &caller.actor())

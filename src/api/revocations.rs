@@ -8,8 +8,9 @@ use utoipa::ToSchema;
 
 use super::dto::{HasId, List};
 use super::error::ApiError;
-use super::extract::{AdminCaller, JsonObject, LargeJsonObject, PathId, Query};
+use super::extract::{AdminCaller, JsonBody, LargeJsonBody, PathId, Query};
 use super::openapi::{constant, RevocationListQuery};
+use super::requests::{PutCrlRequest, RevokeCertificateRequest};
 use super::AppState;
 use crate::domain::{
     self, CertificateKind, CrlSummary, Order, RevokedCertificate, RevokedCertificateKind,
@@ -101,29 +102,24 @@ pub struct CrlDeleted {
     path = "/organization/revoked_certificates",
     tag = "Revocation",
     operation_id = "revokeCertificate",
-    request_body(content = super::openapi::RevokeCertificateRequest, content_type = "application/json"),
+    request_body(content = RevokeCertificateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The new deny-list entry.", body = RevokedCertificateObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
 pub async fn create(
     State(s): State<AppState>,
     caller: AdminCaller,
-    mut body: JsonObject,
+    JsonBody(body): JsonBody<RevokeCertificateRequest>,
 ) -> Result<Json<RevokedCertificateObject>, ApiError> {
-    let certificate = body.optional_string("certificate")?;
-    let fingerprint = body.optional_string("sha256_fingerprint")?;
-    let reason = body
-        .optional_string("reason")?
-        .map(domain::parse_reason)
-        .transpose()?;
-    body.finish()?;
+    let RevokeCertificateRequest {
+        certificate,
+        sha256_fingerprint: fingerprint,
+        reason,
+    } = body;
+    let reason = reason.map(domain::parse_reason).transpose()?;
     let sha256 = match (certificate, fingerprint) {
         (Some(pem), None) => crate::x509::certificate_sha256(&pem)?,
         (None, Some(hex)) => domain::parse_fingerprint(&hex)?,
@@ -151,9 +147,6 @@ pub async fn create(
     params(RevocationListQuery),
     responses(
         (status = 200, description = "A page of the deny-list.", body = List<RevokedCertificateObject>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -179,10 +172,7 @@ pub async fn list(
     params(("revoked_certificate_id" = String, Path, description = "The entry's id, `revcert_…`.")),
     responses(
         (status = 200, description = "The entry.", body = RevokedCertificateObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -208,10 +198,7 @@ pub async fn get(
     params(("revoked_certificate_id" = String, Path, description = "The entry's id, `revcert_…`.")),
     responses(
         (status = 200, description = "The entry is gone.", body = RevokedCertificateDeleted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -238,15 +225,11 @@ pub async fn delete(
     tag = "Revocation",
     operation_id = "putCertificateCrl",
     params(("certificate_id" = String, Path, description = "The CA's id, `cert_…`.")),
-    request_body(content = super::openapi::PutCrlRequest, content_type = "application/json"),
+    request_body(content = PutCrlRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The stored CRL.", body = CrlObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -254,10 +237,8 @@ pub async fn put_crl(
     State(s): State<AppState>,
     caller: AdminCaller,
     PathId(id): PathId<CertificateKind>,
-    mut body: LargeJsonObject,
+    JsonBody(PutCrlRequest { crl: text }): LargeJsonBody<PutCrlRequest>,
 ) -> Result<Json<CrlObject>, ApiError> {
-    let text = body.required_string("crl")?;
-    body.finish()?;
     let crl = crate::crl::parse_crl(&text)?;
     // A certificate's content never changes, so checking the CRL against it before the
     // writing transaction is not load-check-save: the store only re-checks that it exists.
@@ -290,10 +271,7 @@ pub async fn put_crl(
     params(("certificate_id" = String, Path, description = "The CA's id, `cert_…`.")),
     responses(
         (status = 200, description = "The stored CRL.", body = CrlObject),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]
@@ -314,10 +292,7 @@ pub async fn get_crl(
     params(("certificate_id" = String, Path, description = "The CA's id, `cert_…`.")),
     responses(
         (status = 200, description = "The CRL is gone.", body = CrlDeleted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("AdminApiKeyAuth" = []))
 )]

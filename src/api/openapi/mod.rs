@@ -3,10 +3,11 @@
 //!
 //! Paths come from the handlers' `#[utoipa::path]` attributes, collected while `api::routes`
 //! registers them with `routes!`, so a route cannot be served without being described. The
-//! wire DTOs (`api::dto`) describe themselves with `ToSchema`; this module holds what the
-//! handlers' dynamic extraction leaves undescribed (request bodies, query parameters), the
-//! schemas where one Rust type answers under several OpenAI names, the error responses, and
-//! the document's frame (info, security scheme, tags).
+//! wire DTOs (`api::dto`) and the request bodies (`api::requests`, the types the handlers
+//! parse) describe themselves with `ToSchema`; this module holds what the handlers' query
+//! extraction leaves undescribed (query parameters), the schemas where one Rust type answers
+//! under several OpenAI names, the error responses, and the document's frame (info, security
+//! scheme, tags).
 //!
 //! The shared paths must agree with OpenAI's reference, kept in the repository as
 //! `tests/data/openai-admin-subset.json`; the test `tests/it/openapi/mod.rs` compares them
@@ -20,9 +21,11 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{OpenApi, ToResponse, ToSchema};
 
-mod requests;
+use crate::openai_error::Body as ErrorResponse;
+
+mod params;
 mod shapes;
-pub use requests::*;
+pub use params::*;
 pub use shapes::*;
 
 /// The name of the bearer scheme every `/v1` operation requires, as OpenAI names it.
@@ -91,6 +94,55 @@ pub fn describe_details(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// Adds the error responses every admin operation shares, so handlers list only their own
+/// (404, 409): every operation that takes the admin key can answer 400 (a bad parameter or
+/// body), 401 (the key) and 503 (the database), and every one that reads a body (`POST`,
+/// `PUT`, `PATCH`) 413.
+pub fn shared_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Ref, RefOr};
+    fn shared<R: for<'a> ToResponse<'a>>(
+        status: &str,
+    ) -> (String, RefOr<utoipa::openapi::Response>) {
+        let (name, _) = R::response();
+        (status.to_owned(), RefOr::Ref(Ref::from_response_name(name)))
+    }
+    let always = [
+        shared::<BadRequest>("400"),
+        shared::<Unauthorized>("401"),
+        shared::<Unavailable>("503"),
+    ];
+    let with_body = shared::<PayloadTooLarge>("413");
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            (&mut item.get, false),
+            (&mut item.delete, false),
+            (&mut item.head, false),
+            (&mut item.options, false),
+            (&mut item.trace, false),
+            (&mut item.post, true),
+            (&mut item.put, true),
+            (&mut item.patch, true),
+        ];
+        for (operation, reads_body) in operations {
+            let Some(operation) = operation.as_mut() else {
+                continue;
+            };
+            let keyed = operation
+                .security
+                .as_ref()
+                .is_some_and(|requirements| !requirements.is_empty());
+            if !keyed {
+                continue;
+            }
+            let responses = &mut operation.responses.responses;
+            responses.extend(always.iter().cloned());
+            if reads_body {
+                responses.extend([with_body.clone()]);
+            }
+        }
+    }
+}
+
 /// The document as JSON, built once per process from the routes.
 pub fn json() -> Bytes {
     static JSON: OnceLock<Bytes> = OnceLock::new();
@@ -115,58 +167,44 @@ pub async fn document() -> impl IntoResponse {
 
 // -------------------------------------------------------------------------- errors
 
-/// OpenAI's error body: every refusal, from every endpoint.
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: `openai_error` writes the body
-pub struct ErrorResponse {
-    error: ErrorObject,
+/// The shared error responses: each is OpenAI's error body ([`ErrorResponse`], the type
+/// `openai_error` sends) under its own description.
+macro_rules! error_responses {
+    ($($(#[doc = $doc:literal])+ $name:ident;)+) => {$(
+        $(#[doc = $doc])+
+        pub struct $name;
+
+        impl<'s> ToResponse<'s> for $name {
+            fn response() -> (&'s str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
+                use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+                let description = [$($doc),+].map(str::trim).join("\n");
+                let body = ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(ErrorResponse::name())))
+                    .build();
+                let response = ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", body)
+                    .build();
+                (stringify!($name), response.into())
+            }
+        }
+    )+};
 }
 
-#[derive(ToSchema)]
-#[schema(as = Error)]
-#[allow(dead_code)]
-struct ErrorObject {
-    message: String,
-    /// `invalid_request_error`, `permission_error` or `server_error`.
-    #[schema(rename = "type")]
-    kind: String,
-    /// The request field or parameter at fault, if one is.
-    #[schema(required = true)]
-    param: Option<String>,
-    /// A machine-readable reason, e.g. `invalid_api_key`, `certificate_in_use`.
-    #[schema(required = true)]
-    code: Option<String>,
+error_responses! {
+    /// The request is malformed or breaks a rule (the message and `param` say which).
+    BadRequest;
+    /// No admin key, or not a valid one (`invalid_api_key`).
+    Unauthorized;
+    /// No such object in this organization (a malformed id too).
+    NotFound;
+    /// The change conflicts with the current state (the `code` says how); not retried.
+    Conflict;
+    /// The request body is larger than 64 KiB (`request_too_large`).
+    PayloadTooLarge;
+    /// The database did not answer in time (`database_unavailable`); retry later.
+    Unavailable;
 }
-
-/// The request is malformed or breaks a rule (the message and `param` say which).
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct BadRequest(ErrorResponse);
-
-/// No admin key, or not a valid one (`invalid_api_key`).
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct Unauthorized(ErrorResponse);
-
-/// No such object in this organization (a malformed id too).
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct NotFound(ErrorResponse);
-
-/// The change conflicts with the current state (the `code` says how); not retried.
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct Conflict(ErrorResponse);
-
-/// The request body is larger than 64 KiB (`request_too_large`).
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct PayloadTooLarge(ErrorResponse);
-
-/// The database did not answer in time (`database_unavailable`); retry later.
-#[derive(ToResponse)]
-#[allow(dead_code)]
-pub struct Unavailable(ErrorResponse);
 
 // ---------------------------------------------------------------- constant strings
 
@@ -261,5 +299,55 @@ pub mod constant {
     /// The event types certgate writes (decisions.md D16).
     pub fn audit_event_types() -> Object {
         one_of(crate::domain::AUDIT_EVENT_TYPES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::RefOr;
+
+    /// The shared error responses reach every admin operation (handlers no longer list them),
+    /// and no operation without a key.
+    #[test]
+    fn every_admin_operation_has_the_shared_error_responses() {
+        let doc = crate::api::openapi();
+        let mut keyed = 0;
+        for (path, item) in &doc.paths.paths {
+            let operations = [
+                ("GET", &item.get),
+                ("DELETE", &item.delete),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let refers = |status: &str, name: &str| {
+                    matches!(
+                        operation.responses.responses.get(status),
+                        Some(RefOr::Ref(r)) if r.ref_location == format!("#/components/responses/{name}")
+                    )
+                };
+                if !path.starts_with("/v1/") {
+                    assert!(operation.security.is_none(), "{method} {path}");
+                    assert!(!refers("401", "Unauthorized"), "{method} {path}");
+                    continue;
+                }
+                keyed += 1;
+                for (status, name) in [
+                    ("400", "BadRequest"),
+                    ("401", "Unauthorized"),
+                    ("503", "Unavailable"),
+                ] {
+                    assert!(refers(status, name), "{method} {path}: no {status}");
+                }
+                let reads_body = matches!(method, "POST" | "PUT");
+                assert_eq!(
+                    refers("413", "PayloadTooLarge"),
+                    reads_body,
+                    "{method} {path}: 413"
+                );
+            }
+        }
+        assert!(keyed >= 29, "{keyed} admin operations");
     }
 }
