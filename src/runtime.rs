@@ -26,7 +26,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// A future that resolves on SIGTERM or Ctrl-C. The signal handlers are installed when this is
@@ -224,6 +224,11 @@ pub async fn serve<I: Incoming>(
 }
 
 /// What a connection is doing, shared by its I/O wrapper, its service and its watchdog.
+///
+/// The watchdog sleeps until the deadline it computed last; whatever moves that deadline
+/// (the first byte of a request head, the end of a request) wakes it through `changed`, so a
+/// head that starts while the watchdog waits for the idle deadline is held to the header
+/// timeout from its first byte, however slowly its later bytes come.
 struct Activity {
     started: Instant,
     /// Requests whose response has not been fully sent (or dropped).
@@ -237,6 +242,18 @@ struct Activity {
     http2: AtomicBool,
     /// Whether any byte has arrived yet (the first ones tell HTTP/2 from HTTP/1).
     read_any: AtomicBool,
+    /// Woken when the deadline may have moved (a permit is kept if nobody waits, so no wake-up
+    /// is lost between computing a deadline and sleeping on it).
+    changed: Notify,
+}
+
+/// Why a connection's deadline is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// No request in flight for the idle timeout.
+    Idle,
+    /// An HTTP/1 request head begun and not finished within the header timeout.
+    Header,
 }
 
 impl Activity {
@@ -248,6 +265,7 @@ impl Activity {
             head_started_ms: AtomicU64::new(u64::MAX),
             http2: AtomicBool::new(false),
             read_any: AtomicBool::new(false),
+            changed: Notify::new(),
         }
     }
 
@@ -261,12 +279,14 @@ impl Activity {
         }
         if self.in_flight.load(Ordering::Acquire) == 0 {
             let now = self.now_ms();
-            let _ = self.head_started_ms.compare_exchange(
-                u64::MAX,
-                now,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+            let first = self
+                .head_started_ms
+                .compare_exchange(u64::MAX, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+            if first {
+                // The header deadline is now due before the idle one the watchdog sleeps on.
+                self.changed.notify_one();
+            }
         }
     }
 
@@ -278,12 +298,13 @@ impl Activity {
     fn request_finished(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since_ms.store(self.now_ms(), Ordering::Release);
+            self.changed.notify_one();
         }
     }
 
-    /// When the connection must be closed if nothing changes; `None` while a request is in
-    /// flight.
-    fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+    /// When the connection must be closed if nothing changes, and why; `None` while a request
+    /// is in flight.
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<(Instant, Due)> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
@@ -293,12 +314,17 @@ impl Activity {
             .load(Ordering::Acquire)
             .saturating_add(ms(limits.idle_timeout));
         let head = self.head_started_ms.load(Ordering::Acquire);
-        let due = if head != u64::MAX && !self.http2.load(Ordering::Relaxed) {
-            idle.min(head.saturating_add(ms(limits.header_timeout)))
+        let header = if head != u64::MAX && !self.http2.load(Ordering::Relaxed) {
+            head.saturating_add(ms(limits.header_timeout))
         } else {
-            idle
+            u64::MAX
         };
-        Some(self.started + Duration::from_millis(due))
+        let (due, why) = if header < idle {
+            (header, Due::Header)
+        } else {
+            (idle, Due::Idle)
+        };
+        Some((self.started + Duration::from_millis(due), why))
     }
 }
 
@@ -412,13 +438,13 @@ async fn serve_connection<IO>(
     loop {
         let deadline = match going_away {
             Some(at) => Some(at + GOING_AWAY_CAP),
-            None => activity.deadline(&limits),
+            None => activity.deadline(&limits).map(|(at, _)| at),
         };
         let wake = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
-                // Re-check now and then: a request in flight may finish at any time.
-                None => tokio::time::sleep(Duration::from_secs(1)).await,
+                // A request in flight: its end wakes `changed`.
+                None => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -428,14 +454,29 @@ async fn serve_connection<IO>(
                 }
                 return;
             }
+            // The deadline moved (a request head began, a request ended): compute it again.
+            () = activity.changed.notified(), if going_away.is_none() => {}
             () = wake => {
                 if going_away.is_some_and(|at| at.elapsed() >= GOING_AWAY_CAP) {
                     return;
                 }
-                if going_away.is_none() && activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
-                    tracing::debug!(remote = %accepted.remote, "closing an idle or stalled connection");
-                    conn.as_mut().graceful_shutdown();
-                    going_away = Some(Instant::now());
+                if going_away.is_some() {
+                    continue;
+                }
+                match activity.deadline(&limits) {
+                    Some((at, Due::Header)) if at <= Instant::now() => {
+                        // Nothing of the request was answered or is owed: close at once (a
+                        // graceful shutdown would wait for the head to finish).
+                        tracing::debug!(remote = %accepted.remote, "closing a connection whose request head did not arrive in time");
+                        return;
+                    }
+                    Some((at, Due::Idle)) if at <= Instant::now() => {
+                        tracing::debug!(remote = %accepted.remote, "closing an idle connection");
+                        // HTTP/2 gets its GOAWAY; HTTP/1 with nothing in flight closes.
+                        conn.as_mut().graceful_shutdown();
+                        going_away = Some(Instant::now());
+                    }
+                    _ => {}
                 }
             }
             changed = stop.changed(), if going_away.is_none() => {

@@ -7,6 +7,7 @@ use certgate::runtime::ConnectionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::bounds::{assert_closed_on_time, assert_open_until, LATE};
 use crate::helpers::{serve_in_background, Db, TestApp, TestDb};
 use crate::process::Process;
 
@@ -22,62 +23,104 @@ async fn serve_with(app: &TestApp, limits: ConnectionLimits) -> std::net::Socket
     addr
 }
 
-/// How long the peer takes to close `stream`; `None` if it stays open for `limit`.
-async fn closed_after(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = (started + limit).checked_duration_since(Instant::now())?;
-        match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
-            Ok(Ok(_)) => {}
-            Err(_) => return None,
-        }
-    }
-}
-
 const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 
+/// A short timeout and one far larger: whichever a test is about, the other cannot pass for it.
+const SHORT: Duration = Duration::from_secs(1);
+const FAR: Duration = Duration::from_secs(30);
+
+/// Sends `REQUEST` and reads its `200` answer.
+async fn exchange(conn: &mut TcpStream) {
+    conn.write_all(REQUEST).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(
+        std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .starts_with("HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
+/// Half a request head is closed at the header timeout, from both sides, though the idle
+/// timeout is far larger (before, the idle timeout closed it); a silent connection and one
+/// between requests are idle, not stalled: they outlive the header timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_closes_stalled_and_idle_connections() {
+async fn serve_closes_a_half_sent_head_at_the_header_timeout() {
     let app = TestApp::spawn(Db::Sqlite).await.expect("SQLite");
-    let addr = serve_with(
-        &app,
-        ConnectionLimits {
-            header_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(3),
-            ..ConnectionLimits::default()
-        },
-    )
-    .await;
-    // Half a request head: closed after the header timeout, not before.
+    let limits = ConnectionLimits {
+        header_timeout: SHORT,
+        idle_timeout: FAR,
+        ..ConnectionLimits::default()
+    };
+    let addr = serve_with(&app, limits).await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut between = TcpStream::connect(addr).await.unwrap();
+    exchange(&mut between).await;
+    let since = Instant::now();
+
     let mut partial = TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
     partial
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let took = closed_after(&mut partial, Duration::from_secs(30))
-        .await
-        .expect("closed");
-    assert!(took >= Duration::from_millis(900), "{took:?}");
-    // Nothing sent: idle, closed after the idle timeout.
+    assert_closed_on_time("a half-sent head", &mut partial, started, SHORT).await;
+
+    let until = SHORT * 2 + LATE;
+    assert_open_until("a silent connection", &mut silent, since, until).await;
+    assert_open_until("a connection between requests", &mut between, since, until).await;
+    exchange(&mut silent).await;
+    exchange(&mut between).await;
+}
+
+/// The header deadline runs from the head's first byte, not its last: a client that keeps
+/// the head coming, a byte every 300 ms, is closed at the header timeout all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_closes_a_dripping_head_at_the_header_timeout() {
+    let app = TestApp::spawn(Db::Sqlite).await.expect("SQLite");
+    let limits = ConnectionLimits {
+        header_timeout: SHORT,
+        idle_timeout: FAR,
+        ..ConnectionLimits::default()
+    };
+    let addr = serve_with(&app, limits).await;
+    let conn = TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = conn.into_split();
+    let started = Instant::now();
+    let drip = tokio::spawn(async move {
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa" {
+            if write.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    assert_closed_on_time("a head sent a byte every 300 ms", &mut read, started, SHORT).await;
+    drip.abort();
+}
+
+/// Idle connections (nothing sent, or nothing since the last answer) close at the idle
+/// timeout, from both sides, with the header timeout far larger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_closes_idle_connections_at_the_idle_timeout() {
+    let app = TestApp::spawn(Db::Sqlite).await.expect("SQLite");
+    let idle = Duration::from_secs(2);
+    let limits = ConnectionLimits {
+        header_timeout: FAR,
+        idle_timeout: idle,
+        ..ConnectionLimits::default()
+    };
+    let addr = serve_with(&app, limits).await;
+    let started = Instant::now();
     let mut silent = TcpStream::connect(addr).await.unwrap();
-    let took = closed_after(&mut silent, Duration::from_secs(30))
-        .await
-        .expect("closed");
-    assert!(took >= Duration::from_millis(2900), "{took:?}");
-    // After a complete exchange the connection is idle again: it stays for the idle timeout.
+    assert_closed_on_time("a silent connection", &mut silent, started, idle).await;
+
     let mut kept = TcpStream::connect(addr).await.unwrap();
-    kept.write_all(REQUEST).await.unwrap();
-    let mut buf = [0u8; 1024];
-    let n = kept.read(&mut buf).await.unwrap();
-    assert!(std::str::from_utf8(&buf[..n])
-        .unwrap()
-        .starts_with("HTTP/1.1 200"));
-    let took = closed_after(&mut kept, Duration::from_secs(30))
-        .await
-        .expect("closed");
-    assert!(took >= Duration::from_millis(2900), "{took:?}");
+    exchange(&mut kept).await;
+    let started = Instant::now();
+    assert_closed_on_time("a connection after its answer", &mut kept, started, idle).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ mod live_changes;
 mod metrics;
 mod proxying;
 mod revocation;
+mod timeouts;
 mod websocket;
 
 use std::net::SocketAddr;
