@@ -10,7 +10,10 @@
 //!   connection with no request in flight is closed after `idle_timeout` (HTTP/2 gets a GOAWAY
 //!   first);
 //! - at shutdown: accepting stops, idle connections close at once, requests in flight get
-//!   `shutdown_grace` to finish, then whatever is left is dropped.
+//!   `shutdown_grace` to finish, then whatever is left is dropped. What the process does
+//!   after the drain is bounded by the same grace ([`Shutdown::deadline`]), and `main` does
+//!   not wait for blocking work still running, so SIGTERM ends the process within the grace
+//!   (plus at most [`AFTER_DRAIN`] when requests used all of it).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,6 +62,63 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             let _ = tokio::signal::ctrl_c().await;
         }
         tracing::info!("shutdown signal received; finishing open requests");
+    }
+}
+
+/// The process's shutdown signal, shared: every clone learns that it came, and when, so the
+/// steps after the drain (closing upgraded connections, flushing, closing the store) all fit
+/// in the one grace counted from the signal.
+#[derive(Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<Option<Instant>>);
+
+/// How long the steps after a drain that used the whole grace still get (flushing key uses,
+/// closing the store): the process exits at most this long past the grace.
+pub const AFTER_DRAIN: Duration = Duration::from_millis(300);
+
+impl Shutdown {
+    /// Listens for SIGTERM and Ctrl-C from now on (see [`shutdown_signal`]: call it before
+    /// announcing readiness).
+    pub fn on_signal() -> Shutdown {
+        Shutdown::on(shutdown_signal())
+    }
+
+    /// A shutdown that begins when `signal` resolves.
+    pub fn on(signal: impl Future<Output = ()> + Send + 'static) -> Shutdown {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            signal.await;
+            tx.send_replace(Some(Instant::now()));
+        });
+        Shutdown(rx)
+    }
+
+    /// Resolves when the shutdown began, with its instant. Never, if it never does.
+    pub async fn begun(mut self) -> Instant {
+        let seen = self
+            .0
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|at| *at);
+        match seen {
+            Some(at) => at,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Resolves when the shutdown began (for [`serve`]).
+    pub async fn signalled(self) {
+        self.begun().await;
+    }
+
+    /// Until when the steps after the drain may run: the grace counted from the signal, but
+    /// at least [`AFTER_DRAIN`] from now.
+    pub fn deadline(&self, grace: Duration) -> Instant {
+        let floor = Instant::now() + AFTER_DRAIN;
+        match *self.0.borrow() {
+            Some(at) => (at + grace).max(floor),
+            None => floor.max(Instant::now() + grace),
+        }
     }
 }
 
@@ -302,6 +362,15 @@ impl Activity {
         }
     }
 
+    /// Whether closing this connection now, with no request in flight, can lose nothing:
+    /// HTTP/1 that never read a byte, or that holds only part of a request head. (hyper's
+    /// graceful shutdown would wait for that first request or head to be finished.)
+    fn owes_nothing(&self) -> bool {
+        !self.http2.load(Ordering::Relaxed)
+            && (!self.read_any.load(Ordering::Relaxed)
+                || self.head_started_ms.load(Ordering::Acquire) != u64::MAX)
+    }
+
     /// When the connection must be closed if nothing changes, and why; `None` while a request
     /// is in flight.
     fn deadline(&self, limits: &ConnectionLimits) -> Option<(Instant, Due)> {
@@ -472,7 +541,10 @@ async fn serve_connection<IO>(
                     }
                     Some((at, Due::Idle)) if at <= Instant::now() => {
                         tracing::debug!(remote = %accepted.remote, "closing an idle connection");
-                        // HTTP/2 gets its GOAWAY; HTTP/1 with nothing in flight closes.
+                        if activity.owes_nothing() {
+                            return;
+                        }
+                        // HTTP/2 gets its GOAWAY; HTTP/1 between requests closes.
                         conn.as_mut().graceful_shutdown();
                         going_away = Some(Instant::now());
                     }
@@ -481,9 +553,12 @@ async fn serve_connection<IO>(
             }
             changed = stop.changed(), if going_away.is_none() => {
                 if changed.is_err() || *stop.borrow() {
+                    let idle = activity.in_flight.load(Ordering::Acquire) == 0;
+                    if idle && activity.owes_nothing() {
+                        return;
+                    }
                     conn.as_mut().graceful_shutdown();
-                    if activity.in_flight.load(Ordering::Acquire) == 0 {
-                        going_away = Some(Instant::now());
+                    if idle {
                     } else {
                         // Requests in flight finish within the shutdown grace; the drain in
                         // `serve` drops whatever is left after it.

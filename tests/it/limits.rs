@@ -1,5 +1,6 @@
-//! Connection bounds of `serve` (the gateway's are in `gateway::hostile`): header and idle
-//! timeouts, the connection cap, the shutdown grace, and private database files (spec §12.9).
+//! Connection bounds of `serve` (the gateway's are in `gateway::timeouts`): header and idle
+//! timeouts, the connection cap, and private database files (spec §12.9). The shutdown grace
+//! is in `shutdown.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::bounds::{assert_closed_on_time, assert_open_until, LATE};
-use crate::helpers::{serve_in_background, Db, TestApp, TestDb};
+use crate::helpers::{serve_in_background, Db, TestApp};
 use crate::process::Process;
 
 /// Serves the Admin API of `app` again, on a listener of its own with `limits`.
@@ -160,32 +161,6 @@ async fn past_the_connection_cap_new_connections_wait() {
     assert!(std::str::from_utf8(&buf[..n])
         .unwrap()
         .starts_with("HTTP/1.1 200"));
-}
-
-/// SIGTERM with a half-sent request head open: the process does not wait for it (before, one
-/// such connection kept `serve` alive indefinitely).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_does_not_wait_for_stalled_clients() {
-    let db = TestDb::new(Db::Sqlite).await.expect("SQLite");
-    let mut server = Process::serve(
-        &db.url,
-        &["--shutdown-grace", "3s", "--header-timeout", "60s"],
-    )
-    .await;
-    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
-    stalled
-        .write_all(b"GET /healthz HTTP/1.1\r\nHo")
-        .await
-        .unwrap();
-    let mut idle = TcpStream::connect(server.addr).await.unwrap();
-    idle.write_all(REQUEST).await.unwrap();
-    let mut buf = [0u8; 1024];
-    assert!(idle.read(&mut buf).await.unwrap() > 0);
-    let took = server.process.terminate_and_wait();
-    assert!(
-        took < Duration::from_secs(20),
-        "exit took {took:?} with a stalled client (grace 3 s)"
-    );
 }
 
 /// The SQLite database and its -wal and -shm files are readable by their owner only.

@@ -22,4 +22,5 @@ mod metrics;
 mod openapi;
 mod outage;
 mod replicas;
+mod shutdown;
 mod startup;

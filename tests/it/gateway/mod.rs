@@ -12,6 +12,7 @@ mod live_changes;
 mod metrics;
 mod proxying;
 mod revocation;
+mod shutdown;
 mod timeouts;
 mod websocket;
 
