@@ -142,6 +142,18 @@ async fn gateway_with_limits(
     tweak: impl FnOnce(&mut GatewayOptions),
     limits: ConnectionLimits,
 ) -> Gw {
+    let handshakes = certgate::gateway::HandshakeLimits::default();
+    gateway_with_handshakes(store, upstream, tweak, limits, handshakes).await
+}
+
+/// [`gateway_with_limits`] with the given handshake limits too.
+async fn gateway_with_handshakes(
+    store: Store,
+    upstream: &str,
+    tweak: impl FnOnce(&mut GatewayOptions),
+    limits: ConnectionLimits,
+    handshakes: certgate::gateway::HandshakeLimits,
+) -> Gw {
     let server_ca = pki::ca("Gateway test server CA");
     let leaf = pki::server_leaf(&server_ca);
     let config = tls::server_config(
@@ -159,7 +171,7 @@ async fn gateway_with_limits(
         gateway.router(),
         tcp,
         Arc::new(config),
-        certgate::gateway::HandshakeLimits::default(),
+        handshakes,
         limits,
         std::future::pending(),
     ));

@@ -1,16 +1,18 @@
 //! The gateway's connection timeouts (spec §12.9), each from both sides (spec §13.1) with the
 //! other set far apart: a request head must arrive within the header timeout of its first
 //! byte, however it trickles in; a connection with nothing in flight closes at the idle
-//! timeout; HTTP/2 is told to go away at the idle timeout. (Connections proxied through the
+//! timeout; HTTP/2 is told to go away at the idle timeout; TLS handshakes are bounded in time
+//! and in number. (Connections proxied through the
 //! same `runtime::serve` as `serve`'s; its own cases are in `limits.rs`.)
 
 use std::time::{Duration, Instant};
 
+use certgate::gateway::HandshakeLimits;
 use certgate::runtime::ConnectionLimits;
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    caught_up, connect, gateway_with_limits, good_leaf, tls_stream, upstream, Gw, Identity,
+    caught_up, connect, gateway_with_handshakes, good_leaf, tls_stream, upstream, Gw, Identity,
     Upstream,
 };
 use crate::bounds::{assert_closed_on_time, assert_on_time, assert_open_until, LATE};
@@ -24,14 +26,23 @@ const FAR: Duration = Duration::from_secs(30);
 /// A gateway with `limits` in front of an echo upstream, a CA active for the app's
 /// organization (the gateway's default) and a client of it.
 async fn gateway(limits: ConnectionLimits) -> (TestApp, Gw, Upstream, Identity) {
+    gateway_handshaking(limits, HandshakeLimits::default()).await
+}
+
+/// [`gateway`] with `handshakes` too.
+async fn gateway_handshaking(
+    limits: ConnectionLimits,
+    handshakes: HandshakeLimits,
+) -> (TestApp, Gw, Upstream, Identity) {
     let app = TestApp::spawn(Db::Sqlite).await.expect("SQLite");
     let up = upstream().await;
     let org = app.org_id.clone();
-    let gw = gateway_with_limits(
+    let gw = gateway_with_handshakes(
         app.store.clone(),
         &format!("http://{}", up.addr),
         |o| o.default_organization = Some(org),
         limits,
+        handshakes,
     )
     .await;
     let ca = pki::ca("Org CA");
@@ -146,4 +157,73 @@ async fn idle_connections_are_closed_at_the_idle_timeout() {
         .expect("the HTTP/2 connection ends")
         .unwrap();
     assert_on_time("an idle HTTP/2 connection", took, idle);
+}
+
+/// A TLS handshake must finish within the handshake timeout: a client that connects and sends
+/// nothing, or half a `ClientHello`, is dropped at it, from both sides, with the header and idle
+/// timeouts far larger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_end_at_the_handshake_timeout() {
+    let (_app, gw, _up, _id) = gateway_handshaking(
+        ConnectionLimits {
+            header_timeout: FAR,
+            idle_timeout: FAR,
+            ..ConnectionLimits::default()
+        },
+        HandshakeLimits {
+            timeout: SHORT,
+            ..HandshakeLimits::default()
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    // A TLS record header announcing a 512-byte ClientHello, and 5 bytes of it.
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03])
+        .await
+        .unwrap();
+    tokio::join!(
+        assert_closed_on_time("a silent handshake", &mut silent, started, SHORT),
+        assert_closed_on_time("half a ClientHello", &mut half, started, SHORT),
+    );
+}
+
+/// At most `max_in_flight` handshakes at once: while two stalled ones hold both places, a
+/// third client cannot even complete its handshake; once one is gone, it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_in_progress_are_capped() {
+    let (_app, gw, _up, id) = gateway_handshaking(
+        ConnectionLimits::default(),
+        HandshakeLimits {
+            max_in_flight: 2,
+            timeout: FAR,
+        },
+    )
+    .await;
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(tokio::net::TcpStream::connect(gw.addr).await.unwrap());
+    }
+    // Both accepted and handshaking (with nothing to read) before the third comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = tokio::spawn({
+        let ep = super::Endpoint {
+            addr: gw.addr,
+            server_ca: gw.server_ca.clone(),
+        };
+        async move {
+            let _ = tls_stream(&ep, Some(&id), false).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !third.is_finished(),
+        "a third handshake waits while two are in progress"
+    );
+    drop(stalled.pop());
+    tokio::time::timeout(FAR, third)
+        .await
+        .expect("the third handshake completes once a place is free")
+        .unwrap();
 }
