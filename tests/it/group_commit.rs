@@ -212,7 +212,8 @@ async fn a_toggle_kept_from_the_database_is_unavailable_and_left_undone(app: Tes
     };
     let id = app.api.upload_new("Kept from the database").await;
     let mut options = StoreOptions::new(&app.db.url);
-    options.timeout = Duration::from_millis(200);
+    let timeout = Duration::from_secs(2);
+    options.timeout = timeout;
     let impatient = Store::open(&options, app.clock.clone()).await.unwrap();
     let holder = rusqlite::Connection::open(path).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -221,9 +222,12 @@ async fn a_toggle_kept_from_the_database_is_unavailable_and_left_undone(app: Tes
     let toggles = (0..3).map(|_| {
         impatient.toggle_certificates(&org, &Scope::Organization, &ids, true, &Actor::System)
     });
+    let started = std::time::Instant::now();
     let answers = tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(toggles))
         .await
         .expect("answered while the lock is held");
+    // One database timeout, from both sides (spec §13.1): not before it, not a second one.
+    crate::bounds::assert_on_time("unavailable", started.elapsed(), timeout);
     holder.execute_batch("ROLLBACK").unwrap();
     for answer in answers {
         assert!(
