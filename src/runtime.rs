@@ -10,7 +10,10 @@
 //!   connection with no request in flight is closed after `idle_timeout` (HTTP/2 gets a GOAWAY
 //!   first);
 //! - at shutdown: accepting stops, idle connections close at once, requests in flight get
-//!   `shutdown_grace` to finish, then whatever is left is dropped.
+//!   `shutdown_grace` to finish, then whatever is left is dropped. What the process does
+//!   after the drain is bounded by the same grace ([`Shutdown::deadline`]), and `main` does
+//!   not wait for blocking work still running, so SIGTERM ends the process within the grace
+//!   (plus at most [`AFTER_DRAIN`] when requests used all of it).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,7 +29,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// A future that resolves on SIGTERM or Ctrl-C. The signal handlers are installed when this is
@@ -59,6 +62,63 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             let _ = tokio::signal::ctrl_c().await;
         }
         tracing::info!("shutdown signal received; finishing open requests");
+    }
+}
+
+/// The process's shutdown signal, shared: every clone learns that it came, and when, so the
+/// steps after the drain (closing upgraded connections, flushing, closing the store) all fit
+/// in the one grace counted from the signal.
+#[derive(Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<Option<Instant>>);
+
+/// How long the steps after a drain that used the whole grace still get (flushing key uses,
+/// closing the store): the process exits at most this long past the grace.
+pub const AFTER_DRAIN: Duration = Duration::from_millis(300);
+
+impl Shutdown {
+    /// Listens for SIGTERM and Ctrl-C from now on (see [`shutdown_signal`]: call it before
+    /// announcing readiness).
+    pub fn on_signal() -> Shutdown {
+        Shutdown::on(shutdown_signal())
+    }
+
+    /// A shutdown that begins when `signal` resolves.
+    pub fn on(signal: impl Future<Output = ()> + Send + 'static) -> Shutdown {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            signal.await;
+            tx.send_replace(Some(Instant::now()));
+        });
+        Shutdown(rx)
+    }
+
+    /// Resolves when the shutdown began, with its instant. Never, if it never does.
+    pub async fn begun(mut self) -> Instant {
+        let seen = self
+            .0
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|at| *at);
+        match seen {
+            Some(at) => at,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Resolves when the shutdown began (for [`serve`]).
+    pub async fn signalled(self) {
+        self.begun().await;
+    }
+
+    /// Until when the steps after the drain may run: the grace counted from the signal, but
+    /// at least [`AFTER_DRAIN`] from now.
+    pub fn deadline(&self, grace: Duration) -> Instant {
+        let floor = Instant::now() + AFTER_DRAIN;
+        match *self.0.borrow() {
+            Some(at) => (at + grace).max(floor),
+            None => floor.max(Instant::now() + grace),
+        }
     }
 }
 
@@ -224,6 +284,11 @@ pub async fn serve<I: Incoming>(
 }
 
 /// What a connection is doing, shared by its I/O wrapper, its service and its watchdog.
+///
+/// The watchdog sleeps until the deadline it computed last; whatever moves that deadline
+/// (the first byte of a request head, the end of a request) wakes it through `changed`, so a
+/// head that starts while the watchdog waits for the idle deadline is held to the header
+/// timeout from its first byte, however slowly its later bytes come.
 struct Activity {
     started: Instant,
     /// Requests whose response has not been fully sent (or dropped).
@@ -237,6 +302,18 @@ struct Activity {
     http2: AtomicBool,
     /// Whether any byte has arrived yet (the first ones tell HTTP/2 from HTTP/1).
     read_any: AtomicBool,
+    /// Woken when the deadline may have moved (a permit is kept if nobody waits, so no wake-up
+    /// is lost between computing a deadline and sleeping on it).
+    changed: Notify,
+}
+
+/// Why a connection's deadline is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// No request in flight for the idle timeout.
+    Idle,
+    /// An HTTP/1 request head begun and not finished within the header timeout.
+    Header,
 }
 
 impl Activity {
@@ -248,6 +325,7 @@ impl Activity {
             head_started_ms: AtomicU64::new(u64::MAX),
             http2: AtomicBool::new(false),
             read_any: AtomicBool::new(false),
+            changed: Notify::new(),
         }
     }
 
@@ -261,12 +339,14 @@ impl Activity {
         }
         if self.in_flight.load(Ordering::Acquire) == 0 {
             let now = self.now_ms();
-            let _ = self.head_started_ms.compare_exchange(
-                u64::MAX,
-                now,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+            let first = self
+                .head_started_ms
+                .compare_exchange(u64::MAX, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+            if first {
+                // The header deadline is now due before the idle one the watchdog sleeps on.
+                self.changed.notify_one();
+            }
         }
     }
 
@@ -278,12 +358,22 @@ impl Activity {
     fn request_finished(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since_ms.store(self.now_ms(), Ordering::Release);
+            self.changed.notify_one();
         }
     }
 
-    /// When the connection must be closed if nothing changes; `None` while a request is in
-    /// flight.
-    fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+    /// Whether closing this connection now, with no request in flight, can lose nothing:
+    /// HTTP/1 that never read a byte, or that holds only part of a request head. (hyper's
+    /// graceful shutdown would wait for that first request or head to be finished.)
+    fn owes_nothing(&self) -> bool {
+        !self.http2.load(Ordering::Relaxed)
+            && (!self.read_any.load(Ordering::Relaxed)
+                || self.head_started_ms.load(Ordering::Acquire) != u64::MAX)
+    }
+
+    /// When the connection must be closed if nothing changes, and why; `None` while a request
+    /// is in flight.
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<(Instant, Due)> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
@@ -293,12 +383,17 @@ impl Activity {
             .load(Ordering::Acquire)
             .saturating_add(ms(limits.idle_timeout));
         let head = self.head_started_ms.load(Ordering::Acquire);
-        let due = if head != u64::MAX && !self.http2.load(Ordering::Relaxed) {
-            idle.min(head.saturating_add(ms(limits.header_timeout)))
+        let header = if head != u64::MAX && !self.http2.load(Ordering::Relaxed) {
+            head.saturating_add(ms(limits.header_timeout))
         } else {
-            idle
+            u64::MAX
         };
-        Some(self.started + Duration::from_millis(due))
+        let (due, why) = if header < idle {
+            (header, Due::Header)
+        } else {
+            (idle, Due::Idle)
+        };
+        Some((self.started + Duration::from_millis(due), why))
     }
 }
 
@@ -412,13 +507,13 @@ async fn serve_connection<IO>(
     loop {
         let deadline = match going_away {
             Some(at) => Some(at + GOING_AWAY_CAP),
-            None => activity.deadline(&limits),
+            None => activity.deadline(&limits).map(|(at, _)| at),
         };
         let wake = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
-                // Re-check now and then: a request in flight may finish at any time.
-                None => tokio::time::sleep(Duration::from_secs(1)).await,
+                // A request in flight: its end wakes `changed`.
+                None => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -428,21 +523,42 @@ async fn serve_connection<IO>(
                 }
                 return;
             }
+            // The deadline moved (a request head began, a request ended): compute it again.
+            () = activity.changed.notified(), if going_away.is_none() => {}
             () = wake => {
                 if going_away.is_some_and(|at| at.elapsed() >= GOING_AWAY_CAP) {
                     return;
                 }
-                if going_away.is_none() && activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
-                    tracing::debug!(remote = %accepted.remote, "closing an idle or stalled connection");
-                    conn.as_mut().graceful_shutdown();
-                    going_away = Some(Instant::now());
+                if going_away.is_some() {
+                    continue;
+                }
+                match activity.deadline(&limits) {
+                    Some((at, Due::Header)) if at <= Instant::now() => {
+                        // Nothing of the request was answered or is owed: close at once (a
+                        // graceful shutdown would wait for the head to finish).
+                        tracing::debug!(remote = %accepted.remote, "closing a connection whose request head did not arrive in time");
+                        return;
+                    }
+                    Some((at, Due::Idle)) if at <= Instant::now() => {
+                        tracing::debug!(remote = %accepted.remote, "closing an idle connection");
+                        if activity.owes_nothing() {
+                            return;
+                        }
+                        // HTTP/2 gets its GOAWAY; HTTP/1 between requests closes.
+                        conn.as_mut().graceful_shutdown();
+                        going_away = Some(Instant::now());
+                    }
+                    _ => {}
                 }
             }
             changed = stop.changed(), if going_away.is_none() => {
                 if changed.is_err() || *stop.borrow() {
+                    let idle = activity.in_flight.load(Ordering::Acquire) == 0;
+                    if idle && activity.owes_nothing() {
+                        return;
+                    }
                     conn.as_mut().graceful_shutdown();
-                    if activity.in_flight.load(Ordering::Acquire) == 0 {
-                        going_away = Some(Instant::now());
+                    if idle {
                     } else {
                         // Requests in flight finish within the shutdown grace; the drain in
                         // `serve` drops whatever is left after it.

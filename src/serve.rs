@@ -13,7 +13,7 @@ use crate::api::{self, AppState};
 use crate::domain::{NewAdminKey, Organization, SystemClock};
 use crate::key_output::KeyOutput;
 use crate::metrics::{self, Metrics, Role, RouteLabel};
-use crate::runtime::{ConnectionLimits, ConnectionSlots, TcpIncoming};
+use crate::runtime::{ConnectionLimits, ConnectionSlots, Shutdown, TcpIncoming};
 use crate::store::{Store, StoreOptions};
 
 /// How often old audit events are looked for when a retention is set.
@@ -66,7 +66,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(days) = config.audit_retention_days {
         tokio::spawn(retention(store.clone(), days));
     }
-    let shutdown = crate::runtime::shutdown_signal();
+    let shutdown = Shutdown::on_signal();
     tracing::info!(listen = %listener.local_addr()?, backend = ?store.backend(), "certgate serve listening");
     let limits = config
         .limits
@@ -76,13 +76,21 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         metrics.instrument(api::router(state), RouteLabel::Matched),
         |_, _| None,
         limits,
-        shutdown,
+        shutdown.clone().signalled(),
     )
     .await;
-    if let Err(e) = store.flush_key_usage().await {
-        tracing::warn!(error = %crate::telemetry::ErrorChain(&e), "could not record the last admin key uses");
+    // Within the grace too: a database that does not answer, or a write still waiting for
+    // SQLite's lock, must not keep the process past it (spec §13.5).
+    let finished = tokio::time::timeout_at(shutdown.deadline(limits.shutdown_grace).into(), async {
+        if let Err(e) = store.flush_key_usage().await {
+            tracing::warn!(error = %crate::telemetry::ErrorChain(&e), "could not record the last admin key uses");
+        }
+        store.close().await;
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!("the shutdown grace is over; exiting before the last admin key uses were recorded and the store closed");
     }
-    store.close().await;
     tracing::info!("certgate serve stopped");
     Ok(())
 }

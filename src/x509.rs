@@ -168,7 +168,9 @@ fn check_key(cert: &X509Certificate<'_>) -> Result<(), DomainError> {
         let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed() else {
             return Err(invalid("the RSA public key is malformed."));
         };
-        let bits = rsa.key_size();
+        // Not x509-parser's `key_size()`: it drops a first octet below 0x80 whole, so an
+        // 8,193-bit modulus counted as 8,192 bits.
+        let bits = details::modulus_bits(rsa.modulus);
         if bits < 2048 {
             return Err(invalid(format!(
                 "the RSA key is {bits} bits; at least 2048 bits are required."

@@ -32,7 +32,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::response::{IntoResponse, Response};
@@ -42,7 +42,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::domain::SystemClock;
 use crate::metrics::{Metrics, Role, RouteLabel};
-use crate::runtime::{ConnectionLimits, ConnectionSlots};
+use crate::runtime::{ConnectionLimits, ConnectionSlots, Shutdown};
 use crate::store::{Backend, Store, StoreOptions};
 pub use listener::HandshakeLimits;
 use listener::{PeerIdentity, TlsListener};
@@ -304,7 +304,7 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let shutdown = crate::runtime::shutdown_signal();
+    let shutdown = Shutdown::on_signal();
     let r = gateway.trust().readiness();
     tracing::info!(
         listen = %tcp.local_addr()?,
@@ -314,7 +314,19 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
         anchors = r.anchors,
         "certgate gateway listening"
     );
-    serve_tls(
+    let grace = config.limits.shutdown_grace;
+    // Upgraded connections live outside the connection loop's drain: they are told to go
+    // away (1001) at the signal, and get what is left of the same grace to close.
+    let (served, served_rx) = tokio::sync::oneshot::channel::<()>();
+    let upgrades = async {
+        let at = tokio::select! {
+            at = shutdown.clone().begun() => at,
+            _ = served_rx => Instant::now(),
+        };
+        let _ =
+            tokio::time::timeout_at((at + grace).into(), gateway.upgrades().close_all(grace)).await;
+    };
+    let requests = serve_tls(
         gateway.router(),
         tcp,
         tls_config,
@@ -325,15 +337,19 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
         config
             .limits
             .fit_to_file_limit(config.store.max_connections as usize + 256),
-        shutdown,
-    )
-    .await;
-    // Upgraded connections live outside the connection loop's drain: close them now.
-    gateway
-        .upgrades()
-        .close_all(config.limits.shutdown_grace)
-        .await;
-    store.close().await;
+        shutdown.clone().signalled(),
+    );
+    let requests = async move {
+        requests.await;
+        drop(served);
+    };
+    tokio::join!(requests, upgrades);
+    if tokio::time::timeout_at(shutdown.deadline(grace).into(), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the shutdown grace is over; exiting before the store closed");
+    }
     tracing::info!("certgate gateway stopped");
     Ok(())
 }

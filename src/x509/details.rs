@@ -78,7 +78,7 @@ fn key_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> String {
 }
 
 /// The exact bit length of a big-endian unsigned integer (leading zero octets ignored).
-fn modulus_bits(modulus: &[u8]) -> usize {
+pub(super) fn modulus_bits(modulus: &[u8]) -> usize {
     let trimmed = match modulus.iter().position(|b| *b != 0) {
         Some(first) => &modulus[first..],
         None => return 0,

@@ -212,7 +212,8 @@ async fn a_toggle_kept_from_the_database_is_unavailable_and_left_undone(app: Tes
     };
     let id = app.api.upload_new("Kept from the database").await;
     let mut options = StoreOptions::new(&app.db.url);
-    options.timeout = Duration::from_millis(200);
+    let timeout = Duration::from_secs(2);
+    options.timeout = timeout;
     let impatient = Store::open(&options, app.clock.clone()).await.unwrap();
     let holder = rusqlite::Connection::open(path).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();

@@ -5,6 +5,7 @@
 // Test code: a failed unwrap is a failed test, and helpers are `pub` for the sibling modules.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+mod bounds;
 mod client;
 mod helpers;
 mod pki;
@@ -22,4 +23,5 @@ mod metrics;
 mod openapi;
 mod outage;
 mod replicas;
+mod shutdown;
 mod startup;

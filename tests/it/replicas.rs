@@ -52,12 +52,21 @@ async fn org_create_and_bootstrap(db: TestDb) {
         quiet.process.output()
     );
     // A fresh database started normally prints the default organization's key once. It is
-    // printed before the "listening" line, so it has been read by now.
+    // printed (on stdout) before the "listening" line (on stderr), but each stream has its
+    // own reader thread, so it may not have been read yet.
     let mut first = Process::serve(&db.url, &[]).await;
-    let key = first
-        .process
-        .bootstrap_key()
-        .unwrap_or_else(|| panic!("bootstrap key printed:\n{}", first.process.output()));
+    let started = std::time::Instant::now();
+    let key = loop {
+        if let Some(key) = first.process.bootstrap_key() {
+            break key;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "bootstrap key printed:\n{}",
+            first.process.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     first.api(&key).get("/organization/certificates").await.ok();
     first.process.terminate_and_wait();
     let mut again = Process::serve(&db.url, &[]).await;

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod bounds;
 mod certificates;
 mod console;
 mod default_project;

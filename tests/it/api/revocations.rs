@@ -318,15 +318,21 @@ async fn crl_lifecycle(app: TestApp) {
         details.ok()["certificate_details"]["crl"],
         json!({"this_update": now + 1, "next_update": now + 2, "revoked_count": 3, "stale": true})
     );
+    // Stale only once past nextUpdate: not at it, from the second after.
+    for (at, stale) in [(now, false), (now + 2, false), (now + 3, true)] {
+        app.clock.set(at);
+        let listed = app
+            .api
+            .get("/organization/certificates?include[]=details")
+            .await;
+        assert_eq!(
+            listed.ok()["data"][0]["certificate_details"]["crl"]["stale"],
+            stale,
+            "at nextUpdate{:+}",
+            at - (now + 2)
+        );
+    }
     app.clock.set(now);
-    let listed = app
-        .api
-        .get("/organization/certificates?include[]=details")
-        .await;
-    assert_eq!(
-        listed.ok()["data"][0]["certificate_details"]["crl"]["stale"],
-        false
-    );
     // Audited.
     let events = app
         .api

@@ -146,6 +146,11 @@ async fn anchor_validity_is_enforced_at_its_boundaries(app: TestApp) {
     once(&gw, Some(&staged_leaf), &[])
         .await
         .refused(403, "client_certificate_expired");
+    // notBefore is the first valid second.
+    app.clock.set(now + 3599);
+    once(&gw, Some(&staged_leaf), &[])
+        .await
+        .refused(403, "client_certificate_expired");
     app.clock.set(now + 3600);
     once(&gw, Some(&staged_leaf), &[]).await.admitted();
 

@@ -132,13 +132,19 @@ async fn the_binary_serves_metrics_when_asked() {
 }
 
 /// Unauthenticated clients do not control log volume: refusals are logged at debug level, and
-/// at info at most one summary line per 10 s.
+/// at info at most one summary line per 10 s, from both sides: none in a burst of 120
+/// refusals, then, as refusals go on, the first one 10 s after the gateway started (not before,
+/// at most 1 s later) counting them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_do_not_flood_the_log() {
+    const SUMMARY: &str = "requests refused since the last summary";
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
     let app = TestApp::spawn(Db::Sqlite).await.expect("SQLite");
     let up = upstream().await;
     let dir = tempfile::tempdir().expect("tempdir");
+    let spawned = std::time::Instant::now();
     let (gateway, gw) = start(&app, &format!("http://{}", up.addr), dir.path(), &[]).await;
+    let listening = std::time::Instant::now();
     let before = gateway.stderr().lines().count();
     let stranger = good_leaf(&pki::ca("Stranger CA"));
     for _ in 0..60 {
@@ -154,5 +160,50 @@ async fn refusals_do_not_flood_the_log() {
     assert!(
         new_lines <= 2,
         "120 refusals wrote {new_lines} log lines at info:\n{log}"
+    );
+    assert!(
+        listening.elapsed() >= EVERY || !log.contains(SUMMARY),
+        "a summary before 10 s:\n{log}"
+    );
+    // Refusals go on, one every 100 ms, until the summary shows.
+    let mut refused = 120;
+    let seen = loop {
+        if gateway.stderr().contains(SUMMARY) {
+            break std::time::Instant::now();
+        }
+        assert!(
+            listening.elapsed() < EVERY + crate::bounds::LATE + std::time::Duration::from_secs(5),
+            "no summary line:\n{}",
+            gateway.stderr()
+        );
+        once(&gw, None, &[])
+            .await
+            .refused(403, "client_certificate_required");
+        refused += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        seen - spawned + crate::bounds::EARLY >= EVERY,
+        "{:?}",
+        seen - spawned
+    );
+    assert!(
+        seen - listening <= EVERY + crate::bounds::LATE,
+        "{:?}",
+        seen - listening
+    );
+    let log = gateway.stderr();
+    let summaries: Vec<&str> = log.lines().filter(|l| l.contains(SUMMARY)).collect();
+    assert_eq!(summaries.len(), 1, "{log}");
+    // It counts every refusal up to its own (the one that wrote it included).
+    let counted: u64 = summaries[0]
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("refused="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no refused= count: {}", summaries[0]));
+    assert!(
+        (120..=refused).contains(&counted),
+        "{counted} of {refused}: {}",
+        summaries[0]
     );
 }

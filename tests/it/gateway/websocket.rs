@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{
     caught_up, gateway_with_limits, good_leaf, identity, tls_stream, Endpoint, Gw, Identity, DAY,
+    PROPAGATION,
 };
 use crate::helpers::{backend_tests, TestApp};
 use crate::pki;
@@ -302,12 +303,10 @@ async fn withdrawn_trust_closes_open_upgrades(app: TestApp) {
     // Deactivation (then deletion, which is allowed once it is inactive everywhere).
     let started = Instant::now();
     app.api.toggle_org("deactivate", &[&org_id]).await;
-    let (code, reason) = closed_with(&mut by_org, Duration::from_secs(30))
-        .await
-        .expect("closed");
+    let (code, reason) = closed_with(&mut by_org, PROPAGATION).await.expect("closed");
     assert_eq!(code, u16::from(CloseCode::Policy));
     assert_eq!(reason, "client certificate no longer trusted");
-    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(started.elapsed() <= PROPAGATION, "{:?}", started.elapsed());
     app.api
         .delete(&format!("/organization/certificates/{org_id}"))
         .await
@@ -317,14 +316,14 @@ async fn withdrawn_trust_closes_open_upgrades(app: TestApp) {
     app.api
         .toggle_project(&project, "deactivate", &[&project_ca_id])
         .await;
-    let (code, _) = closed_with(&mut by_project, Duration::from_secs(30))
+    let (code, _) = closed_with(&mut by_project, PROPAGATION)
         .await
         .expect("closed");
     assert_eq!(code, 1008);
 
     // The anchor expires: no event, the gateway notices by itself.
     app.clock.set(now + 2 * DAY + 1);
-    let (code, _) = closed_with(&mut by_short, Duration::from_secs(30))
+    let (code, _) = closed_with(&mut by_short, PROPAGATION)
         .await
         .expect("closed");
     assert_eq!(code, 1008);
@@ -334,7 +333,7 @@ async fn withdrawn_trust_closes_open_upgrades(app: TestApp) {
     let start = Instant::now();
     while up.closes.lock().unwrap().len() < 3 {
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < PROPAGATION,
             "{:?}",
             up.closes.lock().unwrap()
         );
@@ -406,7 +405,7 @@ async fn revocation_and_filters_close_open_upgrades(app: TestApp) {
         )
         .await
         .ok();
-    let (code, _) = closed_with(&mut denied_ws, Duration::from_secs(30))
+    let (code, _) = closed_with(&mut denied_ws, PROPAGATION)
         .await
         .expect("closed");
     assert_eq!(code, 1008);
@@ -419,7 +418,7 @@ async fn revocation_and_filters_close_open_upgrades(app: TestApp) {
         )
         .await
         .ok();
-    let (code, _) = closed_with(&mut listed_ws, Duration::from_secs(30))
+    let (code, _) = closed_with(&mut listed_ws, PROPAGATION)
         .await
         .expect("closed");
     assert_eq!(code, 1008);
@@ -431,7 +430,7 @@ async fn revocation_and_filters_close_open_upgrades(app: TestApp) {
         )
         .await
         .ok();
-    let (code, _) = closed_with(&mut filtered_ws, Duration::from_secs(30))
+    let (code, _) = closed_with(&mut filtered_ws, PROPAGATION)
         .await
         .expect("closed");
     assert_eq!(code, 1008);
@@ -491,10 +490,10 @@ async fn idle_upgrades_close_and_upgrades_count_as_connections() {
         .await
         .expect("idle close");
     assert_eq!(code, 1001);
-    assert!(
-        second_opened.elapsed() >= Duration::from_millis(1900),
-        "closed after {:?}, before the idle timeout",
-        second_opened.elapsed()
+    crate::bounds::assert_on_time(
+        "the idle upgrade's close",
+        second_opened.elapsed(),
+        Duration::from_secs(2),
     );
     assert!(echoes(&mut first, "still active").await);
     // Its slot is free again.
@@ -540,7 +539,11 @@ async fn shutdown_closes_upgrades_with_going_away() {
     let closed = tokio::spawn(async move { closed_with(&mut ws, Duration::from_secs(30)).await });
     let took = gateway.terminate_and_wait();
     assert_eq!(closed.await.unwrap().map(|c| c.0), Some(1001));
-    assert!(took < Duration::from_secs(20), "{took:?}");
+    // Nothing in flight and peers that answer: well within the grace (10 s by default).
+    assert!(
+        took <= Duration::from_secs(10) + crate::bounds::LATE,
+        "{took:?}"
+    );
     // The upstream reads its close frame on its own task: give it a moment.
     let start = Instant::now();
     while up.closes.lock().unwrap().is_empty() && start.elapsed() < Duration::from_secs(10) {

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::{execute, gateway, named, run, sqlite_path, utf8, TlsFiles, EXIT_BOUND};
+use crate::bounds::assert_on_time;
 use crate::helpers::{db_tests, Db, TestDb};
 use crate::process::{CuttableProxy, Process, ReservedPort};
 
@@ -121,12 +122,7 @@ fn unreachable_postgres_is_named_after_the_connect_timeout() {
         ]);
         assert!(!r.stderr.contains("pool timed out"), "{}", r.stderr);
         // It waited (retried) rather than failing on the first refusal, and no longer.
-        assert!(
-            r.took >= Duration::from_secs(1),
-            "`{}` gave up after {:?}",
-            command[0],
-            r.took
-        );
+        assert_on_time(command[0], r.took, Duration::from_secs(1));
     }
 }
 
@@ -194,6 +190,11 @@ fn silent_postgres_is_given_up_on() {
         &format!("cannot reach PostgreSQL at {addr}"),
         "no answer within 1s",
     ]);
+    assert_on_time(
+        "giving up on a silent server",
+        r.took,
+        Duration::from_secs(1),
+    );
     drop(silent);
 }
 
@@ -211,6 +212,7 @@ fn connect_timeout_comes_from_the_environment() {
         EXIT_BOUND,
     );
     r.refused_with(&["gave up after 500ms", &port.addr().to_string()]);
+    assert_on_time("giving up", r.took, Duration::from_millis(500));
 }
 
 /// A PostgreSQL server that is up but lacks the database: refused at once (waiting would not
