@@ -1,7 +1,7 @@
 //! What `serve` and `gateway` share as long-running network processes: the shutdown signal,
 //! and the loop that serves HTTP connections within limits.
 //!
-//! Every connection is bounded (spec §12.9):
+//! Every connection is bounded (decisions.md D35):
 //! - in number: at most `max_connections` open at once, each counted by a permit taken
 //!   *before* it is accepted, so past the cap new connections wait in the kernel's listen
 //!   backlog and the process never runs out of file descriptors (the soft `RLIMIT_NOFILE` is

@@ -80,7 +80,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     )
     .await;
     // Within the grace too: a database that does not answer, or a write still waiting for
-    // SQLite's lock, must not keep the process past it (spec §13.5).
+    // SQLite's lock, must not keep the process past it (decisions.md D35).
     let finished = tokio::time::timeout_at(shutdown.deadline(limits.shutdown_grace).into(), async {
         if let Err(e) = store.flush_key_usage().await {
             tracing::warn!(error = %crate::telemetry::ErrorChain(&e), "could not record the last admin key uses");

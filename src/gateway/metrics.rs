@@ -1,4 +1,4 @@
-//! The gateway's own metric families (spec §12.7), registered beside the HTTP ones of
+//! The gateway's own metric families (decisions.md D40), registered beside the HTTP ones of
 //! [`crate::metrics::Metrics`]. A new family is a field here and one `register` line.
 
 use std::sync::Arc;
@@ -73,7 +73,7 @@ struct ReasonLabels {
 }
 
 /// `certgate_gateway_upgraded_connections` and `certgate_gateway_connections_closed_total`
-/// (spec §12.8), read from [`UpgradeStats`] at each scrape: the relays count with plain
+/// (decisions.md D39), read from [`UpgradeStats`] at each scrape: the relays count with plain
 /// atomics and never touch the registry.
 struct UpgradeCollector(Arc<UpgradeStats>);
 

@@ -129,7 +129,7 @@ pub struct Shared {
 /// kept for the next request. Without it, the client for upgrades: HTTP/1.1 only (RFC 8441 is
 /// not used) and no pool at all, so every upgrade opens its own upstream connection and no
 /// connection that carried an upgrade request ever carries another request, whatever the
-/// upstream answered (spec §13.5: an upstream that misreads one request's framing can then
+/// upstream answered (decisions.md D39: an upstream that misreads one request's framing can then
 /// only desynchronise a connection that nobody else's request will use).
 pub fn upstream_client(
     extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
@@ -328,7 +328,7 @@ pub(super) fn refusal(
     .into_response()
 }
 
-/// Headers in which other proxies tell their upstream about a client certificate (spec §13.5
+/// Headers in which other proxies tell their upstream about a client certificate (decisions.md D32
 /// names the first five): Envoy's `X-Forwarded-Client-Cert`, nginx's `X-SSL-Client-Cert` and
 /// `-Verify`, `X-Client-Cert`, Traefik's `X-Forwarded-Tls-Client-Cert`, and RFC 9440's
 /// `Client-Cert` and `Client-Cert-Chain`.

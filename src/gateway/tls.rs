@@ -5,7 +5,7 @@
 //! the handshake it checks only that the client holds the certificate's private key (the
 //! handshake signature); any chain is accepted there, because the trust decision depends on
 //! the request's organization and project, which only the HTTP request carries. That decision
-//! is [`super::trust::decide`], made per request. `WebPkiClientVerifier` is not used: it aborts
+//! is [`crate::trust::decide()`], made per request. `WebPkiClientVerifier` is not used: it aborts
 //! the handshake on an unknown chain (so no 403 body can be sent) and advertises CA names.
 //!
 //! Session resumption is on (stateful, in memory; no stateless tickets, no 0-RTT): a resumed

@@ -1,12 +1,12 @@
 //! Upgraded connections (HTTP/1.1 `Upgrade: websocket`, e.g. OpenAI's Realtime API), with
-//! trust that ends when it is withdrawn (spec §12.10).
+//! trust that ends when it is withdrawn (decisions.md D39).
 //!
 //! An upgrade request is decided like any request; once admitted it is forwarded to the
 //! upstream over HTTP/1.1 (never HTTP/2: RFC 8441 is not offered) as a head alone, on an
-//! upstream connection of its own (spec §13.5: one that announces a body is refused 400, no
+//! upstream connection of its own (decisions.md D39: one that announces a body is refused 400, no
 //! framing header is forwarded, and nothing of it can reach another request's connection).
 //! When the upstream answers 101 both sides are relayed byte for byte, following frame
-//! boundaries ([`super::wsframe`]) so the gateway can still close cleanly. The relay task
+//! boundaries (`wsframe`) so the gateway can still close cleanly. The relay task
 //! keeps what admitted the connection (the peer, its chain checks, the scope) and asks the
 //! trust decision again whenever the trust generation moves and every second (certificates
 //! expire without an event). Once the answer is no, the client gets a close frame 1008
@@ -146,7 +146,7 @@ fn announces_body(headers: &HeaderMap) -> bool {
 
 /// Forwards an admitted upgrade request; on the upstream's 101, answers 101 and starts the
 /// relay. Any other answer of the upstream is passed back as it is. An upgrade that announces
-/// a body is refused 400 (spec §13.5) and the upstream never sees it; the others are sent
+/// a body is refused 400 (decisions.md D39) and the upstream never sees it; the others are sent
 /// without framing headers, each on a connection of its own (see [`proxy::upstream_client`]).
 pub async fn forward(
     shared: &Arc<Shared>,

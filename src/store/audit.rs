@@ -111,7 +111,7 @@ fn event_id(at: i64, seq: i64, idx: i64) -> String {
     )
 }
 
-/// The JSON of the property named like the event's `type` (spec §12.2).
+/// The JSON of the property named like the event's `type` (decisions.md D16).
 fn payload(event: &AuditEvent) -> Value {
     let certs = |list: &[CertificateRef]| -> Value {
         list.iter()
@@ -275,7 +275,7 @@ fn record_from_row(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
 }
 
 impl Store {
-    /// The organization's audit events, newest first (spec §12.2).
+    /// The organization's audit events, newest first (decisions.md D16).
     pub async fn list_audit_events(
         &self,
         org: &OrgId,

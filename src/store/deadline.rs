@@ -1,4 +1,4 @@
-//! One deadline per store operation (spec §13.1): taken when the operation starts, it bounds
+//! One deadline per store operation (decisions.md D44): taken when the operation starts, it bounds
 //! every wait the operation makes for the database together: this process's turn to write
 //! (SQLite's writer queue, PostgreSQL's [`super::PG_WRITERS`]), a pooled connection, each
 //! statement, the commit, and the retries of a transient conflict. When it passes, the

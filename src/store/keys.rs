@@ -1,4 +1,4 @@
-//! Admin keys: the check every request makes, and create, read, list, delete (spec §12.1).
+//! Admin keys: the check every request makes, and create, read, list, delete (decisions.md D15).
 //!
 //! A deleted key stays as a tombstone (`revoked_at` set): it never authenticates and is not
 //! listed, but its id remains a valid list cursor. An expired key stops working at its

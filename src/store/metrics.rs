@@ -1,4 +1,4 @@
-//! What a metrics scrape of `serve` reads (spec §12.7).
+//! What a metrics scrape of `serve` reads (decisions.md D40).
 
 use sqlx::Row;
 

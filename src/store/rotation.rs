@@ -1,4 +1,4 @@
-//! Rotation (spec §12.4): one CA takes over from another in every scope where the old one is
+//! Rotation (decisions.md D21): one CA takes over from another in every scope where the old one is
 //! active, in one transaction, so no gateway ever sees a state where such a scope has neither.
 
 use sqlx::Row;

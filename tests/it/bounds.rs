@@ -1,4 +1,4 @@
-//! Bounds tested from both sides (spec §13.1): what a timeout ends happens not before the
+//! Bounds tested from both sides (decisions.md D44): what a timeout ends happens not before the
 //! timeout and at most [`LATE`] after it. Tests that use these set every other timeout far
 //! apart, so one cannot pass for another.
 
@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// How late past its bound a timeout may fire (spec §13.1).
+/// How late past its bound a timeout may fire (decisions.md D44).
 pub const LATE: Duration = Duration::from_secs(1);
 
 /// How early a timeout may seem to fire: deadlines are kept in whole milliseconds, and the

@@ -1,4 +1,4 @@
-//! One deadline per request (decisions.md D44, spec §13.1): the store operations a request
+//! One deadline per request (decisions.md D44): the store operations a request
 //! makes (the key check, then its read or write) together wait at most `--db-timeout` for the
 //! database. Each operation alone is bounded too (tests in `group_commit` and `outage`); here
 //! two operations in a row, each of which would fit its own timeout, must not add up.

@@ -228,7 +228,7 @@ async fn a_toggle_kept_from_the_database_is_unavailable_and_left_undone(app: Tes
         .expect("answered while the lock is held");
     let took = started.elapsed();
     holder.execute_batch("ROLLBACK").unwrap();
-    // Not before the store's timeout, and within it and the margin of spec §13.1.
+    // Not before the store's timeout, and within it and the margin of decisions.md D44.
     assert!(
         (options.timeout..=options.timeout + Duration::from_secs(1)).contains(&took),
         "answered after {took:?} with a timeout of {:?}",

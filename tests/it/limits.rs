@@ -1,6 +1,6 @@
 //! Bounds of `serve` (the gateway's are in `gateway::timeouts`): header and idle timeouts,
 //! the connection cap, the database timeout while another process holds SQLite's write lock,
-//! and private database files (spec §11, §12.9). The shutdown grace is in `shutdown.rs`.
+//! and private database files (decisions.md D35, D37). The shutdown grace is in `shutdown.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -172,7 +172,7 @@ async fn past_the_connection_cap_new_connections_wait() {
 }
 
 /// SQLite's write lock held by another process: writes answer 503 `database_unavailable` at
-/// the database timeout, from both sides (spec §11.1, §13.1), and write nothing; reads go on.
+/// the database timeout, from both sides (decisions.md D1, D44), and write nothing; reads go on.
 /// Uploads and projects (the group commit) together, then a toggle (the writer thread).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_kept_from_sqlite_answer_503_at_the_database_timeout() {

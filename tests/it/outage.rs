@@ -1,5 +1,5 @@
 //! `certgate serve` when PostgreSQL goes away, stalls or is black-holed: 503s with OpenAI's
-//! body within one database timeout (spec §13.1: all of a request's waits for the database
+//! body within one database timeout (decisions.md D44: all of a request's waits for the database
 //! together, never one timeout per wait), honest readiness, and recovery without a restart.
 //! PostgreSQL only: SQLite cannot be cut off from its process (its side is in
 //! `group_commit.rs`).
@@ -14,7 +14,7 @@ use crate::helpers::{Db, TestDb};
 use crate::process::{CuttableProxy, Process};
 use crate::replicas::create_org;
 
-/// The most past `--db-timeout` a refusal may come (spec §13.1).
+/// The most past `--db-timeout` a refusal may come (decisions.md D44).
 const MARGIN: Duration = Duration::from_secs(1);
 
 /// The database timeout of the tests that hold writes waiting: 2 s rather than 1 s, so that

@@ -1,4 +1,4 @@
-//! SIGTERM on the `serve` binary, from both sides (spec §12.9, §13.1, §13.5): requests in
+//! SIGTERM on the `serve` binary, from both sides (decisions.md D35, D44): requests in
 //! flight get the shutdown grace and no more, whatever blocking work is still running, and a
 //! process with nothing in flight does not wait for stalled clients. (The gateway's are in
 //! `gateway::shutdown`.)

@@ -1,9 +1,9 @@
-//! Which request paths can be forwarded under the upstream's prefix (spec §12.9, §13.5
+//! Which request paths can be forwarded under the upstream's prefix (decisions.md D33
 //! "Paths"): a pure function of the path, so that every encoding it refuses or lets through is
 //! a unit test here.
 
 /// Whether a request path can be forwarded under the upstream's prefix without any way out of
-/// it (spec §13.5 "Paths"); `Err` says why not, for the 400.
+/// it (decisions.md D33); `Err` says why not, for the 400.
 ///
 /// The path is forwarded exactly as received, so the question is what an upstream (or a proxy
 /// between) may make of it. Many decode it once and then resolve dot segments (Python's

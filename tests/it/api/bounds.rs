@@ -1,4 +1,4 @@
-//! Every size bound of the Admin API (spec §11, §12) from both sides (spec §13.1): exactly at
+//! Every size bound of the Admin API (docs/decisions.md) from both sides (decisions.md D44): exactly at
 //! the limit is accepted, one past it is refused (and changes nothing). Names and reasons are
 //! counted in characters, so they are tested with a two-byte character.
 

@@ -1,6 +1,6 @@
-//! The gateway's bounds from both sides (spec §13.1): the client's chain (at most 4
-//! certificates besides the leaf, spec §12.9), and upgraded connections whose peers never
-//! answer (spec §12.10): closed when trust is withdrawn within the propagation bound, and
+//! The gateway's bounds from both sides (decisions.md D44): the client's chain (at most 4
+//! certificates besides the leaf, decisions.md D34), and upgraded connections whose peers never
+//! answer (decisions.md D39): closed when trust is withdrawn within the propagation bound, and
 //! both TCP connections ended 5 s after the close frames, not before and at most 1 s later;
 //! with no frames either way, closed at the idle timeout.
 //!

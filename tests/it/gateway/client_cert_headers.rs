@@ -1,5 +1,5 @@
 //! Headers in which other proxies pass a client certificate to their upstream never reach
-//! ours from a client (spec §13.5 "Identity headers from clients"; issue 30 item 9): upstreams
+//! ours from a client (decisions.md D32; issue 30 item 9): upstreams
 //! and the proxies in front of them trust these conventions, so a client must not be able to
 //! pose as a verified certificate through them. Removed in any case and with `_` for `-`, like
 //! the gateway's own headers, on plain requests (HTTP/1.1 and HTTP/2) and on upgrades.
@@ -16,7 +16,7 @@ backend_tests!(
     client_certificate_headers_never_reach_the_upstream_on_upgrades,
 );
 
-/// What a client might forge: spec §13.5's five names in several spellings, then the same
+/// What a client might forge: decisions.md D32's five names in several spellings, then the same
 /// conventions' other fields (nginx's `X-SSL-Client-*`, Traefik's `-Info`, ingress-nginx's
 /// `ssl-client-*`) and RFC 9440's `Client-Cert` / `Client-Cert-Chain`.
 const FORGED: [(&str, &str); 16] = [

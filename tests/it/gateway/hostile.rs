@@ -1,4 +1,4 @@
-//! The gateway against hostile clients (spec §12.9): crafted chains that try to pin the CPU,
+//! The gateway against hostile clients (decisions.md D34): crafted chains that try to pin the CPU,
 //! header tricks, scope tricks, and paths that try to escape the upstream's prefix
 //! (connections that never finish or never leave: `timeouts.rs`).
 

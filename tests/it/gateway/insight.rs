@@ -1,4 +1,4 @@
-//! The check endpoint against the real gateway (spec §12.4): every accept and refuse case of
+//! The check endpoint against the real gateway (decisions.md D20): every accept and refuse case of
 //! the gateway suite, run through both with the same client chain and scope, must give the
 //! same outcome (admitted by the same CA, or refused with the same code and message). And a
 //! rotation with traffic flowing: clients of a CA active before and after never see a
@@ -266,7 +266,7 @@ async fn check_agrees_with_the_gateway_on_projects(app: TestApp) {
         .refused(403, "client_certificate_untrusted");
 }
 
-/// A crafted loop chain (spec §12.9) naming `victim` as its issuer.
+/// A crafted loop chain (decisions.md D34) naming `victim` as its issuer.
 fn crafted(victim: &pki::Ca, intermediates: usize) -> Identity {
     let (chain, key) = pki::loop_chain(victim, intermediates);
     Identity {

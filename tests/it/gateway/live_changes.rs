@@ -60,7 +60,7 @@ async fn changes_apply_to_open_connections(app: TestApp) {
         .post(&format!("/organization/projects/{p}/archive"), json!({}))
         .await
         .ok();
-    // An archived project is no project a request can name any more (spec §12.9).
+    // An archived project is no project a request can name any more (decisions.md D31).
     eventually!(
         "archiving ends the activation",
         h1.get(&hdr).await.status == 400

@@ -1,4 +1,4 @@
-//! The gateway's metrics (spec §12.7) after real TLS traffic, on both backends: requests under
+//! The gateway's metrics (decisions.md D40) after real TLS traffic, on both backends: requests under
 //! the route `proxy`, one decision per request by outcome, the trust generation it enforces,
 //! database up; and the same listener's health endpoints.
 

@@ -376,7 +376,7 @@ async fn once(gw: &Endpoint, id: Option<&Identity>, headers: &[(&str, &str)]) ->
     connect(gw, id, false).await.get(headers).await
 }
 
-/// How long a change may take to reach a gateway: the bound spec §11.6 gives tests. The
+/// How long a change may take to reach a gateway: the bound decisions.md D12 gives tests. The
 /// gateways here poll every 50 ms (the binary every 100 ms on SQLite), so this is generous
 /// still: it runs out when something is wrong, not when the machine is loaded.
 const PROPAGATION: Duration = Duration::from_secs(5);

@@ -1,4 +1,4 @@
-//! No request leaves the upstream's path prefix, however its path is encoded (spec §13.5
+//! No request leaves the upstream's path prefix, however its path is encoded (decisions.md D33
 //! "Paths"; issue 30 item 6).
 //!
 //! The upstream is a file server that does what the issue's Python `http.server` did, and

@@ -1,4 +1,4 @@
-//! SIGTERM on the `gateway` binary, from both sides (spec §12.9, §13.1, §13.5): requests in
+//! SIGTERM on the `gateway` binary, from both sides (decisions.md D35, D44): requests in
 //! flight get the shutdown grace and no more; upgraded connections are told to go away at the
 //! signal and get what is left of the same grace, not a second one.
 

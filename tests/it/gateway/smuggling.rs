@@ -1,4 +1,4 @@
-//! Request smuggling through the WebSocket path (spec §13.5 "Upgrades"): an upgrade request
+//! Request smuggling through the WebSocket path (decisions.md D39): an upgrade request
 //! with a body is refused 400, no body-framing header is forwarded on an upgrade, and every
 //! upgrade opens its own upstream connection.
 //!

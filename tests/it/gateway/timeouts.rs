@@ -1,4 +1,4 @@
-//! The gateway's connection timeouts (spec §12.9), each from both sides (spec §13.1) with the
+//! The gateway's connection timeouts (decisions.md D35), each from both sides (decisions.md D44) with the
 //! other set far apart: a request head must arrive within the header timeout of its first
 //! byte, however it trickles in; a connection with nothing in flight closes at the idle
 //! timeout; HTTP/2 is told to go away at the idle timeout; TLS handshakes are bounded in time

@@ -1,4 +1,4 @@
-//! WebSocket upgrades through the gateway (spec §12.10): relayed both ways after the same
+//! WebSocket upgrades through the gateway (decisions.md D39): relayed both ways after the same
 //! decision as any request, and closed with 1008 once what admitted them is withdrawn.
 
 use std::sync::{Arc, Mutex};
