@@ -172,7 +172,7 @@ fn decide_now(
         &peer,
         organization,
         now,
-        crate::gateway::tls::chain_algorithms(),
+        trust::SIGNATURE_ALGORITHMS,
     );
     trust::decide(index, Some(&peer), &mut checks, scope, now)
 }

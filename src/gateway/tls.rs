@@ -23,16 +23,16 @@ use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureSc
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
-/// The crypto provider used for the listener, the upstream client and chain checks.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+use crate::trust;
 
-/// The signature algorithms client chains are verified with: those of [`provider`], which the
-/// gateway's chain checks use, so the check endpoint (which calls this) uses the same set.
-pub fn chain_algorithms() -> &'static [&'static dyn rustls_pki_types::SignatureVerificationAlgorithm]
-{
-    provider().signature_verification_algorithms.all
+/// The crypto provider used for the listener, the upstream client and chain checks: rustls'
+/// *ring* provider, verifying signatures with [`trust::SIGNATURE_ALGORITHMS`] (its own list,
+/// which a test below holds equal), so the handshake, the chain checks and CRL verification
+/// accept exactly the same signatures.
+pub fn provider() -> Arc<CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.signature_verification_algorithms.all = trust::SIGNATURE_ALGORITHMS;
+    Arc::new(provider)
 }
 
 /// Requests a client certificate, requires none, names no CA, checks possession of the key.
@@ -270,6 +270,26 @@ fn warn_if_readable_by_others(_path: &Path) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `trust`'s list is rustls' own: a rustls upgrade that changes its list fails here.
+    #[test]
+    fn trust_verifies_the_signatures_rustls_does() {
+        let ids = |algs: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm]| {
+            algs.iter()
+                .map(|a| (a.public_key_alg_id(), a.signature_alg_id(), a.fips()))
+                .map(|(k, s, f)| (k.as_ref().to_vec(), s.as_ref().to_vec(), f))
+                .collect::<Vec<_>>()
+        };
+        let rustls_own = rustls::crypto::ring::default_provider();
+        assert_eq!(
+            ids(trust::SIGNATURE_ALGORITHMS),
+            ids(rustls_own.signature_verification_algorithms.all)
+        );
+        assert_eq!(
+            ids(provider().signature_verification_algorithms.all),
+            ids(trust::SIGNATURE_ALGORITHMS)
+        );
+    }
 
     #[test]
     fn sessions_resume_from_memory_without_tickets_or_early_data() {

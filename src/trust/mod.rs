@@ -16,12 +16,14 @@
 //!
 //! This module knows no HTTP, SQL or sockets.
 
+pub mod algorithms;
 pub mod chain;
 pub mod decide;
 pub mod filter;
 pub mod index;
 pub mod snapshot;
 
+pub use algorithms::SIGNATURE_ALGORITHMS;
 pub use chain::{AnchorCheck, ChainChecks, ChainProblem, CheckCache, PeerChain, MAX_INTERMEDIATES};
 pub use decide::{decide, precheck, Admission, Rejection, RejectionKind, Scope, Untrusted};
 pub use filter::ClientFilter;
