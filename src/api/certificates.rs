@@ -191,7 +191,10 @@ pub async fn upload(
         client_filter,
     } = body;
     let name = name.map(|n| domain::parse_name("name", n)).transpose()?;
-    let client_filter = client_filter.map(parse_client_filter).transpose()?;
+    let client_filter = match client_filter.map(filter_within_size).transpose()? {
+        Some(source) => Some(check_client_filter(&s, source).await?),
+        None => None,
+    };
     let text = certificate.or(content).ok_or_else(|| {
         ApiError::bad_request(
             Some("certificate"),
@@ -271,8 +274,12 @@ pub async fn modify(
     // A string sets the filter, null clears it, absence leaves it.
     let client_filter = body
         .client_filter
-        .map(|f| f.map(parse_client_filter).transpose())
+        .map(|f| f.map(filter_within_size).transpose())
         .transpose()?;
+    let client_filter = match client_filter {
+        Some(Some(source)) => Some(Some(check_client_filter(&s, source).await?)),
+        other => other,
+    };
     let cert = s
         .store
         .modify_certificate(&caller.org_id, &id, name, client_filter, &caller.actor())
@@ -436,9 +443,9 @@ async fn toggle(
         .collect())
 }
 
-/// A client filter as written: at most 4 KiB, and a CEL expression that compiles and gives a
-/// boolean on a certificate with every variable set (spec §12.6).
-fn parse_client_filter(source: String) -> Result<String, ApiError> {
+/// A client filter as written must be at most 4 KiB (checked before anything else is done
+/// with it).
+fn filter_within_size(source: String) -> Result<String, ApiError> {
     if source.len() > domain::MAX_CLIENT_FILTER_BYTES {
         return Err(DomainError::InvalidClientFilter(format!(
             "it is {} bytes; the limit is {} bytes.",
@@ -447,7 +454,24 @@ fn parse_client_filter(source: String) -> Result<String, ApiError> {
         ))
         .into());
     }
-    crate::trust::ClientFilter::compile(&source)
-        .map_err(|why| DomainError::InvalidClientFilter(format!("{why}.")))?;
     Ok(source)
+}
+
+/// A client filter as written (spec §12.6, §13.5): a CEL expression that compiles, uses only
+/// `cert` and its fields, stays within its cost budget and, tried on a certificate with every
+/// variable set, gives a boolean or an error (an error on the sample is no reason to refuse).
+/// Parsing and trying it is CPU work on tenant input: it runs on the API's bounded pool, never
+/// on an async worker.
+async fn check_client_filter(s: &AppState, source: String) -> Result<String, ApiError> {
+    let checked = s
+        .trust
+        .pool()
+        .run(move || crate::trust::ClientFilter::check_written(&source).map(|_| source))
+        .await
+        .ok_or_else(|| {
+            ApiError::Internal(Box::new(std::io::Error::other(
+                "the client filter check did not run",
+            )))
+        })?;
+    checked.map_err(|why| DomainError::InvalidClientFilter(format!("{why}.")).into())
 }

@@ -1,6 +1,6 @@
 //! `POST /organization/certificates/check` and `POST /organization/certificates/rotate`
 //! (spec §12.4). The check runs the gateway's own decision ([`trust::precheck`],
-//! [`ChainChecks::fill`], [`trust::decide`]) on the committed state; the CLI's `cert check`
+//! [`ChainPool::prepare`], [`trust::decide`]) on the committed state; the CLI's `cert check`
 //! and `cert rotate` call the same functions as these handlers.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,6 +15,7 @@ use super::extract::{AdminCaller, JsonBody};
 use super::requests::{CheckCertificateRequest, RotateCertificateRequest};
 use super::AppState;
 use crate::domain::{self, Actor, CertificateId, CertificateInclude, OrgId};
+use crate::gateway::handler::{ChainPool, Prepare};
 use crate::store::{Store, StoreError};
 use crate::trust::{
     self, Admission, ChainChecks, PeerChain, Rejection, RejectionKind, Scope, TrustIndex,
@@ -127,13 +128,15 @@ pub async fn check_client(
         .map(str::to_owned);
     let index = cache.current(store).await?;
     let now = store.now();
-    let (organization, scoped) = (org.as_str().to_owned(), project.clone());
-    // The chain work is bounded (spec §12.9) but CPU-bound: off the async workers.
-    let decided = tokio::task::spawn_blocking(move || {
-        decide_now(&index, chain, &organization, scoped.as_deref(), now)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let decided = decide_now(
+        cache.pool(),
+        &index,
+        chain,
+        org.as_str(),
+        project.as_deref(),
+        now,
+    )
+    .await;
     match decided {
         Ok(admission) => admitted(store, org, project.as_deref(), &admission).await,
         Err(rejection) if rejection.kind() == RejectionKind::Forbidden => Ok(CertificateCheck {
@@ -148,10 +151,11 @@ pub async fn check_client(
 }
 
 /// The gateway's decision for one request from a fresh connection presenting `chain`: the
-/// checks that need no chain work, then every chain check the decision needs, then the
-/// decision (the gateway runs the same three steps, the middle one on its pool).
-fn decide_now(
-    index: &TrustIndex,
+/// checks that need no chain work, then every chain check and client filter the decision needs
+/// (off the async workers, on a bounded pool, as the gateway runs them), then the decision.
+async fn decide_now(
+    pool: &ChainPool,
+    index: &Arc<TrustIndex>,
     chain: Vec<Vec<u8>>,
     organization: &str,
     project: Option<&str>,
@@ -163,18 +167,21 @@ fn decide_now(
         project,
     };
     trust::precheck(index, peer.as_ref(), scope)?;
-    let Some(peer) = peer else {
+    let Some(peer) = peer.map(Arc::new) else {
         return Err(Rejection::CertificateRequired);
     };
     let mut checks = ChainChecks::default();
-    checks.fill(
+    let work = Prepare {
         index,
-        &peer,
-        organization,
+        chain: &peer,
+        scope,
         now,
-        trust::SIGNATURE_ALGORITHMS,
-    );
-    trust::decide(index, Some(&peer), &mut checks, scope, now)
+        algs: trust::SIGNATURE_ALGORITHMS,
+        paths: None,
+        inline_leaf_check: false,
+    };
+    pool.prepare(work, &mut checks).await;
+    trust::decide(index, Some(&peer), &checks, scope, now)
 }
 
 async fn admitted(
@@ -224,9 +231,17 @@ async fn admitted(
 #[derive(Default)]
 pub struct TrustCache {
     index: Mutex<Arc<TrustIndex>>,
+    /// Where the check's chain work and client filters run, and written filters are checked:
+    /// bounded, off the async workers.
+    pool: ChainPool,
 }
 
 impl TrustCache {
+    /// The bounded pool of this process's API for CPU work on tenants' input.
+    pub fn pool(&self) -> &ChainPool {
+        &self.pool
+    }
+
     async fn current(&self, store: &Store) -> Result<Arc<TrustIndex>, ApiError> {
         let generation = store.trust_generation().await?;
         let cached = self

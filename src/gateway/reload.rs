@@ -132,17 +132,25 @@ impl TrustState {
             .await
             .map_err(|_| "timed out reading the trust snapshot".to_owned())?
             .map_err(|e| ErrorChain(&e).to_string())?;
-        let started = Instant::now();
         let previous = self.index.load_full();
-        let next = TrustIndex::build(&snapshot, &previous);
+        let generation = snapshot.generation;
+        // CPU work (anchors decoded, CRLs read; filters are only compiled when first used, on
+        // the chain pool): off the async workers, so requests keep being decided meanwhile.
+        let (next, build_time) = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let next = TrustIndex::build(&snapshot, &previous);
+            (next, started.elapsed())
+        })
+        .await
+        .map_err(|e| format!("building the trust index failed: {e}"))?;
         tracing::debug!(
-            generation = snapshot.generation,
+            generation,
             anchors = next.len(),
-            build_time = ?started.elapsed(),
+            ?build_time,
             "trust state loaded"
         );
         self.index.store(Arc::new(next));
-        self.swapped.send_replace(Some(snapshot.generation));
+        self.swapped.send_replace(Some(generation));
         Ok(())
     }
 }

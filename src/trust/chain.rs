@@ -4,15 +4,20 @@
 //! The work a chain can cause is bounded: at most [`MAX_INTERMEDIATES`] certificates besides the
 //! leaf, at most [`MAX_CANDIDATES`] anchor groups tried per request, each tried once per
 //! connection ([`ChainChecks`] remembers the outcome whatever the request's headers), and at
-//! most [`MAX_CHECKS_PER_CONNECTION`] groups tried over a connection's life.
+//! most [`MAX_CHECKS_PER_CONNECTION`] groups tried over a connection's life. The client filters
+//! a decision reaches ([`FilterWork`]) are bounded alike: each by its static budget, at most
+//! [`MAX_FILTERS_PER_DECISION`] per request, each once per connection.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, UnixTime};
 use sha2::Digest;
 use webpki::{EndEntityCert, KeyUsage};
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
+use super::decide::Scope;
+use super::filter::{FilterDigest, FilterInput, StoredFilter};
 use super::index::{AnchorGroup, ParsedAnchor, TrustIndex};
 
 /// Most certificates a client may send besides its leaf (spec §12.9).
@@ -25,6 +30,10 @@ pub const MAX_CANDIDATES: usize = 8;
 /// verifying (a refusal, never an admission), so one connection cannot buy unbounded work by
 /// varying its headers.
 pub const MAX_CHECKS_PER_CONNECTION: usize = 64;
+/// Most client filters one decision evaluates (distinct texts, in certificate id order); past
+/// it, filters count as false: a tenant with many filtered CAs matching one chain cannot make
+/// one request cost more than this many filters' budgets.
+pub const MAX_FILTERS_PER_DECISION: usize = 8;
 
 /// Why a chain is refused before any anchor is tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,18 +332,18 @@ impl Default for CheckCache {
 #[derive(Default)]
 pub struct ChainChecks {
     checks: HashMap<AnchorGroup, AnchorCheck>,
-    /// The leaf's `cert` variable for client filters, made on first need.
-    facts: Option<cel::Value>,
-    /// Client filter verdicts by (certificate id, filter source): a filter is evaluated once
-    /// per connection (per handshake), and again only if it changes.
-    filter_verdicts: HashMap<(String, String), bool>,
+    /// The leaf's `cert` variable for client filters, made on the pool on first need.
+    filter_input: Option<Arc<FilterInput>>,
+    /// Client filter verdicts by filter (its text's digest): a filter is evaluated once per
+    /// connection, and again only if its text changes.
+    filter_verdicts: HashMap<FilterDigest, bool>,
 }
 
 impl std::fmt::Debug for ChainChecks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChainChecks")
             .field("checks", &self.checks)
-            .field("filter_verdicts", &self.filter_verdicts)
+            .field("filter_verdicts", &self.filter_verdicts.len())
             .finish_non_exhaustive()
     }
 }
@@ -372,30 +381,94 @@ impl ChainChecks {
         out
     }
 
-    /// Whether `filter` (of the certificate object `certificate_id`) admits `peer`'s leaf,
-    /// remembered for the connection.
-    pub(super) fn filter_admits(
-        &mut self,
+    /// This connection's verdict for `filter`, if it has one.
+    pub(super) fn verdict(&self, filter: &StoredFilter) -> Option<bool> {
+        self.filter_verdicts.get(filter.digest()).copied()
+    }
+
+    /// Whether the connection has a verdict for the filter with this digest.
+    pub fn has_verdict(&self, filter: &FilterDigest) -> bool {
+        self.filter_verdicts.contains_key(filter)
+    }
+
+    /// Remembers a filter's verdict for the connection (past [`MAX_CHECKS_PER_CONNECTION`]
+    /// verdicts the older ones are forgotten: memory stays bounded, and a filter whose verdict
+    /// is forgotten is only evaluated again).
+    pub fn insert_verdict(&mut self, filter: FilterDigest, verdict: bool) {
+        if self.filter_verdicts.len() >= MAX_CHECKS_PER_CONNECTION {
+            self.filter_verdicts.clear();
+        }
+        self.filter_verdicts.insert(filter, verdict);
+    }
+
+    /// Keeps the leaf's filter input for the connection's later evaluations.
+    pub fn set_filter_input(&mut self, input: Arc<FilterInput>) {
+        self.filter_input = Some(input);
+    }
+
+    /// The client filters the decision for `scope` needs and this connection has no verdict
+    /// for, after its chain checks are in: those of the activations that pass every other
+    /// check, and only while their CA would come before any that already admits (the smallest
+    /// certificate id wins). Tried in that order, the same filter text once, at most
+    /// [`MAX_FILTERS_PER_DECISION`] per decision; a filter not tried counts as false.
+    pub fn filter_work(
+        &self,
+        index: &TrustIndex,
         peer: &PeerChain,
-        certificate_id: &str,
-        filter: &Result<super::ClientFilter, String>,
-    ) -> bool {
-        let Ok(filter) = filter else {
-            return false;
-        };
-        let key = (certificate_id.to_owned(), filter.source().to_owned());
-        if let Some(&verdict) = self.filter_verdicts.get(&key) {
-            return verdict;
-        }
-        let facts = self.facts.get_or_insert_with(|| {
-            let facts = crate::x509::LeafFacts::of(peer.certs[0].as_ref()).unwrap_or_default();
-            super::filter::facts_value(&facts)
+        scope: Scope<'_>,
+        now: i64,
+    ) -> FilterWork {
+        let mut needed: Vec<(String, Arc<StoredFilter>)> = Vec::new();
+        let decided = super::decide::judge(index, peer, self, scope, now, |id, filter| {
+            self.verdict(filter).unwrap_or_else(|| {
+                needed.push((id.to_owned(), filter.clone()));
+                false
+            })
         });
-        let verdict = filter.admits(facts);
-        if self.filter_verdicts.len() < MAX_CHECKS_PER_CONNECTION {
-            self.filter_verdicts.insert(key, verdict);
+        if let Ok(admission) = &decided {
+            needed.retain(|(id, _)| id.as_str() < admission.certificate_id.as_str());
         }
-        verdict
+        needed.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut seen = std::collections::HashSet::new();
+        needed.retain(|(_, f)| seen.insert(*f.digest()));
+        needed.truncate(MAX_FILTERS_PER_DECISION);
+        let mut leaf_digest = [0u8; 32];
+        // The digest is of the leaf's DER, so this cannot fail; an all-zero key would only
+        // share verdicts among chains whose digest did not decode, i.e. none.
+        let _ = hex::decode_to_slice(peer.leaf_sha256(), &mut leaf_digest);
+        FilterWork {
+            leaf: peer.certs[0].clone(),
+            leaf_digest,
+            input: self.filter_input.clone(),
+            filters: needed.into_iter().map(|(_, f)| f).collect(),
+        }
+    }
+
+    /// Evaluates here and now the filters [`ChainChecks::filter_work`] lists (for callers
+    /// without a pool, e.g. tests; it is CPU work).
+    pub fn fill_filters(
+        &mut self,
+        index: &TrustIndex,
+        peer: &PeerChain,
+        scope: Scope<'_>,
+        now: i64,
+    ) {
+        let work = self.filter_work(index, peer, scope, now);
+        let mut verdicts = Vec::new();
+        let mut input = None;
+        work.run(
+            |made| input = Some(made.clone()),
+            |filter, verdict| {
+                verdicts.push((filter, verdict));
+                true
+            },
+        );
+        if let Some(input) = input {
+            self.set_filter_input(input);
+        }
+        for (filter, verdict) in verdicts {
+            self.insert_verdict(filter, verdict);
+        }
     }
 
     pub fn insert(&mut self, group: AnchorGroup, check: AnchorCheck) {
@@ -404,8 +477,8 @@ impl ChainChecks {
         }
     }
 
-    /// Runs every missing check here and now (for callers without a pool, e.g. the check
-    /// endpoint and tests).
+    /// Runs every missing chain check here and now (for callers without a pool, e.g. tests;
+    /// then [`ChainChecks::fill_filters`]).
     pub fn fill(
         &mut self,
         index: &TrustIndex,
@@ -417,6 +490,58 @@ impl ChainChecks {
         for (group, anchor) in self.missing(index, peer, org, now) {
             let check = peer.check(&anchor, now, algs);
             self.insert(group, check);
+        }
+    }
+}
+
+/// The client filters a decision still needs (see [`ChainChecks::filter_work`]), to run off the
+/// async workers.
+pub struct FilterWork {
+    leaf: CertificateDer<'static>,
+    leaf_digest: [u8; 32],
+    input: Option<Arc<FilterInput>>,
+    filters: Vec<Arc<StoredFilter>>,
+}
+
+impl FilterWork {
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    /// SHA-256 of the leaf's DER: with a filter's digest, the key of its verdict.
+    pub fn leaf_digest(&self) -> &[u8; 32] {
+        &self.leaf_digest
+    }
+
+    /// The filters to run, in order.
+    pub fn filters(&self) -> impl Iterator<Item = &FilterDigest> {
+        self.filters.iter().map(|f| f.digest())
+    }
+
+    /// Runs the filters in order, here and now: CPU work, bounded by the filters' budgets (call
+    /// it off the async workers). `started` gets the leaf's filter input (made here if the
+    /// connection has none yet) once the filters are compiled, before the first runs;
+    /// `verdict` gets each verdict as soon as it is known and says whether to go on. Stops after the first filter that admits (the ones after it
+    /// cannot change the decision).
+    pub fn run(
+        self,
+        started: impl FnOnce(&Arc<FilterInput>),
+        mut verdict: impl FnMut(FilterDigest, bool) -> bool,
+    ) {
+        let input = self
+            .input
+            .unwrap_or_else(|| Arc::new(FilterInput::of_leaf(self.leaf.as_ref())));
+        // Compiling a filter the process has not used yet is parsing at most 4 KiB, not the
+        // filter's running time: done before `started`.
+        for filter in &self.filters {
+            let _ = filter.compiled();
+        }
+        started(&input);
+        for filter in &self.filters {
+            let admits = filter.admits(&input);
+            if !verdict(*filter.digest(), admits) || admits {
+                break;
+            }
         }
     }
 }

@@ -3,8 +3,10 @@
 //! the check endpoint reports). Cheap: hash lookups and comparisons, no signature work.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::chain::{AnchorCheck, ChainChecks, ChainProblem, PeerChain};
+use super::filter::StoredFilter;
 use super::index::TrustIndex;
 
 /// The organization and project a request is for. Where they come from (headers, the
@@ -149,14 +151,16 @@ pub fn precheck(
     }
 }
 
-/// Decides one request from the chain checks already made (see [`ChainChecks::missing`]; an
-/// anchor not checked counts as not verifying, which can only refuse). When several refusals
-/// apply, the code is that of the first failing check, for the active CA that got furthest:
-/// untrusted, then expired, then not active for the project, then revoked, then filtered.
+/// Decides one request from the chain checks and client filter verdicts already made (see
+/// [`ChainChecks::missing`] and [`ChainChecks::filter_work`]; an anchor not checked counts as
+/// not verifying and a filter without a verdict as false, which can only refuse). When several
+/// refusals apply, the code is that of the first failing check, for the active CA that got
+/// furthest: untrusted, then expired, then not active for the project, then revoked, then
+/// filtered. Evaluates nothing: hash lookups and comparisons.
 pub fn decide(
     index: &TrustIndex,
     peer: Option<&PeerChain>,
-    checks: &mut ChainChecks,
+    checks: &ChainChecks,
     scope: Scope<'_>,
     now: i64,
 ) -> Result<Admission, Rejection> {
@@ -164,6 +168,21 @@ pub fn decide(
     let Some(peer) = peer else {
         return Err(Rejection::CertificateRequired);
     };
+    judge(index, peer, checks, scope, now, |_, filter| {
+        checks.verdict(filter) == Some(true)
+    })
+}
+
+/// The decision for a chain that passed [`precheck`], asking `filter` (certificate id, its
+/// filter) whether a CA's filter admits the leaf.
+pub(super) fn judge(
+    index: &TrustIndex,
+    peer: &PeerChain,
+    checks: &ChainChecks,
+    scope: Scope<'_>,
+    now: i64,
+    mut filter: impl FnMut(&str, &Arc<StoredFilter>) -> bool,
+) -> Result<Admission, Rejection> {
     // How far the best active CA of the organization got.
     let mut furthest: Option<Stage> = None;
     let mut reached = |stage: Stage| furthest = furthest.max(Some(stage));
@@ -196,7 +215,7 @@ pub fn decide(
                 } else if act
                     .filter
                     .as_ref()
-                    .is_some_and(|f| !checks.filter_admits(peer, &act.certificate_id, f))
+                    .is_some_and(|f| !filter(&act.certificate_id, f))
                 {
                     reached(Stage::Filtered);
                 } else if admitting.is_none_or(|id| act.certificate_id.as_str() < id) {

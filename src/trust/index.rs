@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustls_pki_types::{CertificateDer, TrustAnchor};
 use sha2::{Digest, Sha256};
 
-use super::filter::ClientFilter;
+use super::filter::StoredFilter;
 use super::snapshot::{TrustAnchor as StoredAnchor, TrustSnapshot};
 
 /// Anchors that verify exactly the same chains: same subject, key and name constraints (webpki
@@ -32,8 +32,9 @@ pub(super) struct Activation {
     pub(super) org_id: String,
     pub(super) org_wide: bool,
     pub(super) projects: Vec<String>,
-    /// `Err` for a stored filter that no longer compiles: it refuses everyone.
-    pub(super) filter: Option<Arc<Result<ClientFilter, String>>>,
+    /// Compiled on first use, off the async workers; one that no longer compiles refuses
+    /// everyone.
+    pub(super) filter: Option<Arc<StoredFilter>>,
 }
 
 impl Activation {
@@ -69,8 +70,9 @@ pub struct TrustIndex {
     pub(super) crls: HashMap<(String, String), Arc<CrlSerials>>,
     /// Decoded anchors by certificate id, handed to the next build (contents never change).
     parsed_by_id: HashMap<String, Arc<ParsedAnchor>>,
-    /// Compiled client filters by (certificate id, source), handed to the next build.
-    filters: HashMap<(String, String), Arc<Result<ClientFilter, String>>>,
+    /// Client filters by (certificate id, source), handed (compiled, once used) to the next
+    /// build.
+    filters: HashMap<(String, String), Arc<StoredFilter>>,
 }
 
 /// The serials one stored CRL revokes, decoded once per stored version.
@@ -154,7 +156,7 @@ impl TrustIndex {
                     .get(&(a.certificate_id.clone(), source.clone()))
                 {
                     Some(done) => Arc::clone(done),
-                    None => Arc::new(ClientFilter::compile(source)),
+                    None => Arc::new(StoredFilter::new(&a.certificate_id, source)),
                 }
             });
             if let (Some(source), Some(compiled)) = (&a.client_filter, &filter) {
