@@ -2,6 +2,8 @@
 //! enforces them. See ARCHITECTURE.md for the map and docs/decisions.md for the decisions the
 //! code cites.
 //!
+//! - [`admission`]: a decision's chain checks and client filters, off the async workers on a
+//!   bounded pool (shared by the gateway and the check endpoint);
 //! - [`api`]: the Admin API's HTTP boundary (axum, JSON);
 //! - [`cli`]: command line parsing and dispatch;
 //! - [`crl`]: pure CRL parsing and checks;
@@ -22,6 +24,7 @@
 
 // Each module's documentation is its own `//!` text. (Outer `///` lines here as well would make
 // rustdoc resolve the links of that text from the crate root, not from the module.)
+pub mod admission;
 pub mod api;
 pub mod cli;
 pub mod crl;

@@ -14,8 +14,8 @@ use super::error::ApiError;
 use super::extract::{AdminCaller, JsonBody};
 use super::requests::{CheckCertificateRequest, RotateCertificateRequest};
 use super::AppState;
+use crate::admission::{ChainPool, Prepare};
 use crate::domain::{self, Actor, CertificateId, CertificateInclude, OrgId};
-use crate::gateway::handler::{ChainPool, Prepare};
 use crate::store::{Store, StoreError};
 use crate::trust::{
     self, Admission, ChainChecks, PeerChain, Rejection, RejectionKind, Scope, TrustIndex,

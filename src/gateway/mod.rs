@@ -144,7 +144,7 @@ impl Gateway {
                 forward_scope_headers: options.forward_scope_headers,
                 default_organization: options.default_organization,
                 algs: tls::provider().signature_verification_algorithms,
-                chain_pool: handler::ChainPool::for_this_machine(),
+                chain_pool: crate::admission::ChainPool::for_this_machine(),
                 chain_cache: crate::trust::CheckCache::default(),
                 refusals: handler::RefusalLog::default(),
                 upgrades,

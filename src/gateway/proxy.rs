@@ -24,10 +24,11 @@ use hyper_util::rt::TokioExecutor;
 mod path;
 pub use path::check_path;
 
-use super::handler::{ChainPool, RefusalLog, ORGANIZATION_HEADER, PROJECT_HEADER};
+use super::handler::{RefusalLog, ORGANIZATION_HEADER, PROJECT_HEADER};
 use super::listener::PeerIdentity;
 use super::reload::TrustState;
 use super::upgrade::UpgradeStats;
+use crate::admission::ChainPool;
 use crate::openai_error::{OpenAiError, INVALID_REQUEST, SERVER};
 use crate::store::Store;
 use crate::telemetry::ErrorChain;
