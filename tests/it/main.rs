@@ -18,6 +18,7 @@ mod deadline;
 mod gateway;
 mod group_commit;
 mod install;
+mod layering;
 mod limits;
 mod metrics;
 mod openapi;
