@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::filter::ClientFilter;
 use super::snapshot::{TrustAnchor as StoredAnchor, TrustSnapshot};
+use crate::crl::SerialSet;
 
 /// Anchors that verify exactly the same chains: same subject, key and name constraints (webpki
 /// uses nothing else of an anchor). A chain is checked once per group, whatever the number of
@@ -78,7 +79,7 @@ pub struct TrustIndex {
 pub(super) struct CrlSerials {
     certificate_id: String,
     version: i64,
-    pub(super) serials: HashSet<Vec<u8>>,
+    pub(super) serials: SerialSet,
 }
 
 impl TrustIndex {
