@@ -128,12 +128,14 @@ impl TrustState {
         if !full && current == Some(generation) {
             return Ok(());
         }
-        let snapshot = tokio::time::timeout(READ_TIMEOUT, store.trust_snapshot())
+        // The CRLs the index in force holds are not read again.
+        let previous = self.index.load_full();
+        let held = previous.crl_versions();
+        let snapshot = tokio::time::timeout(READ_TIMEOUT, store.trust_snapshot(&held))
             .await
             .map_err(|_| "timed out reading the trust snapshot".to_owned())?
             .map_err(|e| ErrorChain(&e).to_string())?;
         let started = Instant::now();
-        let previous = self.index.load_full();
         let next = TrustIndex::build(&snapshot, &previous);
         tracing::debug!(
             generation = snapshot.generation,

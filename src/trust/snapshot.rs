@@ -32,18 +32,26 @@ pub struct TrustSnapshot {
     pub projects: Vec<(String, String)>,
     /// (organization, lowercase hex SHA-256) of every deny-listed certificate.
     pub revoked: Vec<(String, String)>,
-    /// Every stored CRL.
+    /// The stored CRL of every CA certificate active somewhere (for the organization or an
+    /// unarchived project): a CRL only decides for an anchor that can admit, or for what such an
+    /// anchor issued, so those of inactive CAs are not read at all.
     pub crls: Vec<StoredCrl>,
 }
 
-/// A CRL stored for a CA certificate object.
+/// One version of a CA's CRL: (CA certificate id, content hash). The snapshot read is given the
+/// versions the caller already holds and leaves their DER out.
+pub type CrlVersion = (String, String);
+
+/// A CRL stored for a CA certificate object active somewhere.
 #[derive(Debug, Clone)]
 pub struct StoredCrl {
     pub org_id: String,
     pub certificate_id: String,
     /// Lowercase hex SHA-256 of the CA certificate's DER: the issuer the CRL speaks for.
     pub issuer_sha256: String,
-    /// Changes whenever a new CRL is stored (so an index rebuild reparses only new ones).
-    pub version: i64,
-    pub der: Vec<u8>,
+    /// What identifies this version: the lowercase hex SHA-256 of the DER (`seq:N` for a CRL
+    /// stored before certgate recorded the hash, N moving with every store).
+    pub content: String,
+    /// The DER; `None` when the caller said it holds this version.
+    pub der: Option<Vec<u8>>,
 }
