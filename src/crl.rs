@@ -56,7 +56,17 @@ pub fn parse_crl(text: &str, now: i64) -> Result<ParsedCrl, DomainError> {
         }
         block.into_contents()
     } else {
-        let compact: String = trimmed.chars().filter(|c| !c.is_whitespace()).collect();
+        // Line breaks are allowed; most uploads have none, and up to 8 MiB are not copied then.
+        let compact: std::borrow::Cow<'_, [u8]> =
+            if trimmed.bytes().any(|b| b.is_ascii_whitespace()) {
+                trimmed
+                    .bytes()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .collect::<Vec<u8>>()
+                    .into()
+            } else {
+                trimmed.as_bytes().into()
+            };
         base64::engine::general_purpose::STANDARD
             .decode(compact)
             .map_err(|_| {
