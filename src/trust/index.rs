@@ -114,11 +114,13 @@ impl TrustIndex {
             .map(|c| ((c.certificate_id.as_str(), c.content.as_str()), c))
             .collect();
         for crl in &snapshot.crls {
+            if let Some(der) = &crl.der {
+                index.crl_bytes_read += der.len() as u64;
+            }
             let held = reusable.get(&(crl.certificate_id.as_str(), crl.content.as_str()));
             let serials = match (held, &crl.der) {
                 (Some(done), _) => Arc::clone(done),
                 (None, Some(der)) => {
-                    index.crl_bytes_read += der.len() as u64;
                     match crate::crl::revoked_serials(der) {
                         Ok(serials) => Arc::new(CrlSerials {
                             certificate_id: crl.certificate_id.clone(),
