@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod certificates;
 mod console;
+mod crls;
 mod default_project;
 mod filters;
 mod hostile;
