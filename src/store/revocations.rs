@@ -21,8 +21,8 @@ use crate::domain::{
 const REVOKED_COLUMNS: &str = "id, sha256, reason, created_at";
 
 /// The DER size of a CRL a previous version stored without `der_bytes` (migration 0004), from
-/// its base64 (within 2 bytes).
-pub(super) const LEGACY_SIZE: &str = "length(der_base64) / 4 * 3";
+/// its base64, as the migration computes it.
+pub(super) const LEGACY_SIZE: &str = "(length(der_base64) / 4 * 3 - (CASE WHEN der_base64 LIKE '%==' THEN 2 WHEN der_base64 LIKE '%=' THEN 1 ELSE 0 END))";
 
 fn revoked_from_row(row: &AnyRow) -> Result<RevokedCertificate, sqlx::Error> {
     Ok(RevokedCertificate {

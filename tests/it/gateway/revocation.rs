@@ -18,6 +18,7 @@ backend_tests!(
     refusal_codes_keep_their_order,
     a_delta_or_future_crl_never_replaces_the_full_one,
     only_active_cas_crls_are_held_and_each_is_read_once,
+    a_crl_stored_without_hash_or_size_is_enforced_and_read_once,
 );
 
 async fn a_deny_listed_leaf_is_refused_and_its_sibling_admitted(app: TestApp) {
@@ -416,4 +417,60 @@ async fn only_active_cas_crls_are_held_and_each_is_read_once(app: TestApp) {
     let total = a_len + i_len + crl_a2.der().len() as u64;
     assert_eq!(gw.trust.index().crl_bytes_read(), total);
     assert_eq!(read_total().await, i64::try_from(total).unwrap());
+}
+
+/// A CRL stored before migration 0004, or by a replica of the previous version (no content
+/// hash, no size): the gateway enforces it, names its version after `seq` so that it is not
+/// read again, and a new upload replaces it.
+async fn a_crl_stored_without_hash_or_size_is_enforced_and_read_once(app: TestApp) {
+    use base64::Engine as _;
+    use sqlx::Connection;
+    let (gw, _up) = setup(&app).await;
+    let ca = pki::ca("Org CA");
+    let ca_id = app.api.upload_active(&ca).await;
+    let now = app.clock.now();
+    let revoked = pki::leaf(&ca, "revoked", now - DAY, now + 30 * DAY);
+    let legacy = pki::crl(&ca, &[pki::serial_of(&revoked.cert)], now - 60, now + DAY);
+    let mut conn = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO certificate_crls (certificate_id, org_id, der_base64, this_update, next_update, revoked_count, seq)
+         VALUES ($1, $2, $3, $4, $5, 1, 4242)",
+    )
+    .bind(&ca_id)
+    .bind(&app.org_id)
+    .bind(base64::engine::general_purpose::STANDARD.encode(legacy.der()))
+    .bind(now - 60)
+    .bind(now + DAY)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    // Any trust change reloads the gateway.
+    app.api.create_project("reload").await;
+    caught_up(&app, &gw).await;
+    let id = identity(&revoked, &[]);
+    once(&gw, Some(&id), &[])
+        .await
+        .refused(403, "client_certificate_revoked");
+    let versions: Vec<_> = gw.trust.index().crl_versions().into_iter().collect();
+    assert_eq!(versions, vec![(ca_id.clone(), "seq:4242".to_owned())]);
+    let read = gw.trust.index().crl_bytes_read();
+    assert_eq!(read, legacy.der().len() as u64);
+    app.api.create_project("again").await;
+    caught_up(&app, &gw).await;
+    assert_eq!(gw.trust.index().crl_bytes_read(), read);
+    // Replacing it counts its size from the base64, and the new one is named by its hash.
+    let next = pki::crl(&ca, &[], now, now + DAY);
+    app.api
+        .put_json(
+            &format!("/organization/certificates/{ca_id}/crl"),
+            json!({"crl": next.pem().unwrap()}),
+        )
+        .await
+        .ok();
+    caught_up(&app, &gw).await;
+    once(&gw, Some(&id), &[]).await.admitted();
+    let hash = hex::encode(sha2::Sha256::digest(next.der()));
+    let versions: Vec<_> = gw.trust.index().crl_versions().into_iter().collect();
+    assert_eq!(versions, vec![(ca_id, hash)]);
 }
