@@ -2,13 +2,14 @@
 //! who may connect, and (PostgreSQL) a wake-up when it changes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Executor, Row};
 
 use super::revocations::LEGACY_SIZE;
 use super::{Backend, Result, Store, StoreError};
-use crate::trust::{CrlVersion, StoredCrl, TrustAnchor, TrustSnapshot};
+use crate::trust::{CrlVersion, FetchedCrl, StoredCrl, TrustAnchor, TrustSnapshot};
 
 /// Certificates active somewhere: for the organization, or for a project (archiving a project
 /// deletes its activations).
@@ -146,7 +147,8 @@ impl Store {
 
 /// The CRLs of the certificates active somewhere, in the caller's read transaction: first
 /// what identifies each (certificate, organization, issuer, content hash), then the DER of
-/// those not in `held`, a few at a time, decoded off the async workers.
+/// those not in `held`, a few MiB at a time, decoded and parsed off the async workers. Only
+/// the serials are kept, so the read holds at most one batch of DER at once.
 async fn active_crls(
     tx: &mut sqlx::AnyConnection,
     held: &HashSet<CrlVersion>,
@@ -168,7 +170,7 @@ async fn active_crls(
             certificate_id: r.try_get("certificate_id")?,
             issuer_sha256: r.try_get("sha256")?,
             content: r.try_get("content")?,
-            der: None,
+            fetched: None,
         };
         if !held.contains(&(crl.certificate_id.clone(), crl.content.clone())) {
             wanted.push((crls.len(), r.try_get("bytes")?));
@@ -183,7 +185,7 @@ async fn active_crls(
         let last = n + 1 == wanted.len();
         let next_bytes = wanted.get(n + 1).map_or(0, |w| w.1);
         if last || batch.len() >= CRL_FETCH_ROWS || batch_bytes + next_bytes > CRL_FETCH_BYTES {
-            fetch_der(tx, &mut crls, &batch).await?;
+            fetch_crls(tx, &mut crls, &batch).await?;
             batch.clear();
             batch_bytes = 0;
         }
@@ -191,8 +193,9 @@ async fn active_crls(
     Ok(crls)
 }
 
-/// Fills in the DER of `crls[i]` for every `i` in `batch`.
-async fn fetch_der(
+/// Fetches the CRLs `crls[i]` for every `i` in `batch` and parses them on the blocking pool,
+/// keeping their serials, not their DER.
+async fn fetch_crls(
     tx: &mut sqlx::AnyConnection,
     crls: &mut [StoredCrl],
     batch: &[usize],
@@ -212,13 +215,22 @@ async fn fetch_der(
             r.try_get::<String, _>("der_base64")?,
         );
     }
-    let mut decoded = tokio::task::spawn_blocking(move || {
+    let mut parsed = tokio::task::spawn_blocking(move || {
         use base64::Engine as _;
         texts
             .into_iter()
             .map(|(id, text)| {
-                let der = base64::engine::general_purpose::STANDARD.decode(text);
-                (id, der)
+                let fetched = match base64::engine::general_purpose::STANDARD.decode(text) {
+                    Ok(der) => FetchedCrl {
+                        bytes: der.len() as u64,
+                        serials: crate::crl::revoked_serials(&der).map(Arc::new),
+                    },
+                    Err(e) => FetchedCrl {
+                        bytes: 0,
+                        serials: Err(format!("base64: {e}")),
+                    },
+                };
+                (id, fetched)
             })
             .collect::<HashMap<_, _>>()
     })
@@ -226,14 +238,11 @@ async fn fetch_der(
     .map_err(|e| StoreError::Internal(Box::new(e)))?;
     for &i in batch {
         let id = &crls[i].certificate_id;
-        match decoded.remove(id) {
-            Some(Ok(der)) => crls[i].der = Some(der),
-            Some(Err(e)) => {
-                return Err(StoreError::Internal(format!("CRL of {id}: {e}").into()));
-            }
-            // Same transaction: the row read a moment ago is there.
-            None => return Err(StoreError::Internal(format!("CRL of {id} vanished").into())),
-        }
+        // Same transaction: the row read a moment ago is there.
+        let fetched = parsed
+            .remove(id)
+            .ok_or_else(|| StoreError::Internal(format!("CRL of {id} vanished").into()))?;
+        crls[i].fetched = Some(fetched);
     }
     Ok(())
 }

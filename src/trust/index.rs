@@ -8,7 +8,7 @@ use rustls_pki_types::{CertificateDer, TrustAnchor};
 use sha2::{Digest, Sha256};
 
 use super::filter::ClientFilter;
-use super::snapshot::{CrlVersion, TrustAnchor as StoredAnchor, TrustSnapshot};
+use super::snapshot::{CrlVersion, FetchedCrl, TrustAnchor as StoredAnchor, TrustSnapshot};
 use crate::crl::SerialSet;
 
 /// Anchors that verify exactly the same chains: same subject, key and name constraints (webpki
@@ -82,7 +82,7 @@ pub struct TrustIndex {
 pub(super) struct CrlSerials {
     certificate_id: String,
     content: String,
-    pub(super) serials: SerialSet,
+    pub(super) serials: Arc<SerialSet>,
 }
 
 impl TrustIndex {
@@ -114,26 +114,33 @@ impl TrustIndex {
             .map(|c| ((c.certificate_id.as_str(), c.content.as_str()), c))
             .collect();
         for crl in &snapshot.crls {
-            if let Some(der) = &crl.der {
-                index.crl_bytes_read += der.len() as u64;
+            if let Some(fetched) = &crl.fetched {
+                index.crl_bytes_read += fetched.bytes;
             }
             let held = reusable.get(&(crl.certificate_id.as_str(), crl.content.as_str()));
-            let serials = match (held, &crl.der) {
+            let serials = match (held, &crl.fetched) {
                 (Some(done), _) => Arc::clone(done),
-                (None, Some(der)) => {
-                    match crate::crl::revoked_serials(der) {
-                        Ok(serials) => Arc::new(CrlSerials {
-                            certificate_id: crl.certificate_id.clone(),
-                            content: crl.content.clone(),
-                            serials,
-                        }),
-                        Err(e) => {
-                            // Checked at upload, so this cannot happen short of corruption;
-                            // ignoring it would fail open for that CA's revocations: say so.
-                            tracing::error!(certificate_id = %crl.certificate_id, error = %e, "stored CRL does not parse; its revocations are not enforced");
-                            continue;
-                        }
-                    }
+                (
+                    None,
+                    Some(FetchedCrl {
+                        serials: Ok(serials),
+                        ..
+                    }),
+                ) => Arc::new(CrlSerials {
+                    certificate_id: crl.certificate_id.clone(),
+                    content: crl.content.clone(),
+                    serials: Arc::clone(serials),
+                }),
+                (
+                    None,
+                    Some(FetchedCrl {
+                        serials: Err(e), ..
+                    }),
+                ) => {
+                    // Checked at upload, so this cannot happen short of corruption; ignoring
+                    // it would fail open for that CA's revocations: say so.
+                    tracing::error!(certificate_id = %crl.certificate_id, error = %e, "stored CRL does not parse; its revocations are not enforced");
+                    continue;
                 }
                 (None, None) => {
                     // The snapshot was read for another index than `previous`.

@@ -1,6 +1,10 @@
 //! What the decision is made from: everything that decides who may connect, as of one trust
 //! generation. The store fills it (in one read transaction); this module only reads it.
 
+use std::sync::Arc;
+
+use crate::crl::SerialSet;
+
 /// A CA certificate active somewhere.
 #[derive(Debug, Clone)]
 pub struct TrustAnchor {
@@ -52,6 +56,17 @@ pub struct StoredCrl {
     /// What identifies this version: the lowercase hex SHA-256 of the DER (`seq:N` for a CRL
     /// stored before certgate recorded the hash, N moving with every store).
     pub content: String,
-    /// The DER; `None` when the caller said it holds this version.
-    pub der: Option<Vec<u8>>,
+    /// What the read fetched of this version; `None` when the caller said it holds it.
+    pub fetched: Option<FetchedCrl>,
+}
+
+/// A CRL version the snapshot read fetched and parsed (on the blocking pool); its DER is not
+/// kept.
+#[derive(Debug, Clone)]
+pub struct FetchedCrl {
+    /// Size of the DER read.
+    pub bytes: u64,
+    /// The serials it revokes; `Err` when the stored CRL does not parse (it was checked at
+    /// upload, so only corruption can do that).
+    pub serials: Result<Arc<SerialSet>, String>,
 }
