@@ -243,13 +243,22 @@ pub(super) struct Entry<'a> {
     pub(super) extensions: &'a [u8],
 }
 
-fn next_entry(list: &[u8]) -> Result<(Entry<'_>, &[u8]), String> {
+/// Reads one entry; with `CHECK_TIME` its revocationDate is parsed as a time, else only its tag
+/// is checked (a stored CRL was fully checked at upload, and the date decides nothing).
+fn next_entry<const CHECK_TIME: bool>(list: &[u8]) -> Result<(Entry<'_>, &[u8]), String> {
     let entry = expect(list, SEQUENCE, "revoked certificate entry")?;
     let serial = expect(entry.contents, INTEGER, "revoked certificate serial")?;
     if serial.contents.is_empty() {
         return Err("malformed revoked certificate serial".into());
     }
-    let (_, mut at) = time(serial.rest, "revocationDate")?;
+    let mut at = if CHECK_TIME {
+        time(serial.rest, "revocationDate")?.1
+    } else {
+        match element(serial.rest) {
+            Some(e) if e.tag == UTC_TIME || e.tag == GENERALIZED_TIME => e.rest,
+            _ => return Err("malformed revocationDate".into()),
+        }
+    };
     let mut extensions: &[u8] = &[];
     if !at.is_empty() {
         let list = expect(at, SEQUENCE, "crlEntryExtensions")?;
@@ -274,9 +283,15 @@ impl<'a> Frame<'a> {
         extensions(self.extensions)
     }
 
-    /// The revoked entries, in order.
+    /// The revoked entries, in order, every field checked.
     pub(super) fn entries(&self) -> impl Iterator<Item = Result<Entry<'a>, String>> + 'a {
-        items(self.entries, next_entry)
+        items(self.entries, next_entry::<true>)
+    }
+
+    /// The revoked entries, their structure checked but their dates read only by tag: about
+    /// twice as fast, for CRLs [`Frame::entries`] checked when they were stored.
+    pub(super) fn stored_entries(&self) -> impl Iterator<Item = Result<Entry<'a>, String>> + 'a {
+        items(self.entries, next_entry::<false>)
     }
 }
 

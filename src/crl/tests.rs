@@ -371,3 +371,22 @@ fn every_truncation_is_refused_without_panic() {
         matches!(parse_crl(&text, NOW), Err(DomainError::InvalidCrl(w)) if w.contains("data after the CRL"))
     );
 }
+
+#[test]
+fn the_gateway_walk_checks_the_structure_too() {
+    let mut shape = Shape::complete();
+    shape.entries.truncate(1);
+    let good = shape.der();
+    // The entry's revocationDate (its first UTCTime) replaced by a NULL of the same length.
+    let date = time(shape.this_update - 10);
+    let at = good
+        .windows(date.len())
+        .position(|w| w == date.as_slice())
+        .unwrap();
+    let mut bad = good.clone();
+    bad[at] = 0x05;
+    assert!(revoked_serials(&good).is_ok());
+    assert!(revoked_serials(&bad).is_err());
+    let text = base64::engine::general_purpose::STANDARD.encode(&bad);
+    assert!(parse_crl(&text, NOW).is_err());
+}
