@@ -227,7 +227,7 @@ async fn revoke(dir: &Path, db: &str, entries: usize, serials: u32) -> Result<()
         key_identifier_method: KeyIdMethod::Sha256,
     }
     .signed_by(&ca_cert, &ca_key)?;
-    let parsed = certgate::crl::parse_crl(&crl.pem()?)?;
+    let parsed = certgate::crl::parse_crl(&crl.pem()?, now())?;
     certgate::crl::check_issued_by(&parsed, &ca_pem)?;
     store.put_crl(&org, &ca_id, &parsed, &Actor::System).await?;
     // A client filter on the CA, true for the benchmark's client: evaluated on every request.

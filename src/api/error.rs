@@ -148,6 +148,12 @@ impl ApiError {
                     Some("crl".into()),
                     Some("crl_outdated"),
                 ),
+                D::CrlStorageLimitReached { .. } => (
+                    bad,
+                    INVALID_REQUEST,
+                    Some("crl".into()),
+                    Some("crl_storage_limit_reached"),
+                ),
                 D::InvalidClientFilter(_) => (
                     bad,
                     INVALID_REQUEST,
@@ -386,6 +392,12 @@ mod tests {
                 Some("crl"),
             ),
             (
+                d(DomainError::CrlStorageLimitReached { given: 2, total: 3 }),
+                400,
+                Some("crl_storage_limit_reached"),
+                Some("crl"),
+            ),
+            (
                 d(DomainError::NotFound {
                     kind: "project",
                     id: "proj_x".into(),
@@ -534,6 +546,7 @@ mod tests {
                 | DomainError::RevocationLimitReached
                 | DomainError::InvalidCrl(_)
                 | DomainError::CrlOutdated { .. }
+                | DomainError::CrlStorageLimitReached { .. }
                 | DomainError::InvalidClientFilter(_)
                 | DomainError::NotFound { .. }
                 | DomainError::UnknownCertificate { .. }

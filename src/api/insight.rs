@@ -252,7 +252,7 @@ impl TrustCache {
         if cached.generation() == Some(generation) {
             return Ok(cached);
         }
-        let snapshot = store.trust_snapshot().await?;
+        let snapshot = store.trust_snapshot(&cached.crl_versions()).await?;
         let index = tokio::task::spawn_blocking(move || TrustIndex::build(&snapshot, &cached))
             .await
             .map_err(|e| ApiError::Internal(Box::new(e)))?;

@@ -1,7 +1,7 @@
 //! Every refusal a rule can give. The API layer maps each variant to a status and OpenAI's
 //! error body; the messages are written for the person reading them.
 
-use super::revocation::MAX_REVOCATIONS;
+use super::revocation::{MAX_CRL_BYTES_PER_ORG, MAX_REVOCATIONS};
 use super::rules::{MAX_CERTIFICATES_PER_ORG, MAX_CERTIFICATE_BYTES};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +40,9 @@ pub enum DomainError {
     InvalidCrl(String),
     #[error("The CRL's thisUpdate ({given}) is older than the stored CRL's ({stored}); upload a newer CRL.")]
     CrlOutdated { stored: i64, given: i64 },
+    /// Storing the CRL would take the organization's stored CRLs past [`MAX_CRL_BYTES_PER_ORG`].
+    #[error("This CRL is {given} bytes; with it, this organization's stored CRLs would take {total} bytes, and the limit is {MAX_CRL_BYTES_PER_ORG} bytes (32 MiB). Delete the CRLs of CA certificates you no longer use, or the certificates themselves.")]
+    CrlStorageLimitReached { given: i64, total: i64 },
     #[error("Invalid 'client_filter': {0}")]
     InvalidClientFilter(String),
     #[error("No {kind} found with id '{id}'.")]

@@ -36,8 +36,9 @@ pub use model::{
 };
 pub use page::{unknown_cursor, Limit, Order, Page, PageRequest};
 pub use revocation::{
-    check_crl_newer, check_revocation_limit, parse_fingerprint, parse_reason, CrlSummary,
-    RevokedCertificate, MAX_CLIENT_FILTER_BYTES, MAX_REASON_CHARS, MAX_REVOCATIONS,
+    check_crl_newer, check_crl_storage, check_revocation_limit, parse_fingerprint, parse_reason,
+    CrlSummary, RevokedCertificate, MAX_CLIENT_FILTER_BYTES, MAX_CRL_BYTES_PER_ORG,
+    MAX_REASON_CHARS, MAX_REVOCATIONS,
 };
 pub use rules::{
     check_certificate_limit, check_deletable, parse_name, parse_required_name, parse_residency,

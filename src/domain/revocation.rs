@@ -8,6 +8,9 @@ use super::DomainError;
 pub const MAX_REVOCATIONS: i64 = 10_000;
 /// Longest accepted `reason`, in characters.
 pub const MAX_REASON_CHARS: usize = 256;
+/// Most CRL bytes (DER) one organization may store, all its CA certificates together: every
+/// gateway holds the CRLs of active CAs, so what one tenant stores must stay bounded.
+pub const MAX_CRL_BYTES_PER_ORG: i64 = 32 * 1024 * 1024;
 /// Longest accepted client filter (decisions.md D26), in bytes.
 pub const MAX_CLIENT_FILTER_BYTES: usize = 4096;
 
@@ -82,6 +85,18 @@ pub fn check_crl_newer(stored_this_update: Option<i64>, given: i64) -> Result<()
     }
 }
 
+/// The guard of a CRL upload, run inside its transaction: the organization's stored CRL bytes
+/// (`stored`, the CRL being replaced included) minus the one replaced (`replaced`, 0 when the
+/// CA has none) plus the new one (`given`) stay within [`MAX_CRL_BYTES_PER_ORG`].
+pub fn check_crl_storage(stored: i64, replaced: i64, given: i64) -> Result<(), DomainError> {
+    let total = stored.saturating_sub(replaced).saturating_add(given);
+    if total > MAX_CRL_BYTES_PER_ORG {
+        Err(DomainError::CrlStorageLimitReached { given, total })
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +128,18 @@ mod tests {
             revoked_count: 0,
         };
         assert!(!crl.stale(10) && crl.stale(11));
+        let max = MAX_CRL_BYTES_PER_ORG;
+        assert!(check_crl_storage(0, 0, max).is_ok());
+        assert!(check_crl_storage(max - 10, 0, 10).is_ok());
+        assert_eq!(
+            check_crl_storage(max - 10, 0, 11),
+            Err(DomainError::CrlStorageLimitReached {
+                given: 11,
+                total: max + 1
+            })
+        );
+        // Replacing a CRL counts the new size minus the old.
+        assert!(check_crl_storage(max, 100, 100).is_ok());
+        assert!(check_crl_storage(max, 100, 101).is_err());
     }
 }

@@ -25,6 +25,9 @@ struct OutcomeLabels {
 pub struct GatewayMetrics {
     decisions: Family<OutcomeLabels, Counter>,
     trust_generation: Gauge,
+    crl_bytes_read: Counter,
+    /// Held while `crl_bytes_read` is brought up to the index's total (scrapes may overlap).
+    crl_sync: Arc<std::sync::Mutex<()>>,
 }
 
 impl GatewayMetrics {
@@ -44,9 +47,17 @@ impl GatewayMetrics {
             "The trust generation this gateway enforces (-1 before the first load)",
             trust_generation.clone(),
         );
+        let crl_bytes_read = Counter::default();
+        registry.register(
+            "trust_crl_bytes_read",
+            "CRL bytes (DER) read from the database by trust reloads; unchanged CRLs are not read again",
+            crl_bytes_read.clone(),
+        );
         GatewayMetrics {
             decisions,
             trust_generation,
+            crl_bytes_read,
+            crl_sync: Arc::default(),
         }
     }
 
@@ -63,6 +74,16 @@ impl GatewayMetrics {
         let readiness = trust.readiness();
         self.trust_generation
             .set(readiness.generation.unwrap_or(-1));
+        // The index carries the running total over from the one it was built from.
+        let _sync = self
+            .crl_sync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let read = trust.index().crl_bytes_read();
+        let counted = self.crl_bytes_read.get();
+        if read > counted {
+            self.crl_bytes_read.inc_by(read - counted);
+        }
         metrics.set_database_up(trust.database_answering());
     }
 }

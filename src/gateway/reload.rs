@@ -128,14 +128,16 @@ impl TrustState {
         if !full && current == Some(generation) {
             return Ok(());
         }
-        let snapshot = tokio::time::timeout(READ_TIMEOUT, store.trust_snapshot())
+        // The CRLs the index in force holds are not read again.
+        let previous = self.index.load_full();
+        let held = previous.crl_versions();
+        let snapshot = tokio::time::timeout(READ_TIMEOUT, store.trust_snapshot(&held))
             .await
             .map_err(|_| "timed out reading the trust snapshot".to_owned())?
             .map_err(|e| ErrorChain(&e).to_string())?;
-        let previous = self.index.load_full();
         let generation = snapshot.generation;
-        // CPU work (anchors decoded, CRLs read; filters are only compiled when first used, on
-        // the chain pool): off the async workers, so requests keep being decided meanwhile.
+        // CPU work (anchors decoded, new CRLs' serials; filters are only compiled when first
+        // used, on the chain pool): off the async workers, so requests keep being decided.
         let (next, build_time) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let next = TrustIndex::build(&snapshot, &previous);

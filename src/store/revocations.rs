@@ -13,12 +13,16 @@ use super::tx::{bump_trust_generation, in_transaction, lock_organization};
 use super::{Result, Store};
 use crate::crl::ParsedCrl;
 use crate::domain::{
-    check_crl_newer, check_revocation_limit, Actor, AuditEvent, CertificateId, CrlSummary,
-    DomainError, OrgId, Page, PageRequest, RevokedCertificate, RevokedCertificateId,
+    check_crl_newer, check_crl_storage, check_revocation_limit, Actor, AuditEvent, CertificateId,
+    CrlSummary, DomainError, OrgId, Page, PageRequest, RevokedCertificate, RevokedCertificateId,
     RevokedCertificateKind,
 };
 
 const REVOKED_COLUMNS: &str = "id, sha256, reason, created_at";
+
+/// The DER size of a CRL a previous version stored without `der_bytes` (migration 0004), from
+/// its base64, as the migration computes it.
+pub(super) const LEGACY_SIZE: &str = "(length(der_base64) / 4 * 3 - (CASE WHEN der_base64 LIKE '%==' THEN 2 WHEN der_base64 LIKE '%=' THEN 1 ELSE 0 END))";
 
 fn revoked_from_row(row: &AnyRow) -> Result<RevokedCertificate, sqlx::Error> {
     Ok(RevokedCertificate {
@@ -176,7 +180,9 @@ impl Store {
     }
 
     /// Stores `crl` (already checked against the certificate's key by the caller: a
-    /// certificate's content never changes) for `certificate`, unless an older one is offered.
+    /// certificate's content never changes) for `certificate`, unless an older one is offered
+    /// or the organization's stored CRLs would outgrow their limit (counted here, after the
+    /// organization lock: the new size minus the size of the CRL it replaces).
     pub async fn put_crl(
         &self,
         org: &OrgId,
@@ -186,24 +192,38 @@ impl Store {
     ) -> Result<CrlSummary> {
         let now = self.now();
         let der = base64::engine::general_purpose::STANDARD.encode(&crl.der);
+        let size = i64::try_from(crl.der.len()).unwrap_or(i64::MAX);
+        let stored_size = format!("CAST(COALESCE(der_bytes, {LEGACY_SIZE}) AS BIGINT)");
+        let this_crl =
+            format!("SELECT this_update, {stored_size} AS bytes FROM certificate_crls WHERE certificate_id = $1");
+        let org_total = format!(
+            "SELECT CAST(COALESCE(SUM({stored_size}), 0) AS BIGINT) AS bytes FROM certificate_crls WHERE org_id = $1"
+        );
         in_transaction!(self, |tx| {
             let seq = lock_organization(tx, org).await?;
             certificate_exists(tx, org, certificate).await?;
-            let stored: Option<i64> =
-                sqlx::query("SELECT this_update FROM certificate_crls WHERE certificate_id = $1")
-                    .bind(certificate.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|r| r.try_get("this_update"))
-                    .transpose()?;
-            check_crl_newer(stored, crl.this_update)?;
+            let stored = sqlx::query(&this_crl)
+                .bind(certificate.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let (stored_this_update, replaced) = match &stored {
+                Some(r) => (Some(r.try_get("this_update")?), r.try_get("bytes")?),
+                None => (None, 0),
+            };
+            check_crl_newer(stored_this_update, crl.this_update)?;
+            let total: i64 = sqlx::query(&org_total)
+                .bind(org.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("bytes")?;
+            check_crl_storage(total, replaced, size)?;
             sqlx::query("DELETE FROM certificate_crls WHERE certificate_id = $1")
                 .bind(certificate.as_str())
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
-                "INSERT INTO certificate_crls (certificate_id, org_id, der_base64, this_update, next_update, revoked_count, seq)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO certificate_crls (certificate_id, org_id, der_base64, this_update, next_update, revoked_count, seq, der_sha256, der_bytes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(certificate.as_str())
             .bind(org.as_str())
@@ -212,6 +232,8 @@ impl Store {
             .bind(crl.next_update)
             .bind(crl.revoked_count)
             .bind(seq)
+            .bind(&crl.sha256)
+            .bind(size)
             .execute(&mut *tx)
             .await?;
             let summary = CrlSummary {

@@ -1,13 +1,26 @@
 //! What gateways read: the trust generation, a consistent snapshot of everything that decides
 //! who may connect, and (PostgreSQL) a wake-up when it changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Executor, Row};
 
+use super::revocations::LEGACY_SIZE;
 use super::{Backend, Result, Store, StoreError};
-use crate::trust::{StoredCrl, TrustAnchor, TrustSnapshot};
+use crate::trust::{CrlVersion, FetchedCrl, StoredCrl, TrustAnchor, TrustSnapshot};
+
+/// Certificates active somewhere: for the organization, or for a project (archiving a project
+/// deletes its activations).
+const ACTIVE: &str =
+    "c.deleted_at IS NULL AND (c.active_org <> 0 OR c.id IN (SELECT certificate_id FROM project_activations))";
+
+/// Most base64 text fetched by one statement of [`active_crls`] (a CRL larger than this is
+/// fetched alone), so what the read holds at once beyond the DER it returns stays small.
+const CRL_FETCH_BYTES: i64 = 8 << 20;
+/// Most CRLs fetched by one statement (bound parameters).
+const CRL_FETCH_ROWS: usize = 256;
 
 impl Store {
     /// The generation gateways watch; it moves with every change of who may connect.
@@ -22,9 +35,10 @@ impl Store {
 
     /// The active anchors of every organization, with the generation they belong to, all read
     /// from one snapshot of the database (a read transaction; REPEATABLE READ on PostgreSQL,
-    /// where each statement would otherwise see its own).
-    pub async fn trust_snapshot(&self) -> Result<TrustSnapshot> {
-        self.read(|pool| snapshot(pool, self.backend)).await
+    /// where each statement would otherwise see its own). The CRLs are those of active CAs;
+    /// the DER of the versions in `held` (the caller's, from its last index) is left out.
+    pub async fn trust_snapshot(&self, held: &HashSet<CrlVersion>) -> Result<TrustSnapshot> {
+        self.read(|pool| snapshot(pool, self.backend, held)).await
     }
 
     /// On PostgreSQL, a receiver woken (its value bumped) whenever a trust-changing write
@@ -56,6 +70,108 @@ impl Store {
     }
 }
 
+/// The CRLs of the certificates active somewhere, in the caller's read transaction: first
+/// what identifies each (certificate, organization, issuer, content hash), then the DER of
+/// those not in `held`, a few MiB at a time, decoded and parsed off the async workers. Only
+/// the serials are kept, so the read holds at most one batch of DER at once.
+async fn active_crls(
+    tx: &mut sqlx::AnyConnection,
+    held: &HashSet<CrlVersion>,
+) -> Result<Vec<StoredCrl>> {
+    let mut crls = Vec::new();
+    let mut wanted: Vec<(usize, i64)> = Vec::new();
+    for r in sqlx::query(&format!(
+        "SELECT r.org_id, r.certificate_id, c.sha256,
+                COALESCE(r.der_sha256, 'seq:' || CAST(r.seq AS TEXT)) AS content,
+                CAST(COALESCE(r.der_bytes, {LEGACY_SIZE}) AS BIGINT) AS bytes
+         FROM certificate_crls r JOIN certificates c ON c.id = r.certificate_id
+         WHERE {ACTIVE}"
+    ))
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        let crl = StoredCrl {
+            org_id: r.try_get("org_id")?,
+            certificate_id: r.try_get("certificate_id")?,
+            issuer_sha256: r.try_get("sha256")?,
+            content: r.try_get("content")?,
+            fetched: None,
+        };
+        if !held.contains(&(crl.certificate_id.clone(), crl.content.clone())) {
+            wanted.push((crls.len(), r.try_get("bytes")?));
+        }
+        crls.push(crl);
+    }
+    let mut batch: Vec<usize> = Vec::new();
+    let mut batch_bytes = 0i64;
+    for (n, &(i, bytes)) in wanted.iter().enumerate() {
+        batch.push(i);
+        batch_bytes += bytes;
+        let last = n + 1 == wanted.len();
+        let next_bytes = wanted.get(n + 1).map_or(0, |w| w.1);
+        if last || batch.len() >= CRL_FETCH_ROWS || batch_bytes + next_bytes > CRL_FETCH_BYTES {
+            fetch_crls(tx, &mut crls, &batch).await?;
+            batch.clear();
+            batch_bytes = 0;
+        }
+    }
+    Ok(crls)
+}
+
+/// Fetches the CRLs `crls[i]` for every `i` in `batch` and parses them on the blocking pool,
+/// keeping their serials, not their DER.
+async fn fetch_crls(
+    tx: &mut sqlx::AnyConnection,
+    crls: &mut [StoredCrl],
+    batch: &[usize],
+) -> Result<()> {
+    let sql = format!(
+        "SELECT certificate_id, der_base64 FROM certificate_crls WHERE certificate_id IN ({})",
+        super::placeholders(1, batch.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for &i in batch {
+        q = q.bind(crls[i].certificate_id.as_str());
+    }
+    let mut texts = HashMap::with_capacity(batch.len());
+    for r in q.fetch_all(&mut *tx).await? {
+        texts.insert(
+            r.try_get::<String, _>("certificate_id")?,
+            r.try_get::<String, _>("der_base64")?,
+        );
+    }
+    let mut parsed = tokio::task::spawn_blocking(move || {
+        use base64::Engine as _;
+        texts
+            .into_iter()
+            .map(|(id, text)| {
+                let fetched = match base64::engine::general_purpose::STANDARD.decode(text) {
+                    Ok(der) => FetchedCrl {
+                        bytes: der.len() as u64,
+                        serials: crate::crl::revoked_serials(&der).map(Arc::new),
+                    },
+                    Err(e) => FetchedCrl {
+                        bytes: 0,
+                        serials: Err(format!("base64: {e}")),
+                    },
+                };
+                (id, fetched)
+            })
+            .collect::<HashMap<_, _>>()
+    })
+    .await
+    .map_err(|e| StoreError::Internal(Box::new(e)))?;
+    for &i in batch {
+        let id = &crls[i].certificate_id;
+        // Same transaction: the row read a moment ago is there.
+        let fetched = parsed
+            .remove(id)
+            .ok_or_else(|| StoreError::Internal(format!("CRL of {id} vanished").into()))?;
+        crls[i].fetched = Some(fetched);
+    }
+    Ok(())
+}
+
 /// LISTENs until the connection fails, bumping `tx` on (re)connection and on every
 /// notification; returns the failure.
 async fn listen_until_error(
@@ -81,7 +197,11 @@ async fn listen_until_error(
 }
 
 /// [`Store::trust_snapshot`]'s reads, in one read transaction.
-async fn snapshot(pool: &sqlx::AnyPool, backend: Backend) -> Result<TrustSnapshot> {
+async fn snapshot(
+    pool: &sqlx::AnyPool,
+    backend: Backend,
+    held: &HashSet<CrlVersion>,
+) -> Result<TrustSnapshot> {
     let mut tx = pool.begin().await?;
     if backend == Backend::Postgres {
         tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -91,14 +211,12 @@ async fn snapshot(pool: &sqlx::AnyPool, backend: Backend) -> Result<TrustSnapsho
         .fetch_one(&mut *tx)
         .await?
         .try_get("generation")?;
-    let rows = sqlx::query(
-    "SELECT c.id, c.org_id, c.active_org, c.content, c.subject_der, c.ski, c.valid_at, c.expires_at, c.client_filter
-     FROM certificates c
-     WHERE c.deleted_at IS NULL
-       AND (c.active_org <> 0 OR c.id IN (SELECT certificate_id FROM project_activations))",
-)
-.fetch_all(&mut *tx)
-.await?;
+    let rows = sqlx::query(&format!(
+        "SELECT c.id, c.org_id, c.active_org, c.content, c.subject_der, c.ski, c.valid_at, c.expires_at, c.client_filter
+         FROM certificates c WHERE {ACTIVE}",
+    ))
+    .fetch_all(&mut *tx)
+    .await?;
     let mut anchors = Vec::with_capacity(rows.len());
     let mut index = HashMap::with_capacity(rows.len());
     for row in &rows {
@@ -150,28 +268,7 @@ async fn snapshot(pool: &sqlx::AnyPool, backend: Backend) -> Result<TrustSnapsho
             .iter()
             .map(|r| Ok((r.try_get("org_id")?, r.try_get("sha256")?)))
             .collect::<Result<_, sqlx::Error>>()?;
-    let mut crls = Vec::new();
-    for r in sqlx::query(
-        "SELECT r.org_id, r.certificate_id, r.seq, r.der_base64, c.sha256
-     FROM certificate_crls r JOIN certificates c ON c.id = r.certificate_id
-     WHERE c.deleted_at IS NULL",
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    {
-        use base64::Engine as _;
-        let certificate_id: String = r.try_get("certificate_id")?;
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(r.try_get::<String, _>("der_base64")?)
-            .map_err(|e| StoreError::Internal(format!("CRL of {certificate_id}: {e}").into()))?;
-        crls.push(StoredCrl {
-            org_id: r.try_get("org_id")?,
-            issuer_sha256: r.try_get("sha256")?,
-            version: r.try_get("seq")?,
-            certificate_id,
-            der,
-        });
-    }
+    let crls = active_crls(&mut tx, held).await?;
     tx.commit().await?;
     Ok(TrustSnapshot {
         generation,

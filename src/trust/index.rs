@@ -8,7 +8,8 @@ use rustls_pki_types::{CertificateDer, TrustAnchor};
 use sha2::{Digest, Sha256};
 
 use super::filter::StoredFilter;
-use super::snapshot::{TrustAnchor as StoredAnchor, TrustSnapshot};
+use super::snapshot::{CrlVersion, FetchedCrl, TrustAnchor as StoredAnchor, TrustSnapshot};
+use crate::crl::SerialSet;
 
 /// Anchors that verify exactly the same chains: same subject, key and name constraints (webpki
 /// uses nothing else of an anchor). A chain is checked once per group, whatever the number of
@@ -66,8 +67,11 @@ pub struct TrustIndex {
     pub(super) projects: HashSet<(String, String)>,
     /// Deny-listed certificates (lowercase hex SHA-256) by organization.
     pub(super) revoked: HashMap<String, HashSet<String>>,
-    /// Revoked serials by (organization, SHA-256 of the issuing CA certificate).
+    /// Revoked serials by (organization, SHA-256 of the issuing CA certificate), for the CAs
+    /// active somewhere.
     pub(super) crls: HashMap<(String, String), Arc<CrlSerials>>,
+    /// CRL bytes (DER) read from the store by this index and every one it was built from.
+    crl_bytes_read: u64,
     /// Decoded anchors by certificate id, handed to the next build (contents never change).
     parsed_by_id: HashMap<String, Arc<ParsedAnchor>>,
     /// Client filters by (certificate id, source), handed (compiled, once used) to the next
@@ -75,12 +79,12 @@ pub struct TrustIndex {
     filters: HashMap<(String, String), Arc<StoredFilter>>,
 }
 
-/// The serials one stored CRL revokes, decoded once per stored version.
+/// The serials one stored CRL revokes, decoded once per version (CA and content hash).
 #[derive(Debug)]
 pub(super) struct CrlSerials {
     certificate_id: String,
-    version: i64,
-    pub(super) serials: HashSet<Vec<u8>>,
+    content: String,
+    pub(super) serials: Arc<SerialSet>,
 }
 
 impl TrustIndex {
@@ -105,27 +109,46 @@ impl TrustIndex {
                 .or_default()
                 .insert(sha256.clone());
         }
-        let reusable: HashMap<(&str, i64), &Arc<CrlSerials>> = previous
+        index.crl_bytes_read = previous.crl_bytes_read;
+        let reusable: HashMap<(&str, &str), &Arc<CrlSerials>> = previous
             .crls
             .values()
-            .map(|c| ((c.certificate_id.as_str(), c.version), c))
+            .map(|c| ((c.certificate_id.as_str(), c.content.as_str()), c))
             .collect();
         for crl in &snapshot.crls {
-            let serials = match reusable.get(&(crl.certificate_id.as_str(), crl.version)) {
-                Some(done) => Arc::clone(done),
-                None => match crate::crl::revoked_serials(&crl.der) {
-                    Ok(serials) => Arc::new(CrlSerials {
-                        certificate_id: crl.certificate_id.clone(),
-                        version: crl.version,
-                        serials,
+            if let Some(fetched) = &crl.fetched {
+                index.crl_bytes_read += fetched.bytes;
+            }
+            let held = reusable.get(&(crl.certificate_id.as_str(), crl.content.as_str()));
+            let serials = match (held, &crl.fetched) {
+                (Some(done), _) => Arc::clone(done),
+                (
+                    None,
+                    Some(FetchedCrl {
+                        serials: Ok(serials),
+                        ..
                     }),
-                    Err(e) => {
-                        // Checked at upload, so this cannot happen short of corruption;
-                        // ignoring it would fail open for that CA's revocations: say so.
-                        tracing::error!(certificate_id = %crl.certificate_id, error = %e, "stored CRL does not parse; its revocations are not enforced");
-                        continue;
-                    }
-                },
+                ) => Arc::new(CrlSerials {
+                    certificate_id: crl.certificate_id.clone(),
+                    content: crl.content.clone(),
+                    serials: Arc::clone(serials),
+                }),
+                (
+                    None,
+                    Some(FetchedCrl {
+                        serials: Err(e), ..
+                    }),
+                ) => {
+                    // Checked at upload, so this cannot happen short of corruption; ignoring
+                    // it would fail open for that CA's revocations: say so.
+                    tracing::error!(certificate_id = %crl.certificate_id, error = %e, "stored CRL does not parse; its revocations are not enforced");
+                    continue;
+                }
+                (None, None) => {
+                    // The snapshot was read for another index than `previous`.
+                    tracing::error!(certificate_id = %crl.certificate_id, "CRL left out of the snapshot as held, but not held; its revocations are not enforced until the next reload");
+                    continue;
+                }
             };
             index
                 .crls
@@ -195,6 +218,21 @@ impl TrustIndex {
 
     pub fn generation(&self) -> Option<i64> {
         self.generation
+    }
+
+    /// The CRL versions this index holds, to pass to the next snapshot read
+    /// ([`crate::store::Store::trust_snapshot`]) so that it leaves their DER out.
+    pub fn crl_versions(&self) -> HashSet<CrlVersion> {
+        self.crls
+            .values()
+            .map(|c| (c.certificate_id.clone(), c.content.clone()))
+            .collect()
+    }
+
+    /// CRL bytes (DER) read from the store for this index and every one it was built from: a
+    /// reload that reads none leaves it unchanged (`certgate_trust_crl_bytes_read_total`).
+    pub fn crl_bytes_read(&self) -> u64 {
+        self.crl_bytes_read
     }
 
     /// Number of distinct anchor certificates.

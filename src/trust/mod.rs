@@ -28,4 +28,4 @@ pub use chain::{AnchorCheck, ChainChecks, ChainProblem, CheckCache, PeerChain, M
 pub use decide::{decide, precheck, Admission, Rejection, RejectionKind, Scope, Untrusted};
 pub use filter::ClientFilter;
 pub use index::{AnchorGroup, ParsedAnchor, TrustIndex};
-pub use snapshot::{StoredCrl, TrustAnchor, TrustSnapshot};
+pub use snapshot::{CrlVersion, FetchedCrl, StoredCrl, TrustAnchor, TrustSnapshot};

@@ -1,6 +1,10 @@
 //! What the decision is made from: everything that decides who may connect, as of one trust
 //! generation. The store fills it (in one read transaction); this module only reads it.
 
+use std::sync::Arc;
+
+use crate::crl::SerialSet;
+
 /// A CA certificate active somewhere.
 #[derive(Debug, Clone)]
 pub struct TrustAnchor {
@@ -32,18 +36,37 @@ pub struct TrustSnapshot {
     pub projects: Vec<(String, String)>,
     /// (organization, lowercase hex SHA-256) of every deny-listed certificate.
     pub revoked: Vec<(String, String)>,
-    /// Every stored CRL.
+    /// The stored CRL of every CA certificate active somewhere (for the organization or an
+    /// unarchived project): a CRL only decides for an anchor that can admit, or for what such an
+    /// anchor issued, so those of inactive CAs are not read at all.
     pub crls: Vec<StoredCrl>,
 }
 
-/// A CRL stored for a CA certificate object.
+/// One version of a CA's CRL: (CA certificate id, content hash). The snapshot read is given the
+/// versions the caller already holds and leaves their DER out.
+pub type CrlVersion = (String, String);
+
+/// A CRL stored for a CA certificate object active somewhere.
 #[derive(Debug, Clone)]
 pub struct StoredCrl {
     pub org_id: String,
     pub certificate_id: String,
     /// Lowercase hex SHA-256 of the CA certificate's DER: the issuer the CRL speaks for.
     pub issuer_sha256: String,
-    /// Changes whenever a new CRL is stored (so an index rebuild reparses only new ones).
-    pub version: i64,
-    pub der: Vec<u8>,
+    /// What identifies this version: the lowercase hex SHA-256 of the DER (`seq:N` for a CRL
+    /// stored before certgate recorded the hash, N moving with every store).
+    pub content: String,
+    /// What the read fetched of this version; `None` when the caller said it holds it.
+    pub fetched: Option<FetchedCrl>,
+}
+
+/// A CRL version the snapshot read fetched and parsed (on the blocking pool); its DER is not
+/// kept.
+#[derive(Debug, Clone)]
+pub struct FetchedCrl {
+    /// Size of the DER read.
+    pub bytes: u64,
+    /// The serials it revokes; `Err` when the stored CRL does not parse (it was checked at
+    /// upload, so only corruption can do that).
+    pub serials: Result<Arc<SerialSet>, String>,
 }

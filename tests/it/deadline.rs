@@ -56,7 +56,10 @@ async fn two_operations_of_one_request_share_one_deadline() {
         }))
         .await;
     let took = started.elapsed();
-    assert!(first.is_ok(), "the first write waited and went through: {first:?}");
+    assert!(
+        first.is_ok(),
+        "the first write waited and went through: {first:?}"
+    );
     assert!(
         matches!(second, Err(StoreError::Unavailable(_))),
         "the second write ran out of the request's time: {second:?}"

@@ -344,3 +344,155 @@ pub fn leaf_with_sans(ca: &Ca, cn: &str, sans: Vec<rcgen::SanType>) -> Leaf {
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     sign_leaf(p, ca)
 }
+
+// ------------------------------------------------------------------ CRLs rcgen cannot make
+
+fn der_tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend(der_length(contents.len()));
+    out.extend_from_slice(contents);
+    out
+}
+
+/// An OID from its arcs, as a DER element.
+fn der_oid(arcs: &[u64]) -> Vec<u8> {
+    let mut body = vec![u8::try_from(arcs[0] * 40 + arcs[1]).unwrap()];
+    for &arc in &arcs[2..] {
+        let mut groups = vec![u8::try_from(arc & 0x7f).unwrap()];
+        let mut rest = arc >> 7;
+        while rest > 0 {
+            groups.push(0x80 | u8::try_from(rest & 0x7f).unwrap());
+            rest >>= 7;
+        }
+        groups.reverse();
+        body.extend(groups);
+    }
+    der_tlv(0x06, &body)
+}
+
+/// `UTCTime` until 2049, `GeneralizedTime` from 2050 (RFC 5280 §5.1.2.4).
+fn der_time(unix: i64) -> Vec<u8> {
+    let t = time(unix);
+    let year = if t.year() < 2050 {
+        format!("{:02}", t.year() % 100)
+    } else {
+        format!("{:04}", t.year())
+    };
+    let text = format!(
+        "{year}{:02}{:02}{:02}{:02}{:02}Z",
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    der_tlv(if t.year() < 2050 { 0x17 } else { 0x18 }, text.as_bytes())
+}
+
+/// An X.509 extension (`critical` when asked) whose extnValue holds `value`.
+pub fn extension(oid: &[u64], critical: bool, value: &[u8]) -> Vec<u8> {
+    let mut parts = vec![der_oid(oid)];
+    if critical {
+        parts.push(vec![0x01, 0x01, 0xff]);
+    }
+    parts.push(der_tlv(0x04, value));
+    der_sequence(&parts)
+}
+
+/// An issuingDistributionPoint (2.5.29.28, critical) naming a URI, plus the given fields
+/// (e.g. `[0x84, 0x01, 0xff]`, indirectCRL).
+pub fn issuing_distribution_point(fields: &[&[u8]]) -> Vec<u8> {
+    let uri = der_tlv(0x86, b"http://ca.example/crl");
+    let mut parts = vec![der_tlv(0xa0, &der_tlv(0xa0, &uri))];
+    parts.extend(fields.iter().map(|f| f.to_vec()));
+    extension(&[2, 5, 29, 28], true, &der_sequence(&parts))
+}
+
+/// What [`crl_der`] writes: rcgen 0.13 cannot write delta CRLs, indirect ones, partitions by
+/// reason or by attribute certificates, or extensions of our choosing on a CRL or an entry.
+pub struct CrlShape {
+    pub this_update: i64,
+    pub next_update: i64,
+    /// Each revoked serial with its entry extensions (DER, from [`extension`]).
+    pub entries: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
+    /// CRL extensions besides the cRLNumber every CRL gets.
+    pub extensions: Vec<Vec<u8>>,
+}
+
+impl CrlShape {
+    /// A complete CRL revoking `serials`.
+    pub fn revoking(serials: &[Vec<u8>], this_update: i64, next_update: i64) -> CrlShape {
+        CrlShape {
+            this_update,
+            next_update,
+            entries: serials.iter().map(|s| (s.clone(), Vec::new())).collect(),
+            extensions: Vec::new(),
+        }
+    }
+}
+
+/// A CRL of `shape`, issued and signed by `issuer` (an ECDSA P-256 CA: the TBS is built here
+/// and signed with rustls's ring signer, the way rcgen would).
+pub fn crl_der(issuer: &Ca, shape: &CrlShape) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let (_, ca) = x509_parser::certificate::X509Certificate::from_der(issuer.cert.der()).unwrap();
+    // ecdsa-with-SHA256, no parameters.
+    let alg = der_sequence(&[der_oid(&[1, 2, 840, 10045, 4, 3, 2])]);
+    let mut tbs = vec![
+        vec![0x02, 0x01, 0x01],
+        alg.clone(),
+        ca.subject().as_raw().to_vec(),
+        der_time(shape.this_update),
+        der_time(shape.next_update),
+    ];
+    if !shape.entries.is_empty() {
+        let entries: Vec<Vec<u8>> = shape
+            .entries
+            .iter()
+            .map(|(serial, exts)| {
+                let mut parts = vec![der_tlv(0x02, serial), der_time(shape.this_update)];
+                if !exts.is_empty() {
+                    parts.push(der_sequence(exts));
+                }
+                der_sequence(&parts)
+            })
+            .collect();
+        tbs.push(der_sequence(&entries));
+    }
+    let mut extensions = vec![extension(&[2, 5, 29, 20], false, &der_integer(&[1]))];
+    extensions.extend(shape.extensions.iter().cloned());
+    tbs.push(der_tlv(0xa0, &der_sequence(&extensions)));
+    let tbs = der_sequence(&tbs);
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(issuer.key.serialize_der().into());
+    let signer = rustls::crypto::ring::sign::any_ecdsa_type(&key)
+        .unwrap()
+        .choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256])
+        .unwrap();
+    let signature = signer.sign(&tbs).unwrap();
+    let mut bits = vec![0u8];
+    bits.extend(signature);
+    der_sequence(&[tbs, alg, der_tlv(0x03, &bits)])
+}
+
+/// A complete CRL of `issuer` (no entries) of exactly `size` bytes of DER, padded with a
+/// non-critical extension of an unregistered OID.
+pub fn crl_of_size(issuer: &Ca, this_update: i64, next_update: i64, size: usize) -> Vec<u8> {
+    let mut padding = size.saturating_sub(400);
+    // The signature's length varies by a byte or two with each signing: aim again until hit.
+    for _ in 0..64 {
+        let shape = CrlShape {
+            extensions: vec![extension(
+                &[1, 3, 6, 1, 4, 1, 55555, 1],
+                false,
+                &vec![0x5a; padding],
+            )],
+            ..CrlShape::revoking(&[], this_update, next_update)
+        };
+        let der = crl_der(issuer, &shape);
+        if der.len() == size {
+            return der;
+        }
+        padding = (padding + size).checked_sub(der.len()).unwrap();
+    }
+    panic!("no CRL of {size} bytes");
+}

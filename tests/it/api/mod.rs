@@ -6,6 +6,7 @@ mod auth;
 mod bounds;
 mod certificates;
 mod console;
+mod crls;
 mod default_project;
 mod filters;
 mod hostile;

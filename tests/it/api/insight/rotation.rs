@@ -309,7 +309,10 @@ async fn concurrent_rotations_never_leave_a_scope_without_either(app: TestApp) {
             let mut seen = 0u32;
             loop {
                 let done = stop.load(std::sync::atomic::Ordering::SeqCst);
-                let snap = store.trust_snapshot().await.expect("snapshot");
+                let snap = store
+                    .trust_snapshot(&std::collections::HashSet::new())
+                    .await
+                    .expect("snapshot");
                 let ours = |id: &str| snap.anchors.iter().find(|x| x.certificate_id == id);
                 let covers = |id: &str, p: Option<&str>| {
                     ours(id).is_some_and(|x| match p {
