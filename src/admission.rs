@@ -1,7 +1,7 @@
 //! The expensive part of a trust decision, run off the async worker threads: the chain checks
 //! a decision still needs and the tenants' client filters they lead to, on a bounded pool.
 //! The gateway (for every request) and the check endpoint (for `POST …/certificates/check`)
-//! both call [`ChainPool::prepare`] before [`trust::decide`], so they decide alike; neither
+//! both call [`ChainPool::prepare`] before [`trust::decide()`], so they decide alike; neither
 //! knows the other, and this module knows neither (it imports only `trust`).
 //!
 //! Bounds (decisions.md D27, D34): at most one job per core at once (the rest wait their turn
@@ -102,7 +102,7 @@ impl ChainPool {
         result.ok()
     }
 
-    /// Everything [`trust::decide`] needs that `checks` lacks, computed off the async workers:
+    /// Everything [`trust::decide()`] needs that `checks` lacks, computed off the async workers:
     /// the chain checks not made yet, then the client filters they lead to. The gateway and
     /// the check endpoint both call this before deciding, so they decide alike.
     pub async fn prepare(&self, work: Prepare<'_>, checks: &mut ChainChecks) {

@@ -1,7 +1,7 @@
 //! Certificate revocation lists: parsing an uploaded CRL, refusing the kinds certgate does not
-//! store ([`kinds`]: only complete, direct CRLs dated by a sane clock), checking it was issued
+//! store (`kinds`: only complete, direct CRLs dated by a sane clock), checking it was issued
 //! (and signed) by a given CA, and the set of serials it revokes. Pure: no I/O, no panic on any
-//! input. The DER is walked in place ([`frame`]), entry by entry, so the memory a CRL costs is
+//! input. The DER is walked in place (`frame`), entry by entry, so the memory a CRL costs is
 //! its own bytes and, on gateways, its [`SerialSet`]; x509-parser reads the names and the
 //! issuing distribution point, and the signature is checked with webpki's algorithms
 //! ([`crate::x509::verify_signed`]), the same the gateway verifies chains with.

@@ -1,6 +1,6 @@
 //! `POST /organization/certificates/check` and `POST /organization/certificates/rotate`
 //! (spec §12.4). The check runs the gateway's own decision ([`trust::precheck`],
-//! [`ChainPool::prepare`], [`trust::decide`]) on the committed state; the CLI's `cert check`
+//! [`ChainPool::prepare`], [`trust::decide()`]) on the committed state; the CLI's `cert check`
 //! and `cert rotate` call the same functions as these handlers.
 
 use std::sync::{Arc, Mutex, PoisonError};

@@ -76,8 +76,8 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// From SQLite's writer thread ([`super::sqlite_writer`]), classified as sqlx's SQLite errors
-/// are ([`sqlite_class`]).
+/// From SQLite's writer thread (`sqlite_writer`), classified as sqlx's SQLite errors
+/// are (`sqlite_class`).
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         let class = match &e {

@@ -3,7 +3,7 @@
 //!
 //! Every rule that guards a write (the 50 limit, the delete guard, all-or-nothing toggles) runs
 //! inside the writing transaction, after the transaction has locked the organization's row
-//! ([`tx::lock_organization`]). On PostgreSQL that row lock serialises the organization's
+//! (`tx::lock_organization`). On PostgreSQL that row lock serialises the organization's
 //! writers; on SQLite the same first write takes the database write lock (with a busy
 //! timeout). Transactions take the organization row first and the global `trust_state` row
 //! last, so they cannot deadlock; transient conflicts are still retried, a bounded number of

@@ -3,7 +3,7 @@
 //!
 //! A filter is bounded work everywhere. [`ClientFilter::compile`] parses it and checks it
 //! without running it: the names it uses, its nesting, and a static estimate of its cost (see
-//! [`cost`]), which must stay within [`MAX_COST`] steps. A written filter is also tried once on
+//! `cost`), which must stay within [`MAX_COST`] steps. A written filter is also tried once on
 //! a sample certificate ([`ClientFilter::check_written`]), only to refuse a non-boolean result:
 //! an evaluation error there is no reason to refuse (`cert.san_dns[5] == "x"` is valid for a
 //! client with six DNS names). At run time a filter sees a leaf only if it is within the bounds

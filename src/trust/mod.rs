@@ -3,18 +3,24 @@
 //! and by `POST /v1/organization/certificates/check`: one implementation, so the two can never
 //! disagree.
 //!
-//! - [`snapshot`]: what the store reads (active anchors, organizations, projects) for one trust
-//!   generation;
+//! - [`snapshot`]: what the store reads (active anchors, organizations, projects, the deny-list,
+//!   the CRLs of active CAs) for one trust generation;
 //! - [`index`]: [`TrustIndex`], the anchors indexed by subject and Subject Key Identifier (as
 //!   recorded at upload), each PEM decoded once and reused across rebuilds;
 //! - [`chain`]: the client's chain, its candidate anchors (found through the issuer names and
 //!   Authority Key Identifiers it carries, so the cost does not grow with the number of active
 //!   anchors), and the bounded, expensive part: webpki's path building against one anchor
 //!   group, remembered per connection in [`ChainChecks`];
-//! - [`decide`]: the cheap part: scope, the anchors' own validity windows (webpki does not look
-//!   at an anchor's), activations, and the refusal codes.
+//! - [`filter`]: tenants' CEL client filters: checked without running when written (syntax,
+//!   unknown names, non-boolean results, nesting, a static cost estimate), compiled on first
+//!   use, evaluated only on leaves within the bounds the estimate assumes;
+//! - [`algorithms`]: the one list of signature algorithms (handshake, chain checks, CRLs);
+//! - [`mod@decide`]: the cheap part: scope, the anchors' own validity windows (webpki does not
+//!   look at an anchor's), activations, revocation, filter verdicts already made, and the
+//!   refusal codes.
 //!
-//! This module knows no HTTP, SQL or sockets.
+//! This module knows no HTTP, SQL, sockets or threads: the expensive work a decision needs
+//! runs in [`crate::admission`].
 
 pub mod algorithms;
 pub mod chain;
