@@ -27,21 +27,17 @@
     clippy::cast_possible_wrap
 )]
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod,
     KeyPair, KeyUsagePurpose,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{json, Value};
+
+mod crls;
+mod measure;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -57,15 +53,15 @@ async fn main() -> Result<(), BoxError> {
         ["setup", base, key_l, key_h, dir, n] => {
             setup(base, key_l, key_h, Path::new(dir), n.parse()?).await
         }
-        ["crls", dir, entries] => crls(Path::new(dir), entries.parse()?),
-        ["parse", dir] => parse(Path::new(dir)),
+        ["crls", dir, entries] => crls::crls(Path::new(dir), entries.parse()?),
+        ["parse", dir] => crls::parse(Path::new(dir)),
         ["store", base, key_h, dir] => store(base, key_h, Path::new(dir)).await,
         ["activate", base, key_h, dir] => activate(base, key_h, Path::new(dir)).await,
         ["churn", base, key_h, dir, secs] => {
             churn(base, key_h, Path::new(dir), secs.parse()?).await
         }
         ["measure", addr, base, key_l, dir, secs, rounds] => {
-            measure(
+            measure::measure(
                 addr.parse()?,
                 base,
                 key_l,
@@ -267,155 +263,13 @@ async fn setup(base: &str, key_l: &str, key_h: &str, dir: &Path, n: usize) -> Re
     Ok(())
 }
 
-// ------------------------------------------------------------------ CRLs, written by hand
-
-fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = contents.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(contents);
-    out
-}
-
-fn utc_time(unix: i64) -> Result<Vec<u8>, BoxError> {
-    let t = at(unix)?;
-    let text = format!(
-        "{:02}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year() % 100,
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    Ok(tlv(0x17, text.as_bytes()))
-}
-
-/// A complete CRL of the CA in `DIR/hostile/ca-I.*`, revoking `entries` serials, signed with
-/// the CA's key (ECDSA P-256 through rustls's ring signer), with cRLNumber `number`. Both
-/// versions of a CA share `this_update`, so either may replace the other.
-fn hostile_crl(
-    dir: &Path,
-    i: usize,
-    entries: usize,
-    number: u8,
-    this_update: i64,
-) -> Result<Vec<u8>, BoxError> {
-    use x509_parser::prelude::FromDer;
-    let hdir = dir.join("hostile");
-    let ca_der = std::fs::read(hdir.join(format!("ca-{i}.der")))?;
-    let (_, ca) = x509_parser::certificate::X509Certificate::from_der(&ca_der)?;
-    let alg = tlv(
-        0x30,
-        &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]),
-    );
-    let revoked_at = utc_time(this_update - 3600)?;
-    let mut list = Vec::with_capacity(entries * 28);
-    for n in 0..entries as u64 {
-        // Positive 8-byte serials no real client has (rcgen gives leaves 20 random bytes).
-        let mut serial = vec![0x02, 0x08];
-        serial.extend((n | (0x42 << 56)).to_be_bytes());
-        let mut entry = serial;
-        entry.extend_from_slice(&revoked_at);
-        list.extend(tlv(0x30, &entry));
-    }
-    // cRLNumber (2.5.29.20).
-    let crl_number = tlv(
-        0x30,
-        &[
-            tlv(0x06, &[0x55, 0x1d, 0x14]),
-            tlv(0x04, &[0x02, 0x01, number]),
-        ]
-        .concat(),
-    );
-    let tbs = tlv(
-        0x30,
-        &[
-            vec![0x02, 0x01, 0x01],
-            alg.clone(),
-            ca.subject().as_raw().to_vec(),
-            utc_time(this_update)?,
-            utc_time(this_update + 7 * 86_400)?,
-            tlv(0x30, &list),
-            tlv(0xa0, &tlv(0x30, &crl_number)),
-        ]
-        .concat(),
-    );
-    let key = PrivateKeyDer::Pkcs8(std::fs::read(hdir.join(format!("ca-{i}.key")))?.into());
-    let signer = rustls::crypto::ring::sign::any_ecdsa_type(&key)?
-        .choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256])
-        .ok_or("no signer")?;
-    let mut bits = vec![0u8];
-    bits.extend(signer.sign(&tbs)?);
-    Ok(tlv(0x30, &[tbs, alg, tlv(0x03, &bits)].concat()))
-}
-
-fn crl_path(dir: &Path, i: usize, version: u8) -> std::path::PathBuf {
-    dir.join("crls").join(format!("ca-{i}-v{version}.der"))
-}
-
-fn crls(dir: &Path, entries: usize) -> Result<(), BoxError> {
-    let n = hostile_ids(&read_setup(dir)?).len();
-    std::fs::create_dir_all(dir.join("crls"))?;
-    let started = Instant::now();
-    let this_update = now() - 3600;
-    let (mut made, mut bytes) = (0, 0);
-    for i in 0..n {
-        for version in 0..if i < CHURNED { 2 } else { 1 } {
-            let path = crl_path(dir, i, version);
-            if !path.exists() {
-                let der = hostile_crl(dir, i, entries, version + 1, this_update)?;
-                bytes += der.len();
-                std::fs::write(path, der)?;
-                made += 1;
-            }
-        }
-    }
-    println!(
-        "{}",
-        json!({"crls_made": made, "bytes": bytes, "seconds": started.elapsed().as_secs_f64()})
-    );
-    Ok(())
-}
-
-fn parse(dir: &Path) -> Result<(), BoxError> {
-    use base64::Engine as _;
-    let der = std::fs::read(crl_path(dir, 0, 0))?;
-    let text = base64::engine::general_purpose::STANDARD.encode(&der);
-    let mb = der.len() as f64 / 1e6;
-    let t = Instant::now();
-    let parsed = certgate::crl::parse_crl(&text, now())?;
-    let upload_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let serials = certgate::crl::revoked_serials(&der)?;
-    let gateway_s = t.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        json!({"crl_bytes": der.len(), "entries": parsed.revoked_count,
-               "upload_check_ms": upload_s * 1000.0, "upload_check_mb_per_s": mb / upload_s,
-               "gateway_parse_ms": gateway_s * 1000.0, "gateway_parse_mb_per_s": mb / gateway_s,
-               "serial_set_bytes_per_entry": serials.heap_bytes() as f64 / serials.len() as f64})
-    );
-    Ok(())
-}
-
 async fn store(base: &str, key_h: &str, dir: &Path) -> Result<(), BoxError> {
     let api = Api::new(base, key_h);
     let ids = hostile_ids(&read_setup(dir)?);
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     let (mut stored_bytes, started) = (0, Instant::now());
     for (i, id) in ids.iter().enumerate() {
-        let der = std::fs::read(crl_path(dir, i, 0))?;
+        let der = std::fs::read(crls::crl_path(dir, i, 0))?;
         let (status, body) = api.put_crl(id, &der).await?;
         let outcome = if status == 200 {
             stored_bytes += der.len();
@@ -446,8 +300,8 @@ async fn churn(base: &str, key_h: &str, dir: &Path, secs: f64) -> Result<(), Box
     let mut versions = Vec::new();
     for i in 0..CHURNED.min(ids.len()) {
         versions.push([
-            std::fs::read(crl_path(dir, i, 0))?,
-            std::fs::read(crl_path(dir, i, 1))?,
+            std::fs::read(crls::crl_path(dir, i, 0))?,
+            std::fs::read(crls::crl_path(dir, i, 1))?,
         ]);
     }
     let until = Instant::now() + Duration::from_secs_f64(secs);
@@ -470,155 +324,6 @@ async fn churn(base: &str, key_h: &str, dir: &Path, secs: f64) -> Result<(), Box
     println!(
         "{}",
         json!({"churn_outcomes": outcomes, "new_versions_bytes": stored_bytes})
-    );
-    Ok(())
-}
-
-// ---------------------------------------------------------------- the other tenant's view
-
-fn client_config(dir: &Path, who: &str) -> Result<Arc<rustls::ClientConfig>, BoxError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(dir.join("server-ca.pem"))? {
-        roots.add(c?)?;
-    }
-    let chain = CertificateDer::pem_file_iter(dir.join(format!("{who}.pem")))?
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(dir.join(format!("{who}.key")))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)?;
-    config.resumption = rustls::client::Resumption::disabled();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-async fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<Sender, BoxError> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?;
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(conn);
-    Ok(send)
-}
-
-async fn request(send: &mut Sender) -> Result<u16, BoxError> {
-    send.ready().await?;
-    let req = hyper::Request::builder()
-        .uri("/v1/models")
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())?;
-    let res = send.send_request(req).await?;
-    let status = res.status().as_u16();
-    res.into_body().collect().await?;
-    Ok(status)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[(((sorted.len() as f64 - 1.0) * p).round() as usize).min(sorted.len() - 1)]
-}
-
-/// Deactivates and activates `toggled` `rounds` times; each change is timed from the API's
-/// answer to the first request (on an open connection when the upstream keeps it, polled
-/// every 2 ms) that sees it.
-async fn propagation(
-    addr: SocketAddr,
-    api: &Api,
-    toggled: &str,
-    dir: &Path,
-    rounds: usize,
-) -> Result<Vec<f64>, BoxError> {
-    let config = client_config(dir, "toggled")?;
-    let mut send = connect(addr, config.clone()).await?;
-    let mut times = Vec::new();
-    for _ in 0..rounds {
-        for (verb, want) in [("deactivate", 403u16), ("activate", 200u16)] {
-            // A random pause, so the writes do not fall into step with the gateway's poll.
-            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 250)).await;
-            api.toggle(verb, &[toggled.to_owned()]).await?;
-            let acked = Instant::now();
-            loop {
-                // An upstream that closes after each answer (HTTP/1.0) closes this too.
-                let status = if let Ok(status) = request(&mut send).await {
-                    status
-                } else {
-                    send = connect(addr, config.clone()).await?;
-                    request(&mut send).await?
-                };
-                if status == want {
-                    times.push(acked.elapsed().as_secs_f64() * 1000.0);
-                    break;
-                }
-                if acked.elapsed() > Duration::from_secs(30) {
-                    return Err(format!("{verb} not seen within 30 s").into());
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times)
-}
-
-async fn measure(
-    addr: SocketAddr,
-    base: &str,
-    key_l: &str,
-    dir: &Path,
-    secs: f64,
-    rounds: usize,
-) -> Result<(), BoxError> {
-    let setup = read_setup(dir)?;
-    let api = Api::new(base, key_l);
-    let started = Instant::now();
-    let pem = std::fs::read_to_string(dir.join("legit.pem"))?;
-    let checked = api
-        .post(
-            "/organization/certificates/check",
-            &json!({"certificate": pem}),
-        )
-        .await?;
-    if checked["admitted"] != true {
-        return Err(format!("check: {checked}").into());
-    }
-    let check_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let toggled = setup["toggled"].as_str().ok_or("no toggled id")?.to_owned();
-    let prop = propagation(addr, &api, &toggled, dir, rounds);
-    let legit = async {
-        let config = client_config(dir, "legit")?;
-        let until = Instant::now() + Duration::from_secs_f64(secs);
-        let mut latencies = Vec::new();
-        while Instant::now() < until {
-            let t = Instant::now();
-            let mut send = connect(addr, config.clone()).await?;
-            let status = request(&mut send).await?;
-            if status != 200 {
-                return Err::<Vec<f64>, BoxError>(format!("legitimate client got {status}").into());
-            }
-            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        latencies.sort_by(f64::total_cmp);
-        Ok(latencies)
-    };
-    let (lat, prop) = tokio::join!(legit, prop);
-    let (lat, prop) = (lat?, prop?);
-    println!(
-        "{}",
-        json!({"check_ms": check_ms, "legit_requests": lat.len(),
-               "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99),
-               "max_ms": lat.last(), "propagation_changes": prop.len(),
-               "propagation_p50_ms": percentile(&prop, 0.5),
-               "propagation_p99_ms": percentile(&prop, 0.99),
-               "propagation_max_ms": prop.last()})
     );
     Ok(())
 }
