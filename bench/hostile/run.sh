@@ -4,11 +4,11 @@
 # (a leaf naming the active CAs' shared subject, and 4 intermediates with that subject signing one
 # another in a loop) as fast as they can. Goal: the legitimate client stays under 1 s.
 #
-# Environment: ROUNDS (default 3), SECONDS (per round, default 5).
+# Environment: ROUNDS (default 3), ROUND_SECONDS (per round, default 5; not SECONDS, which bash sets itself).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
-SECONDS_PER_ROUND=${SECONDS:-5}
+SECONDS_PER_ROUND=${ROUND_SECONDS:-5}
 
 cargo build --release --bin certgate --example hostile_bench
 BIN=$PWD/target/release/certgate
