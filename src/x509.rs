@@ -5,11 +5,13 @@
 //! `details` (what `include[]=details` shows, with `rfc4514` names), `client` (the chain
 //! submitted to the check endpoint) and `leaf` (what a client filter may ask of a leaf).
 
+mod algorithms;
 mod client;
 mod details;
 mod leaf;
 mod rfc4514;
 
+pub use algorithms::SIGNATURE_ALGORITHMS;
 pub use client::parse_client_chain;
 pub use details::{certificate_details, CertificateFacts};
 pub use leaf::LeafFacts;
@@ -272,9 +274,8 @@ fn ec_curve<'a>(
 
 /// Verifies a signed X.509 structure (a certificate or a CRL: `SEQUENCE { tbs, algorithm,
 /// signature }`) with the key `spki_der` (a whole `SubjectPublicKeyInfo`), using the algorithms
-/// the gateway itself verifies with (webpki's, on ring).
+/// the gateway itself verifies with ([`SIGNATURE_ALGORITHMS`]).
 pub fn verify_signed(signed_der: &[u8], spki_der: &[u8]) -> Result<(), String> {
-    use rustls_pki_types::SignatureVerificationAlgorithm;
     use x509_parser::der_parser::asn1_rs::{Any, FromDer as _};
 
     let (rest, outer) = Any::from_der(signed_der).map_err(|e| e.to_string())?;
@@ -296,8 +297,7 @@ pub fn verify_signed(signed_der: &[u8], spki_der: &[u8]) -> Result<(), String> {
     let (after_key_alg, key_alg) = Any::from_der(spki.data).map_err(|e| e.to_string())?;
     let (_, key) = Any::from_der(after_key_alg).map_err(|e| e.to_string())?;
     let key = key.data.split_first().ok_or("malformed public key")?.1;
-    let algs: &[&dyn SignatureVerificationAlgorithm] = webpki::ALL_VERIFICATION_ALGS;
-    let verifier = algs
+    let verifier = SIGNATURE_ALGORITHMS
         .iter()
         .find(|a| {
             a.signature_alg_id().as_ref() == alg.data

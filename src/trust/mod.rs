@@ -14,7 +14,8 @@
 //! - [`filter`]: tenants' CEL client filters: checked without running when written (syntax,
 //!   unknown names, non-boolean results, nesting, a static cost estimate), compiled on first
 //!   use, evaluated only on leaves within the bounds the estimate assumes;
-//! - [`algorithms`]: the one list of signature algorithms (handshake, chain checks, CRLs);
+//! - [`SIGNATURE_ALGORITHMS`]: the one list of signature algorithms (handshake, chain checks,
+//!   CRLs, uploads), re-exported from `x509`;
 //! - [`mod@decide`]: the cheap part: scope, the anchors' own validity windows (webpki does not
 //!   look at an anchor's), activations, revocation, filter verdicts already made, and the
 //!   refusal codes.
@@ -22,14 +23,14 @@
 //! This module knows no HTTP, SQL, sockets or threads: the expensive work a decision needs
 //! runs in [`crate::admission`].
 
-pub mod algorithms;
 pub mod chain;
 pub mod decide;
 pub mod filter;
 pub mod index;
 pub mod snapshot;
 
-pub use algorithms::SIGNATURE_ALGORITHMS;
+/// The one list of signature algorithms (kept in `x509`, the lowest module that verifies).
+pub use crate::x509::SIGNATURE_ALGORITHMS;
 pub use chain::{AnchorCheck, ChainChecks, ChainProblem, CheckCache, PeerChain, MAX_INTERMEDIATES};
 pub use decide::{decide, precheck, Admission, Rejection, RejectionKind, Scope, Untrusted};
 pub use filter::ClientFilter;

@@ -1,8 +1,9 @@
 //! The signature algorithms certgate verifies with: one list, used by the gateway's handshake
-//! (proof of the client's key), by every chain check (the gateway's and the check endpoint's)
-//! and by CRL verification, so no path accepts a signature another refuses. It is rustls'
-//! *ring* provider's list (a test in `gateway::tls` holds the two equal), spelled out here so
-//! that this pure module needs no TLS stack.
+//! (proof of the client's key), by every chain check (the gateway's and the check endpoint's,
+//! through `trust`, which re-exports it), by CRL verification and by the self-signature check
+//! of an upload, so no path accepts a signature another refuses. It is rustls' *ring*
+//! provider's list (a test in `gateway::tls` holds the two equal), spelled out here, in the
+//! lowest module that verifies signatures, so that no pure module needs a TLS stack.
 
 use rustls_pki_types::SignatureVerificationAlgorithm;
 use webpki::ring as algs;
