@@ -39,6 +39,11 @@ pub async fn handle(
     if let Err(why) = proxy::check_path(req.uri().path()) {
         return bad_request(why);
     }
+    if upgrade::is_websocket_upgrade(&req) {
+        if let Some(refused) = upgrade::refuse_body(&req) {
+            return refused;
+        }
+    }
     let organization = match single_header(req.headers(), ORGANIZATION_HEADER) {
         Ok(Some(org)) => org,
         Ok(None) => match &shared.default_organization {

@@ -144,25 +144,30 @@ fn announces_body(headers: &HeaderMap) -> bool {
             .any(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) != Some(0))
 }
 
-/// Forwards an admitted upgrade request; on the upstream's 101, answers 101 and starts the
-/// relay. Any other answer of the upstream is passed back as it is. An upgrade that announces
-/// a body is refused 400 (decisions.md D39) and the upstream never sees it; the others are sent
-/// without framing headers, each on a connection of its own (see [`proxy::upstream_client`]).
+/// The refusal of an upgrade request that announces a body (decisions.md D39): 400, before
+/// any trust work, so it is never counted as admitted and the upstream never sees it.
+pub fn refuse_body(req: &Request) -> Option<Response> {
+    announces_body(req.headers()).then(|| {
+        proxy::refusal(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "A WebSocket upgrade request cannot have a body (a Content-Length other than 0, \
+             or a Transfer-Encoding); send the upgrade without one.",
+            None,
+        )
+    })
+}
+
+/// Forwards an admitted upgrade request (the handler has refused one announcing a body, see
+/// [`refuse_body`]); on the upstream's 101, answers 101 and starts the relay. Any other answer
+/// of the upstream is passed back as it is. The request is sent without framing headers, on a
+/// connection of its own (see [`proxy::upstream_client`]).
 pub async fn forward(
     shared: &Arc<Shared>,
     peer: &PeerIdentity,
     admission: Admission,
     mut req: Request,
 ) -> Response {
-    if announces_body(req.headers()) {
-        return proxy::refusal(
-            StatusCode::BAD_REQUEST,
-            INVALID_REQUEST,
-            "A WebSocket upgrade request cannot have a body (a Content-Length other than 0, \
-             or a Transfer-Encoding); send the upgrade without one.",
-            None,
-        );
-    }
     let client_upgrade = hyper::upgrade::on(&mut req);
     let slot = req.extensions().get::<ConnectionSlot>().cloned();
     let (parts, _) = req.into_parts();
