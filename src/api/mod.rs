@@ -31,11 +31,11 @@ use crate::store::Store;
 use error::ApiError;
 
 /// What every handler shares. Extractors clone it once or twice per request, so it is one
-/// reference count: [`Shared`] behind an `Arc`.
+/// reference count: [`AppShared`] behind an `Arc`.
 #[derive(Clone)]
-pub struct AppState(std::sync::Arc<Shared>);
+pub struct AppState(std::sync::Arc<AppShared>);
 
-pub struct Shared {
+pub struct AppShared {
     pub store: Store,
     pub pages: cache::PageCache,
     /// The check endpoint's trust index, kept while the trust generation is unchanged.
@@ -43,16 +43,16 @@ pub struct Shared {
 }
 
 impl std::ops::Deref for AppState {
-    type Target = Shared;
+    type Target = AppShared;
 
-    fn deref(&self) -> &Shared {
+    fn deref(&self) -> &AppShared {
         &self.0
     }
 }
 
 impl AppState {
     pub fn new(store: Store) -> Self {
-        AppState(std::sync::Arc::new(Shared {
+        AppState(std::sync::Arc::new(AppShared {
             store,
             pages: cache::PageCache::default(),
             trust: insight::TrustCache::default(),

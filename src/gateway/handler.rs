@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::listener::PeerIdentity;
-use super::proxy::{self, Shared};
+use super::proxy::{self, GatewayState};
 use super::upgrade;
 use crate::admission::Prepare;
 use crate::openai_error::{OpenAiError, INVALID_REQUEST, PERMISSION, SERVER};
@@ -32,7 +32,7 @@ pub const PROJECT_HEADER: &str = "openai-project";
 
 /// The gateway's only handler: every method and path.
 pub async fn handle(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<GatewayState>>,
     ConnectInfo(peer): ConnectInfo<PeerIdentity>,
     req: Request,
 ) -> Response {
@@ -77,7 +77,7 @@ pub async fn handle(
 /// need no chain work first, then the chain checks and client filters this connection has not
 /// run yet (on the pool), then the decision, which only reads what they found.
 pub(super) async fn admit(
-    shared: &Shared,
+    shared: &GatewayState,
     peer: &PeerIdentity,
     scope: Scope<'_>,
 ) -> Result<Admission, Rejection> {
@@ -133,7 +133,7 @@ fn bad_request(message: String) -> Response {
 
 /// The answer to a refusal, with OpenAI's four-key error body; logged as the gateway's
 /// refusal policy says (see [`RefusalLog`]).
-fn refuse(shared: &Shared, peer: &PeerIdentity, rejection: Rejection) -> Response {
+fn refuse(shared: &GatewayState, peer: &PeerIdentity, rejection: Rejection) -> Response {
     shared.refusals.record(peer, rejection);
     shared.metrics.decided(rejection.code());
     let (status, kind) = match rejection.kind() {

@@ -46,7 +46,7 @@ use crate::runtime::{ConnectionLimits, ConnectionSlots, Shutdown};
 use crate::store::{Backend, Store, StoreOptions};
 pub use listener::HandshakeLimits;
 use listener::{PeerIdentity, TlsListener};
-use proxy::{Shared, Upstream};
+use proxy::{GatewayState, Upstream};
 use reload::{TrustState, WatchIntervals};
 
 /// Settings of `certgate gateway` (the command line fills them; see `cli::args`).
@@ -108,7 +108,7 @@ impl GatewayOptions {
 /// A running trust watcher plus everything the request path needs. Dropping it stops the
 /// watcher (the last loaded state stays in force for routers still serving).
 pub struct Gateway {
-    shared: Arc<Shared>,
+    shared: Arc<GatewayState>,
     metrics: Arc<Metrics>,
     watcher: tokio::task::JoinHandle<()>,
 }
@@ -134,7 +134,7 @@ impl Gateway {
         )
         .await;
         Ok(Gateway {
-            shared: Arc::new(Shared {
+            shared: Arc::new(GatewayState {
                 store,
                 trust,
                 client,

@@ -102,7 +102,7 @@ impl Upstream {
 }
 
 /// Everything a request needs, shared by all connections.
-pub struct Shared {
+pub struct GatewayState {
     pub store: Store,
     pub trust: Arc<TrustState>,
     pub client: HttpsClient,
@@ -172,7 +172,7 @@ pub fn upstream_client(
 
 /// Forwards an admitted request and streams the answer back.
 pub async fn forward(
-    shared: &Shared,
+    shared: &GatewayState,
     peer: &PeerIdentity,
     admission: Admission,
     req: Request,
@@ -212,7 +212,7 @@ pub fn bad_path() -> Response {
 /// sent without a body), scope headers only when forwarded, `Host` the upstream's, and the
 /// gateway's identity headers added.
 pub fn outgoing_headers(
-    shared: &Shared,
+    shared: &GatewayState,
     peer: &PeerIdentity,
     admission: &Admission,
     mut headers: HeaderMap,
@@ -261,7 +261,7 @@ pub fn outgoing_headers(
 /// Sends `req` with `client`, waiting at most the upstream timeout for the response headers;
 /// failures become the gateway's 502/504 answers.
 pub async fn send_upstream(
-    shared: &Shared,
+    shared: &GatewayState,
     client: &HttpsClient,
     req: axum::http::Request<Body>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, Response> {

@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::handler::admit;
 use super::listener::PeerIdentity;
-use super::proxy::{self, Shared};
+use super::proxy::{self, GatewayState};
 use super::wsframe::{close_frame, FrameTracker};
 use crate::openai_error::INVALID_REQUEST;
 use crate::runtime::ConnectionSlot;
@@ -163,7 +163,7 @@ pub fn refuse_body(req: &Request) -> Option<Response> {
 /// of the upstream is passed back as it is. The request is sent without framing headers, on a
 /// connection of its own (see [`proxy::upstream_client`]).
 pub async fn forward(
-    shared: &Arc<Shared>,
+    shared: &Arc<GatewayState>,
     peer: &PeerIdentity,
     admission: Admission,
     mut req: Request,
@@ -229,7 +229,7 @@ fn keep_only_upgrade_headers(headers: &mut HeaderMap) {
 
 /// One upgraded connection: what admitted it, to ask again.
 struct Relay {
-    shared: Arc<Shared>,
+    shared: Arc<GatewayState>,
     peer: PeerIdentity,
     organization: String,
     project: Option<String>,

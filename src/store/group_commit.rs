@@ -259,11 +259,20 @@ async fn undo_member(tx: &mut Transaction<'static, Any>) -> sqlx::Result<()> {
 }
 
 /// Rolls the whole batch back and tells its members (they run their transactions again).
+/// For them the failure is retryable whatever `why` was: their own writes were sound, and the
+/// batch was undone because of another writer (whose own call answers `why` as classified).
+/// The message keeps `why`'s whole cause chain.
 async fn fail_batch(batch: &mut Batch, why: &StoreError) {
     if let Some(tx) = batch.tx.take() {
         let _ = tx.rollback().await;
     }
-    let outcome = Outcome::of(&Err(StoreError::Retryable(why.to_string().into())));
+    let outcome = Outcome::Failed {
+        retryable: true,
+        why: format!(
+            "the batch was rolled back: {}",
+            crate::telemetry::ErrorChain(why)
+        ),
+    };
     for member in batch.members.drain(..) {
         let _ = member.send(outcome.clone());
     }

@@ -76,12 +76,32 @@ pub(super) struct ChangeDetector {
     shm: Option<std::fs::File>,
 }
 
-/// (source, value): equal markers mean nothing was committed between. The source is a
-/// detector connection's index, or [`WAL_INDEX`] for the WAL-index header.
-pub(super) type Marker = (usize, i64);
+/// Where the database stood when read: equal markers mean nothing was committed between.
+/// Markers compare only with markers of the same source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Marker {
+    /// The WAL-index header's change counter: the same for every reader of the file.
+    WalIndex(i64),
+    /// `PRAGMA data_version` of one detector connection (its index): values are per
+    /// connection.
+    DataVersion { connection: usize, version: i64 },
+}
 
-/// The source of markers read from the WAL-index header.
-const WAL_INDEX: usize = usize::MAX;
+impl Marker {
+    /// What a marker compares with: `None` for the WAL-index header, else the connection.
+    fn source(self) -> Option<usize> {
+        match self {
+            Marker::WalIndex(_) => None,
+            Marker::DataVersion { connection, .. } => Some(connection),
+        }
+    }
+
+    fn value(self) -> i64 {
+        match self {
+            Marker::WalIndex(value) | Marker::DataVersion { version: value, .. } => value,
+        }
+    }
+}
 
 /// The WAL-index format the header parser knows (`iVersion`, `WALINDEX_MAX_VERSION` in
 /// SQLite's `wal.c`): a header of another version falls back to `data_version`.
@@ -130,7 +150,7 @@ impl ChangeDetector {
         if shm.metadata().ok()?.nlink() == 0 {
             return None;
         }
-        Some((WAL_INDEX, value))
+        Some(Marker::WalIndex(value))
     }
 
     /// The marker from `PRAGMA data_version`. Blocking: run it on the blocking pool.
@@ -155,16 +175,18 @@ impl ChangeDetector {
             });
         let mut stmt = conn.prepare_cached("PRAGMA data_version").ok()?;
         let version = stmt.query_row([], |row| row.get(0)).ok()?;
-        Some((i, version))
+        Some(Marker::DataVersion {
+            connection: i,
+            version,
+        })
     }
 }
 
 /// Admin keys verified while the database stood at a given change marker. An entry is used
 /// only while the marker is unchanged, i.e. while nothing at all was committed since the key
-/// (and its organization's write sequence) was read. Entries are per (key, detector
-/// connection), since markers of different connections are not comparable. Bounded, with
-/// eviction.
-pub(super) struct KeyCache(quick_cache::sync::Cache<(String, usize), (i64, Authenticated)>);
+/// (and its organization's write sequence) was read. Entries are per (key, marker source),
+/// since markers of different sources are not comparable. Bounded, with eviction.
+pub(super) struct KeyCache(quick_cache::sync::Cache<(String, Option<usize>), (i64, Authenticated)>);
 
 impl KeyCache {
     const CAPACITY: usize = 4096;
@@ -173,15 +195,16 @@ impl KeyCache {
         KeyCache(quick_cache::sync::Cache::new(Self::CAPACITY))
     }
 
-    pub(super) fn get(&self, digest: &str, (conn, version): Marker) -> Option<Authenticated> {
-        match self.0.get(&(digest.to_owned(), conn)) {
-            Some((v, who)) if v == version => Some(who),
+    pub(super) fn get(&self, digest: &str, marker: Marker) -> Option<Authenticated> {
+        match self.0.get(&(digest.to_owned(), marker.source())) {
+            Some((v, who)) if v == marker.value() => Some(who),
             _ => None,
         }
     }
 
-    pub(super) fn put(&self, digest: String, (conn, version): Marker, who: Authenticated) {
-        self.0.insert((digest, conn), (version, who));
+    pub(super) fn put(&self, digest: String, marker: Marker, who: Authenticated) {
+        self.0
+            .insert((digest, marker.source()), (marker.value(), who));
     }
 }
 
@@ -201,7 +224,7 @@ fn header_marker(both: &[u8; 96]) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{header_marker, ChangeDetector, WAL_INDEX};
+    use super::{header_marker, ChangeDetector, Marker};
 
     fn writer(path: &std::path::Path) -> rusqlite::Connection {
         let conn = rusqlite::Connection::open(path).unwrap();
@@ -219,7 +242,7 @@ mod tests {
         let first = detector
             .wal_index_marker()
             .expect("read from the -shm file");
-        assert_eq!(first.0, WAL_INDEX);
+        assert!(matches!(first, Marker::WalIndex(_)), "{first:?}");
         assert_eq!(
             detector.wal_index_marker(),
             Some(first),
