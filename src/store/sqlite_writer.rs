@@ -52,11 +52,11 @@ enum Step {
     /// The body failed and was answered: its savepoint is undone.
     Refused,
     /// The body's writes are in the batch; answer with the batch's outcome.
-    Wrote(Answer),
+    Wrote(Reply),
 }
 
 /// Answers a job whose writes are in the batch, with the batch's outcome.
-type Answer = Box<dyn FnOnce(&Outcome) + Send>;
+type Reply = Box<dyn FnOnce(&Outcome) + Send>;
 
 /// A caller's write: its body, and where its answer goes.
 struct Request<T, F> {
@@ -248,7 +248,7 @@ fn run(
 /// Runs `batch` in one transaction; returns its outcome and the answers of the jobs that wrote.
 /// A failure part-way (SQLite refusing `BEGIN`, a savepoint or the commit) undoes the whole
 /// batch: the jobs that wrote hear the outcome, those not reached are failed with it.
-fn run_batch(conn: &rusqlite::Connection, batch: Vec<Box<dyn Job>>) -> (Outcome, Vec<Answer>) {
+fn run_batch(conn: &rusqlite::Connection, batch: Vec<Box<dyn Job>>) -> (Outcome, Vec<Reply>) {
     let mut answers = Vec::with_capacity(batch.len());
     let mut jobs = batch.into_iter();
     let ran = (|| -> Result<()> {
