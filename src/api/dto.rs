@@ -50,7 +50,8 @@ pub struct Details {
     pub issuer: String,
     /// Lowercase hex.
     pub serial_number: String,
-    /// `rsa-2048`, `rsa-3072`, `rsa-4096`, `ecdsa-p256`, `ecdsa-p384` or `ed25519`.
+    /// `rsa-<modulus bits>` (`rsa-2048`, `rsa-3072`, `rsa-4096`, or the exact size of any
+    /// other accepted modulus, e.g. `rsa-8192`), `ecdsa-p256`, `ecdsa-p384` or `ed25519`.
     pub key_algorithm: String,
     /// `not_yet_valid`, `valid`, `expiring_soon` or `expired`, at request time.
     #[schema(schema_with = constant::certificate_status)]

@@ -334,7 +334,9 @@ impl Store {
         self.sqlite.as_ref()?.writer.get()
     }
 
-    /// SQLite: how many commits acknowledged how many writing transactions so far.
+    /// SQLite: how many commits this process made since the store opened (the group commit's
+    /// and the writer thread's), and how many writing transactions they acknowledged; waits
+    /// for the writer queue to read them. `None` on PostgreSQL.
     pub async fn group_commit_stats(&self) -> Option<GroupCommitStats> {
         match &self.sqlite {
             Some(local) => Some(group_commit::stats(&local.writes).await),
