@@ -250,3 +250,6 @@ enum Stage {
     Revoked,
     Filtered,
 }
+
+#[cfg(test)]
+mod tests;
