@@ -183,14 +183,7 @@ impl Store {
             "SELECT {KEY_COLUMNS} FROM admin_keys k JOIN organizations o ON o.id = k.org_id
              WHERE k.id = $1 AND k.org_id = $2 AND k.revoked_at IS NULL"
         );
-        let row = self
-            .read(|pool| {
-                sqlx::query(&sql)
-                    .bind(id.as_str())
-                    .bind(org.as_str())
-                    .fetch_optional(pool)
-            })
-            .await?;
+        let row = self.read_one_of_org(&sql, id.as_str(), org).await?;
         match row {
             Some(row) => Ok(key_from_row(&row)?),
             None => Err(id.not_found().into()),

@@ -368,6 +368,22 @@ impl Store {
         self.pool.within(&self.deadline(), read).await
     }
 
+    /// The one row `sql` selects by `$1` (an object's id) and `$2` (its organization), if any.
+    async fn read_one_of_org(
+        &self,
+        sql: &str,
+        id: &str,
+        org: &OrgId,
+    ) -> Result<Option<sqlx::any::AnyRow>> {
+        self.read(|pool| {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(org.as_str())
+                .fetch_optional(pool)
+        })
+        .await
+    }
+
     /// Opens a writing transaction before `deadline`: on SQLite, a turn in this process's
     /// writer queue and a place in its group commit. Runs `opening`, the statements the write
     /// starts with, in it and returns their rows: on SQLite they travel with the writer's

@@ -119,14 +119,7 @@ impl Store {
 
     pub async fn get_project(&self, org: &OrgId, id: &ProjectId) -> Result<Project> {
         let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1 AND org_id = $2");
-        let row = self
-            .read(|pool| {
-                sqlx::query(&sql)
-                    .bind(id.as_str())
-                    .bind(org.as_str())
-                    .fetch_optional(pool)
-            })
-            .await?;
+        let row = self.read_one_of_org(&sql, id.as_str(), org).await?;
         match row {
             Some(row) => Ok(project_from_row(&row)?),
             None => Err(id.not_found().into()),

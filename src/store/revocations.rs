@@ -108,14 +108,7 @@ impl Store {
         let sql = format!(
             "SELECT {REVOKED_COLUMNS} FROM revoked_certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL"
         );
-        let row = self
-            .read(|pool| {
-                sqlx::query(&sql)
-                    .bind(id.as_str())
-                    .bind(org.as_str())
-                    .fetch_optional(pool)
-            })
-            .await?;
+        let row = self.read_one_of_org(&sql, id.as_str(), org).await?;
         match row {
             Some(row) => Ok(revoked_from_row(&row)?),
             None => Err(id.not_found().into()),
