@@ -9,6 +9,7 @@
 //! - [`crl`]: pure CRL parsing and checks;
 //! - [`domain`]: rules, ids, limits, admin key values and the clock; no I/O;
 //! - [`gateway`]: the mTLS gateway (`certgate gateway`); the only module that imports rustls;
+//! - [`insight`]: the check and rotate use case, called by the API and the CLI alike;
 //! - [`key_output`]: where a new admin key's value goes: a new 0600 file, or stdout; never a log
 //!   line;
 //! - [`metrics`]: Prometheus metrics of `serve` and `gateway`, and their plain-HTTP listener;
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod crl;
 pub mod domain;
 pub mod gateway;
+pub mod insight;
 pub mod key_output;
 pub mod metrics;
 pub mod openai_error;

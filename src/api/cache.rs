@@ -1,8 +1,9 @@
 //! A per-replica cache of serialized certificate list pages.
 //!
 //! An entry is keyed by organization, scope and page parameters, and labelled with the
-//! organization's write sequence read when it was built. Every request reads the current
-//! sequence in the same statement that checks its admin key, and an entry is used only when
+//! organization's write sequence read when it was built. Every request learns the current
+//! sequence with its admin key check (read in the same statement, or, on SQLite, from the key
+//! cache while the WAL-index says nothing was committed since), and an entry is used only when
 //! the labels match, so a read after any acknowledged write (on any replica) never sees an
 //! older page. The page itself is read after the sequence, so an entry can only be newer than
 //! its label, never older.
@@ -10,8 +11,8 @@
 //! Pages with `include[]=details` are not cached at all: their `status` changes with time
 //! alone, without any write moving the sequence.
 //!
-//! Memory is bounded by bytes (keys and pages), with real eviction (`quick_cache`'s CLOCK-style policy), whatever
-//! clients ask for.
+//! Memory is bounded by bytes (keys and pages), with eviction (`quick_cache`'s CLOCK-style
+//! policy), whatever clients ask for.
 
 use axum::body::Bytes;
 

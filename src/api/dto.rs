@@ -211,6 +211,36 @@ pub struct CertificateCheck {
     pub certificate: Option<CertificateName>,
 }
 
+impl From<crate::insight::Check> for CertificateCheck {
+    fn from(check: crate::insight::Check) -> Self {
+        use crate::insight::Check;
+        let object = "organization.certificate_check";
+        match check {
+            Check::Admitted {
+                certificate,
+                name,
+                message,
+            } => CertificateCheck {
+                object,
+                admitted: true,
+                code: None,
+                message,
+                certificate: Some(CertificateName {
+                    id: certificate.into_string(),
+                    name,
+                }),
+            },
+            Check::Refused(rejection) => CertificateCheck {
+                object,
+                admitted: false,
+                code: Some(rejection.code()),
+                message: rejection.to_string(),
+                certificate: None,
+            },
+        }
+    }
+}
+
 /// The CA a check names.
 #[derive(Serialize, ToSchema)]
 #[schema(as = CertificateCheckCertificate)]

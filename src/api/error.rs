@@ -50,11 +50,6 @@ impl ApiError {
         }
     }
 
-    /// The `code` of the answer, if it has one (e.g. for the CLI's messages).
-    pub fn code(&self) -> Option<&'static str> {
-        self.parts().3
-    }
-
     /// (status, `type`, `param`, `code`)
     fn parts(
         &self,
@@ -68,127 +63,41 @@ impl ApiError {
         let cert = || Some("certificate".to_owned());
         let bad = StatusCode::BAD_REQUEST;
         match self {
-            ApiError::Domain(d) => match d {
-                D::CertificateLimitReached => (
-                    bad,
-                    INVALID_REQUEST,
-                    cert(),
-                    Some("certificate_limit_reached"),
-                ),
-                D::CertificateAlreadyExists { .. } => (
-                    StatusCode::CONFLICT,
-                    INVALID_REQUEST,
-                    cert(),
-                    Some("certificate_already_exists"),
-                ),
-                D::PrivateKeyNotAllowed => (
-                    bad,
-                    INVALID_REQUEST,
-                    cert(),
-                    Some("private_key_not_allowed"),
-                ),
-                D::CertificateTooLarge { .. } => {
-                    (bad, INVALID_REQUEST, cert(), Some("certificate_too_large"))
-                }
-                D::InvalidCertificate(_) => {
-                    (bad, INVALID_REQUEST, cert(), Some("invalid_certificate"))
-                }
-                D::InvalidToggleIds(_) => {
-                    (bad, INVALID_REQUEST, Some("certificate_ids".into()), None)
-                }
-                D::UnknownToggleId(_) => (
-                    StatusCode::NOT_FOUND,
-                    INVALID_REQUEST,
-                    Some("certificate_ids".into()),
-                    None,
-                ),
-                D::CertificateInUse(_) => (
-                    StatusCode::CONFLICT,
-                    INVALID_REQUEST,
-                    None,
-                    Some("certificate_in_use"),
-                ),
-                D::ProjectArchived(_) => (bad, INVALID_REQUEST, None, Some("project_archived")),
-                D::LastAdminKey(_) => (
-                    StatusCode::CONFLICT,
-                    INVALID_REQUEST,
-                    None,
-                    Some("last_admin_key"),
-                ),
-                D::DefaultProjectUpdate => {
-                    (bad, INVALID_REQUEST, None, Some("default_project_update"))
-                }
-                D::DefaultProjectArchive => {
-                    (bad, INVALID_REQUEST, None, Some("default_project_archive"))
-                }
-                D::InvalidFingerprint(_) => (
-                    bad,
-                    INVALID_REQUEST,
-                    Some("sha256_fingerprint".into()),
-                    Some("invalid_fingerprint"),
-                ),
-                D::CertificateAlreadyRevoked { .. } => (
-                    StatusCode::CONFLICT,
-                    INVALID_REQUEST,
-                    None,
-                    Some("certificate_already_revoked"),
-                ),
-                D::RevocationLimitReached => {
-                    (bad, INVALID_REQUEST, None, Some("revocation_limit_reached"))
-                }
-                D::InvalidCrl(_) => (
-                    bad,
-                    INVALID_REQUEST,
-                    Some("crl".into()),
-                    Some("invalid_crl"),
-                ),
-                D::CrlOutdated { .. } => (
-                    bad,
-                    INVALID_REQUEST,
-                    Some("crl".into()),
-                    Some("crl_outdated"),
-                ),
-                D::CrlStorageLimitReached { .. } => (
-                    bad,
-                    INVALID_REQUEST,
-                    Some("crl".into()),
-                    Some("crl_storage_limit_reached"),
-                ),
-                D::InvalidClientFilter(_) => (
-                    bad,
-                    INVALID_REQUEST,
-                    Some("client_filter".into()),
-                    Some("invalid_client_filter"),
-                ),
-                D::NotFound { .. } => (StatusCode::NOT_FOUND, INVALID_REQUEST, None, None),
-                D::UnknownCertificate { param, .. } => (
-                    StatusCode::NOT_FOUND,
-                    INVALID_REQUEST,
-                    Some((*param).to_owned()),
-                    None,
-                ),
-                D::CertificateNotActive(_) => (
-                    bad,
-                    INVALID_REQUEST,
-                    Some("from".into()),
-                    Some("certificate_not_active"),
-                ),
-                D::InvalidRotationTarget(_) => (
-                    bad,
-                    INVALID_REQUEST,
-                    Some("to".into()),
-                    Some("invalid_certificate"),
-                ),
-                D::CertificateNotYetValid(_) => (
-                    bad,
-                    INVALID_REQUEST,
-                    Some("to".into()),
-                    Some("certificate_not_yet_valid"),
-                ),
-                D::InvalidParam { param, .. } => {
-                    (bad, INVALID_REQUEST, Some((*param).to_owned()), None)
-                }
-            },
+            ApiError::Domain(d) => {
+                let (status, param) = match d {
+                    D::CertificateLimitReached
+                    | D::PrivateKeyNotAllowed
+                    | D::CertificateTooLarge { .. }
+                    | D::InvalidCertificate(_) => (bad, cert()),
+                    D::CertificateAlreadyExists { .. } => (StatusCode::CONFLICT, cert()),
+                    D::InvalidToggleIds(_) => (bad, Some("certificate_ids".into())),
+                    D::UnknownToggleId(_) => {
+                        (StatusCode::NOT_FOUND, Some("certificate_ids".into()))
+                    }
+                    D::CertificateInUse(_)
+                    | D::LastAdminKey(_)
+                    | D::CertificateAlreadyRevoked { .. } => (StatusCode::CONFLICT, None),
+                    D::ProjectArchived(_)
+                    | D::DefaultProjectUpdate
+                    | D::DefaultProjectArchive
+                    | D::RevocationLimitReached => (bad, None),
+                    D::InvalidFingerprint(_) => (bad, Some("sha256_fingerprint".into())),
+                    D::InvalidCrl(_) | D::CrlOutdated { .. } | D::CrlStorageLimitReached { .. } => {
+                        (bad, Some("crl".into()))
+                    }
+                    D::InvalidClientFilter(_) => (bad, Some("client_filter".into())),
+                    D::NotFound { .. } => (StatusCode::NOT_FOUND, None),
+                    D::UnknownCertificate { param, .. } => {
+                        (StatusCode::NOT_FOUND, Some((*param).to_owned()))
+                    }
+                    D::CertificateNotActive(_) => (bad, Some("from".into())),
+                    D::InvalidRotationTarget(_) | D::CertificateNotYetValid(_) => {
+                        (bad, Some("to".into()))
+                    }
+                    D::InvalidParam { param, .. } => (bad, Some((*param).to_owned())),
+                };
+                (status, INVALID_REQUEST, param, d.code())
+            }
             ApiError::Refused(r) => {
                 let (status, kind) = match r.kind() {
                     RejectionKind::BadRequest => (bad, INVALID_REQUEST),
@@ -222,6 +131,16 @@ impl ApiError {
                 Some("database_unavailable"),
             ),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, SERVER, None, None),
+        }
+    }
+}
+
+impl From<crate::insight::CheckError> for ApiError {
+    fn from(e: crate::insight::CheckError) -> Self {
+        use crate::insight::CheckError;
+        match e {
+            CheckError::Store(e) => e.into(),
+            CheckError::Refused(r) => ApiError::Refused(r),
         }
     }
 }

@@ -39,7 +39,7 @@ pub struct AppShared {
     pub store: Store,
     pub pages: cache::PageCache,
     /// The check endpoint's trust index, kept while the trust generation is unchanged.
-    pub trust: insight::TrustCache,
+    pub trust: crate::insight::TrustCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -55,7 +55,7 @@ impl AppState {
         AppState(std::sync::Arc::new(AppShared {
             store,
             pages: cache::PageCache::default(),
-            trust: insight::TrustCache::default(),
+            trust: crate::insight::TrustCache::default(),
         }))
     }
 }

@@ -1,5 +1,6 @@
-//! `certgate cert check|rotate`: the check and rotate endpoints (decisions.md D20, D21), run
-//! directly on the database through the same functions as the API (the audit log's actor is null).
+//! `certgate cert check|rotate`: the check and rotate use case of the API's endpoints
+//! ([`crate::insight`], decisions.md D20, D21), run directly on the database (the audit log's
+//! actor is null), printed in the API's wire shapes.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -9,9 +10,9 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use super::args::DbArgs;
-use crate::api::error::ApiError;
-use crate::api::insight::{check_client, rotate_certificate, TrustCache};
+use crate::api::dto::{CertificateCheck, RotationObject};
 use crate::domain::{Actor, OrgId, SystemClock};
+use crate::insight::{check_client, rotate_certificate, Check, CheckError, TrustCache};
 use crate::store::Store;
 
 /// The exit status of `cert check` for a certificate the gateway would refuse (the answer is
@@ -76,8 +77,12 @@ pub(super) async fn run(command: CertCommand) -> anyhow::Result<()> {
                 .await
             })
             .await?;
-            println!("{}", serde_json::to_string(&answer)?);
-            if !answer.admitted {
+            let refused = matches!(answer, Check::Refused(_));
+            println!(
+                "{}",
+                serde_json::to_string(&CertificateCheck::from(answer))?
+            );
+            if refused {
                 std::io::stdout().flush()?;
                 std::process::exit(EXIT_REFUSED);
             }
@@ -95,18 +100,18 @@ pub(super) async fn run(command: CertCommand) -> anyhow::Result<()> {
                 rotate_certificate(&store, &org, &from, &to, retire_from, &Actor::System).await
             })
             .await?;
-            println!("{}", serde_json::to_string(&answer)?);
+            println!("{}", serde_json::to_string(&RotationObject::from(answer))?);
             Ok(())
         }
     }
 }
 
 /// Opens the database, checks that `org` exists, runs `work`, closes the database. A refusal
-/// is reported with its code, as the API would answer it.
+/// is reported with its code ([`CheckError::code`]), the one the API answers with.
 async fn with_store<T, F, Fut>(db: &DbArgs, org: &OrgId, work: F) -> anyhow::Result<T>
 where
     F: FnOnce(Store) -> Fut,
-    Fut: std::future::Future<Output = Result<T, ApiError>>,
+    Fut: std::future::Future<Output = Result<T, CheckError>>,
 {
     let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
     let done = match store.get_organization(org).await {

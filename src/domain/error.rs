@@ -1,5 +1,6 @@
-//! Every refusal a rule can give. The API layer maps each variant to a status and OpenAI's
-//! error body; the messages are written for the person reading them.
+//! Every refusal a rule can give, with its message (written for the person reading it) and
+//! its `code` in OpenAI's error body ([`DomainError::code`], the one table of codes: the API
+//! answers with it, the CLI prints it). The API layer adds each variant's status and `param`.
 
 use super::revocation::{MAX_CRL_BYTES_PER_ORG, MAX_REVOCATIONS};
 use super::rules::{MAX_CERTIFICATES_PER_ORG, MAX_CERTIFICATE_BYTES};
@@ -67,6 +68,37 @@ pub enum DomainError {
 }
 
 impl DomainError {
+    /// The `code` of OpenAI's error body for this refusal (`None`: the body's `code` is null).
+    pub fn code(&self) -> Option<&'static str> {
+        use DomainError as D;
+        Some(match self {
+            D::CertificateLimitReached => "certificate_limit_reached",
+            D::CertificateAlreadyExists { .. } => "certificate_already_exists",
+            D::PrivateKeyNotAllowed => "private_key_not_allowed",
+            D::CertificateTooLarge { .. } => "certificate_too_large",
+            D::InvalidCertificate(_) | D::InvalidRotationTarget(_) => "invalid_certificate",
+            D::CertificateInUse(_) => "certificate_in_use",
+            D::ProjectArchived(_) => "project_archived",
+            D::LastAdminKey(_) => "last_admin_key",
+            D::DefaultProjectUpdate => "default_project_update",
+            D::DefaultProjectArchive => "default_project_archive",
+            D::InvalidFingerprint(_) => "invalid_fingerprint",
+            D::CertificateAlreadyRevoked { .. } => "certificate_already_revoked",
+            D::RevocationLimitReached => "revocation_limit_reached",
+            D::InvalidCrl(_) => "invalid_crl",
+            D::CrlOutdated { .. } => "crl_outdated",
+            D::CrlStorageLimitReached { .. } => "crl_storage_limit_reached",
+            D::InvalidClientFilter(_) => "invalid_client_filter",
+            D::CertificateNotActive(_) => "certificate_not_active",
+            D::CertificateNotYetValid(_) => "certificate_not_yet_valid",
+            D::InvalidToggleIds(_)
+            | D::UnknownToggleId(_)
+            | D::NotFound { .. }
+            | D::UnknownCertificate { .. }
+            | D::InvalidParam { .. } => return None,
+        })
+    }
+
     pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
         DomainError::InvalidParam {
             param,
