@@ -1,43 +1,70 @@
 //! Shapes of one Rust type under several OpenAI names, and the audit log's event payloads.
 //!
-//! Described, never built: `api::dto` answers these with one Rust type under several `object`
-//! strings (list and toggle items) or passes the audit payloads `store::audit`
-//! wrote through as JSON. Their fields are public: they are the wire shapes, readable as such
-//! (and no dead-code allowance hides a type nobody uses).
+//! List and toggle items are [`CertificateObject`] under several `object` strings: their
+//! schemas are taken from that type's own, so the documented and the serialized shape are one.
+//! The audit payloads are described, never built: `store::audit` writes them as JSON in the
+//! writing transaction and `api::dto` passes them through (the store knows no wire type).
+//! Their fields are public: they are the wire shapes, readable as such (and no dead-code
+//! allowance hides a type nobody uses).
 
-use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::constant;
-use crate::api::dto::{AuditLogActor, AuditProject, CertificateDetails};
+use crate::api::dto::{AuditLogActor, AuditProject, CertificateObject};
 
 // ------------------------------------------------- shapes of one type under several names
 
-/// An item of the organization's certificate list and of its toggles.
-#[derive(ToSchema)]
-pub struct OrganizationCertificate {
-    #[schema(schema_with = constant::organization_certificate)]
-    pub object: String,
-    pub id: String,
-    #[schema(required = true)]
-    pub name: Option<String>,
-    pub created_at: i64,
-    pub certificate_details: CertificateDetails,
-    /// Active for the whole organization.
-    pub active: bool,
+/// An item of the organization's certificate list and of its toggles: the schema of
+/// [`CertificateObject`] (the type these answers serialize, so the two cannot drift) under the
+/// item's `object` string, with `active` always present.
+pub struct OrganizationCertificate;
+
+/// An item of a project's certificate list and of its toggles, as [`OrganizationCertificate`]:
+/// `active` says whether it is active for this project.
+pub struct OrganizationProjectCertificate;
+
+/// [`CertificateObject`]'s schema with `object` set to `object` and `active` required.
+fn list_item(object: utoipa::openapi::schema::Object, active: &str) -> RefOr<Schema> {
+    let RefOr::T(Schema::Object(mut item)) = CertificateObject::schema() else {
+        return CertificateObject::schema();
+    };
+    item.properties.insert("object".to_owned(), object.into());
+    if let Some(RefOr::T(Schema::Object(flag))) = item.properties.get_mut("active") {
+        flag.description = Some(active.to_owned());
+    }
+    item.required.push("active".to_owned());
+    RefOr::T(Schema::Object(item))
 }
 
-/// An item of a project's certificate list and of its toggles.
-#[derive(ToSchema)]
-pub struct OrganizationProjectCertificate {
-    #[schema(schema_with = constant::organization_project_certificate)]
-    pub object: String,
-    pub id: String,
-    #[schema(required = true)]
-    pub name: Option<String>,
-    pub created_at: i64,
-    pub certificate_details: CertificateDetails,
-    /// Active for this project.
-    pub active: bool,
+impl PartialSchema for OrganizationCertificate {
+    fn schema() -> RefOr<Schema> {
+        list_item(
+            constant::organization_certificate(),
+            "Active for the whole organization.",
+        )
+    }
+}
+
+impl ToSchema for OrganizationCertificate {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <CertificateObject as ToSchema>::schemas(schemas);
+    }
+}
+
+impl PartialSchema for OrganizationProjectCertificate {
+    fn schema() -> RefOr<Schema> {
+        list_item(
+            constant::organization_project_certificate(),
+            "Active for this project.",
+        )
+    }
+}
+
+impl ToSchema for OrganizationProjectCertificate {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <CertificateObject as ToSchema>::schemas(schemas);
+    }
 }
 
 // ------------------------------------------------------------------------ audit log
@@ -193,4 +220,33 @@ pub struct AuditApiKeyCreated {
 pub struct AuditApiKeyData {
     /// Always empty: admin keys have every scope.
     pub scopes: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn properties(schema: RefOr<Schema>) -> (Vec<String>, Vec<String>) {
+        let RefOr::T(Schema::Object(o)) = schema else {
+            panic!("an inline object schema");
+        };
+        (o.properties.keys().cloned().collect(), o.required)
+    }
+
+    /// The list items document every field the answers serialize (`activations` and
+    /// `client_filter` included), with `active` always present.
+    #[test]
+    fn list_items_are_the_serialized_certificate_object() {
+        let (all, _) = properties(CertificateObject::schema());
+        for item in [
+            OrganizationCertificate::schema(),
+            OrganizationProjectCertificate::schema(),
+        ] {
+            let (fields, required) = properties(item);
+            assert_eq!(fields, all);
+            assert!(fields.contains(&"activations".to_owned()));
+            assert!(fields.contains(&"client_filter".to_owned()));
+            assert!(required.contains(&"active".to_owned()), "{required:?}");
+        }
+    }
 }
