@@ -3,7 +3,9 @@
 //! A pure, total function: no I/O, no panics on any input. The rules follow OpenAI's published
 //! requirements and certgate's decisions (decisions.md D7, D8). Beside it, equally pure:
 //! `details` (what `include[]=details` shows, with `rfc4514` names), `client` (the chain
-//! submitted to the check endpoint) and `leaf` (what a client filter may ask of a leaf).
+//! submitted to the check endpoint), `leaf` (what a client filter may ask of a leaf) and
+//! `algorithms` (the one list of signature algorithms, [`SIGNATURE_ALGORITHMS`], which
+//! [`verify_signed`] also uses for uploads' self-signatures and CRLs).
 
 mod algorithms;
 mod client;

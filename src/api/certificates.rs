@@ -246,7 +246,7 @@ pub async fn get(
         .map_err(stored_pem)
 }
 
-/// Rename a certificate (its name is the only thing that changes).
+/// Rename a certificate and set or clear its client filter (nothing else of it changes).
 #[utoipa::path(
     post,
     path = "/organization/certificates/{certificate_id}",

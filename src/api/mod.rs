@@ -1,5 +1,6 @@
-//! The Admin API's HTTP boundary: the only module that knows axum and JSON. Handlers extract,
-//! call the store (which applies the domain rules), and map results to OpenAI's wire shapes.
+//! The Admin API's HTTP boundary (axum, JSON): handlers extract, call the store (which applies
+//! the domain rules) or a use case shared with the CLI ([`crate::insight`]), and map results to
+//! OpenAI's wire shapes. The gateway answers HTTP too (axum), but the two never call each other.
 
 pub mod audit_logs;
 pub mod cache;

@@ -166,7 +166,8 @@ impl Store {
         Ok(cert)
     }
 
-    /// Changes the name (the only mutable field). `None` leaves it as it is; every call
+    /// Changes the name and the client filter (the only mutable fields; the filter already
+    /// checked by the caller). `None` leaves a field as it is; every call
     /// answered 200 writes one `certificate.updated`, whatever it changed.
     pub async fn modify_certificate(
         &self,

@@ -9,7 +9,8 @@
 //! last, so they cannot deadlock; transient conflicts are still retried, a bounded number of
 //! times, and never reach a client as a 5xx.
 //!
-//! `sqlx` types never leave this module: callers see domain values and [`StoreError`].
+//! `sqlx` and `rusqlite` types never leave this module: callers see domain values and
+//! [`StoreError`].
 //!
 //! Every operation has one deadline, `--db-timeout` after it starts, for all of its waits for
 //! the database together (`deadline`): the pool is reached only through it.
@@ -19,13 +20,14 @@
 //! pool behind it), `error` (classifying driver errors), `tx` (the transaction macro, the
 //! organization lock, the trust generation), `group_commit` (SQLite's writer queue: transactions
 //! queued together share one commit), `sqlite_writer` (SQLite's writer thread: toggles run whole on
-//! a connection of its own), `sqlite_local` (SQLite's change detector and key cache), then one file
-//! per concern: `orgs` (organizations, bootstrap), `keys` (admin keys and the check every request
-//! makes), `key_usage` (`last_used_at`, flushed off the request path), `audit` (the audit log,
-//! appended inside each writing transaction), `certificates`, `toggles` (activations, all or
-//! nothing), `rotation` (one CA taking over from another everywhere at once), `revocations` (the
-//! deny-list and CRLs), `projects`, `trust` (what the gateway reads), `metrics` (what a metrics
-//! scrape reads).
+//! a connection of its own), `sqlite_local` (SQLite's change detector and key cache), `coalesce`
+//! (PostgreSQL: concurrent key checks share one query that started after each arrived), `paging`
+//! (keyset pages by an `after` id), then one file per concern: `orgs` (organizations, bootstrap),
+//! `keys` (admin keys and the check every request makes), `key_usage` (`last_used_at`, flushed off
+//! the request path), `audit` (the audit log, appended inside each writing transaction),
+//! `certificates`, `toggles` (activations, all or nothing), `rotation` (one CA taking over from
+//! another everywhere at once), `revocations` (the deny-list and CRLs), `projects`, `trust` (what
+//! the gateway reads), `metrics` (what a metrics scrape reads).
 
 mod audit;
 mod certificates;
