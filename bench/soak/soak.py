@@ -266,6 +266,12 @@ def main():
         with open(os.path.join(a.work, "report.json"), "w") as f:
             json.dump(report, f, indent=1, default=str)
         print(json.dumps(report, indent=1, default=str))
+        import report as report_md
+
+        summary = report_md.markdown(json.loads(json.dumps(report, default=str)))
+        with open(os.path.join(a.work, "report.md"), "w") as f:
+            f.write(summary + "\n")
+        print(summary)
         if rec.violations:
             log("FAILED: %d violations (first ones above; all in %s/report.json)" % (rec.counts.get("violations", 0), a.work))
             return 1
