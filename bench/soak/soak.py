@@ -62,6 +62,9 @@ def parse():
     p.add_argument("--growth", type=float, default=0.10, help="allowed growth of RSS, fds, threads")
     p.add_argument("--propagation-ratio", type=float, default=1.5)
     p.add_argument("--propagation-slack-ms", type=float, default=50.0)
+    p.add_argument("--sabotage", action="store_true",
+                   help="self-check: before the checks, rename and toggle one certificate and delete its upload's "
+                        "audit event behind the API's back; the run must then fail")
     return p.parse_args()
 
 
@@ -83,6 +86,28 @@ class Authz:
             return e.code
         except OSError:
             return None
+
+
+def sabotage(database, writer):
+    """Writes lost (a name, an activation) and an audit event gone, made directly in the
+    database (with the trust generation bumped, as a real write would): the checks must report
+    the state, the decisions of every gateway and check endpoint, and the audit log."""
+    c = next(c for c in writer.certs.values() if not c.deleted and not c.unknown)
+    sql = (
+        "UPDATE certificates SET name = 'sabotaged', active_org = 1 - active_org WHERE id = '{0}';"
+        "DELETE FROM audit_events WHERE type = 'certificate.created' AND id IN "
+        "(SELECT event_id FROM audit_event_resources WHERE resource_id = '{0}');"
+        "UPDATE trust_state SET generation = generation + 1;".format(c.id)
+    )
+    if database.startswith("sqlite://"):
+        import sqlite3
+
+        db = sqlite3.connect(database[len("sqlite://"):])
+        db.executescript(sql)
+        db.close()
+    else:
+        subprocess.run(["psql", database, "-qc", sql], check=True)
+    log("sabotage: renamed and toggled %s and deleted its certificate.created event behind the API's back" % c.id)
 
 
 def main():
@@ -225,6 +250,8 @@ def main():
 
         # ------------------------------------------------------------------ the checks
         time.sleep(3)
+        if a.sabotage:
+            sabotage(a.database, writers[0])
         report = {"duration_s": a.duration, "backend": a.database.split(":")[0],
                   "replicas": [r.name for r in replicas], "counts": dict(rec.counts)}
         report["state_reads"] = verify.verify_state(rec, api, writers)
