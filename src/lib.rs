@@ -5,6 +5,8 @@
 //! - [`admission`]: a decision's chain checks and client filters, off the async workers on a
 //!   bounded pool (shared by the gateway and the check endpoint);
 //! - [`api`]: the Admin API's HTTP boundary (axum, JSON);
+//! - [`authz`]: `certgate authz`, the gateway's trust decision served to other proxies (Envoy
+//!   `ext_authz` over gRPC, forward auth over HTTP);
 //! - [`cli`]: command line parsing and dispatch;
 //! - [`crl`]: pure CRL parsing and checks;
 //! - [`domain`]: rules, ids, limits, admin key values and the clock; no I/O;
@@ -27,6 +29,7 @@
 // rustdoc resolve the links of that text from the crate root, not from the module.)
 pub mod admission;
 pub mod api;
+pub mod authz;
 pub mod cli;
 pub mod crl;
 pub mod domain;

@@ -38,7 +38,7 @@ use crate::runtime::{ConnectionLimits, ConnectionSlots, TcpIncoming};
 pub const UNMATCHED: &str = "unmatched";
 
 /// Upper bounds of the request-duration buckets, in seconds (`+Inf` is implicit).
-const DURATION_BUCKETS: [f64; 12] = [
+pub const DURATION_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
@@ -50,6 +50,7 @@ const SCRAPE_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Role {
     Serve,
     Gateway,
+    Authz,
 }
 
 impl Role {
@@ -57,6 +58,7 @@ impl Role {
         match self {
             Role::Serve => "serve",
             Role::Gateway => "gateway",
+            Role::Authz => "authz",
         }
     }
 }

@@ -45,6 +45,22 @@ struct Fields<'a> {
     code: Option<&'a str>,
 }
 
+impl OpenAiError {
+    /// The body alone, as JSON text (for answers sent through another protocol, such as
+    /// `certgate authz`'s gRPC denials).
+    pub fn body_json(&self) -> String {
+        let body = Body {
+            error: Fields {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code,
+            },
+        };
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+}
+
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let body = Body {

@@ -186,6 +186,68 @@ pub struct GatewayArgs {
     pub metrics: MetricsArgs,
 }
 
+/// `certgate authz` (spec §13.2, decisions.md D45).
+#[derive(Args, Debug)]
+pub struct AuthzArgs {
+    /// Envoy's external authorization (gRPC `envoy.service.auth.v3.Authorization/Check`):
+    /// `HOST:PORT`, or `unix:/path` for a Unix socket (created mode 0660). Never let clients
+    /// reach it: it believes the certificate the proxy says it saw.
+    #[arg(
+        long,
+        env = "CERTGATE_AUTHZ_GRPC_LISTEN",
+        default_value = "127.0.0.1:9191",
+        value_name = "ADDR"
+    )]
+    pub grpc_listen: crate::authz::ListenAddr,
+    /// The forward-auth endpoint (nginx `auth_request`, Traefik `ForwardAuth`, `HAProxy`), any
+    /// method and path: `HOST:PORT` or `unix:/path` (mode 0660). Never let clients reach it.
+    #[arg(
+        long,
+        env = "CERTGATE_AUTHZ_HTTP_LISTEN",
+        default_value = "127.0.0.1:9192",
+        value_name = "ADDR"
+    )]
+    pub http_listen: crate::authz::ListenAddr,
+    /// The forward-auth request header the proxy puts the client certificate in: URL-encoded
+    /// PEM (nginx `$ssl_client_escaped_cert`), PEM with its line breaks as spaces or tabs, or
+    /// comma-separated base64 DER (Traefik), leaf first.
+    #[arg(
+        long,
+        env = "CERTGATE_AUTHZ_CERT_HEADER",
+        default_value = "X-SSL-Client-Cert",
+        value_name = "NAME",
+        value_parser = parse_header_name
+    )]
+    pub cert_header: axum::http::HeaderName,
+    /// The organization of requests that send no OpenAI-Organization header (and, for gRPC,
+    /// whose route sets no `organization` context extension): a default, not a restriction.
+    /// Without it such requests are refused with `organization_required`.
+    #[arg(long, env = "CERTGATE_AUTHZ_ORGANIZATION")]
+    pub organization: Option<String>,
+    /// Let OpenAI-Organization and OpenAI-Project reach the upstream (by default Envoy is told
+    /// to remove them, since upstream ids usually differ from certgate's).
+    #[arg(long, env = "CERTGATE_FORWARD_SCOPE_HEADERS", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub forward_scope_headers: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// How often to read the trust generation [default: 100ms on SQLite, 1s on PostgreSQL,
+    /// where LISTEN/NOTIFY wakes the process at once].
+    #[arg(long, env = "CERTGATE_TRUST_POLL", value_parser = parse_duration)]
+    pub trust_poll: Option<Duration>,
+    /// How often to reload the whole trust state even without a change.
+    #[arg(long, env = "CERTGATE_TRUST_RECONCILE", default_value = "60s", value_parser = parse_duration)]
+    pub trust_reconcile: Duration,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+fn parse_header_name(raw: &str) -> Result<axum::http::HeaderName, String> {
+    axum::http::HeaderName::from_bytes(raw.trim().as_bytes())
+        .map_err(|_| format!("'{raw}' is not a valid HTTP header name"))
+}
+
 /// `250ms`, `5s`, `2m`, or a bare number of seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();

@@ -1,4 +1,4 @@
-//! Command line: `serve`, `gateway`, `org create|list`, `key create|list|revoke`,
+//! Command line: `serve`, `gateway`, `authz`, `org create|list`, `key create|list|revoke`,
 //! `cert check|rotate`, `migrate`, `completions`, `man`. Every flag has a `CERTGATE_*`
 //! variable (see [`args`]). This module parses and prints; the subcommands it calls know
 //! nothing of clap.
@@ -17,7 +17,7 @@ use crate::gateway::GatewayConfig;
 use crate::key_output::KeyOutput;
 use crate::serve::ServeConfig;
 use crate::store::Store;
-use args::{DbArgs, GatewayArgs, KeyFileArgs, ServeArgs};
+use args::{AuthzArgs, DbArgs, GatewayArgs, KeyFileArgs, ServeArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -54,6 +54,10 @@ pub enum Command {
     },
     /// Run the mTLS gateway in front of an OpenAI-compatible upstream.
     Gateway(GatewayArgs),
+    /// Answer Envoy (`ext_authz` over gRPC), nginx, Traefik or `HAProxy` (forward auth over HTTP)
+    /// with the gateway's trust decision for the client certificate they saw. The proxy does
+    /// the TLS handshake; certgate decides. Never reachable by clients (see docs/proxies.md).
+    Authz(AuthzArgs),
     /// Run the database migrations and exit.
     Migrate(DbArgs),
     /// Print a shell completion script, e.g. `certgate completions bash`.
@@ -128,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::serve::run(config).await
         }
         Command::Gateway(args) => crate::gateway::run(gateway_config(args)).await,
+        Command::Authz(args) => crate::authz::run(authz_config(args)).await,
         Command::Migrate(db) => {
             let store = Store::open(&db.options(), Arc::new(SystemClock)).await?;
             say_if_created(&store);
@@ -213,6 +218,24 @@ fn gateway_config(args: GatewayArgs) -> GatewayConfig {
         max_handshakes: args.max_handshakes,
         handshake_timeout: args.handshake_timeout,
         default_organization: args.organization,
+        limits: args.connections.limits(),
+        metrics_listen: args.metrics.metrics_listen,
+    }
+}
+
+fn authz_config(args: AuthzArgs) -> crate::authz::AuthzConfig {
+    crate::authz::AuthzConfig {
+        store: args.db.options(),
+        grpc_listen: args.grpc_listen,
+        http_listen: args.http_listen,
+        options: crate::authz::AuthzOptions {
+            default_organization: args.organization,
+            forward_scope_headers: args.forward_scope_headers,
+            cert_header: args.cert_header,
+            trust_reconcile: args.trust_reconcile,
+            ..crate::authz::AuthzOptions::default()
+        },
+        trust_poll: args.trust_poll,
         limits: args.connections.limits(),
         metrics_listen: args.metrics.metrics_listen,
     }

@@ -19,13 +19,17 @@ use std::time::{Duration, Instant};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use rustls_pki_types::SignatureVerificationAlgorithm;
 
 use super::listener::PeerIdentity;
 use super::proxy::{self, GatewayState};
+use super::reload::TrustState;
 use super::upgrade;
-use crate::admission::Prepare;
+use crate::admission::{ChainPool, Prepare};
 use crate::openai_error::{OpenAiError, INVALID_REQUEST, PERMISSION, SERVER};
-use crate::trust::{self, Admission, Rejection, RejectionKind, Scope};
+use crate::trust::{
+    self, Admission, ChainChecks, CheckCache, PeerChain, Rejection, RejectionKind, Scope,
+};
 
 pub const ORGANIZATION_HEADER: &str = "openai-organization";
 pub const PROJECT_HEADER: &str = "openai-project";
@@ -44,22 +48,18 @@ pub async fn handle(
             return refused;
         }
     }
-    let organization = match single_header(req.headers(), ORGANIZATION_HEADER) {
-        Ok(Some(org)) => org,
-        Ok(None) => match &shared.default_organization {
-            Some(org) => org.clone(),
-            None => return refuse(&shared, &peer, Rejection::OrganizationRequired),
+    let requested = match request_scope(
+        req.headers(),
+        ScopeDefaults {
+            organization: shared.default_organization.as_deref(),
+            project: None,
         },
-        Err(why) => return bad_request(why),
+    ) {
+        Ok(scope) => scope,
+        Err(Refusal::BadRequest(why)) => return bad_request(why),
+        Err(Refusal::Rejected(rejection)) => return refuse(&shared, &peer, rejection),
     };
-    let project = match single_header(req.headers(), PROJECT_HEADER) {
-        Ok(project) => project,
-        Err(why) => return bad_request(why),
-    };
-    let scope = Scope {
-        organization: &organization,
-        project: project.as_deref(),
-    };
+    let scope = requested.scope();
     match admit(&shared, &peer, scope).await {
         Ok(admission) => {
             shared.metrics.decided("admitted");
@@ -73,32 +73,144 @@ pub async fn handle(
     }
 }
 
-/// The decision for one request (or, again, for an open upgraded connection): refusals that
-/// need no chain work first, then the chain checks and client filters this connection has not
-/// run yet (on the pool), then the decision, which only reads what they found.
+/// The decision for one request (or, again, for an open upgraded connection), through
+/// [`decide`] with this gateway's trust state, pool and path cache.
 pub(super) async fn admit(
     shared: &GatewayState,
     peer: &PeerIdentity,
     scope: Scope<'_>,
 ) -> Result<Admission, Rejection> {
-    let index = shared.trust.index_arc();
-    let now = shared.store.now();
-    trust::precheck(&index, peer.chain().map(AsRef::as_ref), scope)?;
-    let Some(chain) = peer.chain() else {
+    let decider = Decider {
+        trust: &shared.trust,
+        now: shared.store.now(),
+        algs: shared.algs.all,
+        pool: &shared.chain_pool,
+        paths: &shared.chain_cache,
+    };
+    decide(decider, peer.chain(), peer.checks(), scope).await
+}
+
+/// What a decision reads besides the request: the trust state in force, the chain-work pool
+/// and the genuine paths found so far. The gateway and `certgate authz` both decide through
+/// [`decide`] with one of these, so they answer alike (decisions.md D45).
+pub struct Decider<'a> {
+    pub trust: &'a TrustState,
+    pub now: i64,
+    pub algs: &'static [&'static dyn SignatureVerificationAlgorithm],
+    pub pool: &'a ChainPool,
+    pub paths: &'a CheckCache,
+}
+
+/// The one decision for a chain and a scope: refusals that need no chain work first, then the
+/// chain checks and client filters `checks` lacks (on the pool; `checks` is locked meanwhile,
+/// so concurrent requests with the same chain wait for one another instead of repeating the
+/// work), then [`trust::decide()`], which only reads what they found.
+pub async fn decide(
+    decider: Decider<'_>,
+    chain: Option<&Arc<PeerChain>>,
+    checks: &tokio::sync::Mutex<ChainChecks>,
+    scope: Scope<'_>,
+) -> Result<Admission, Rejection> {
+    let index = decider.trust.index_arc();
+    let now = decider.now;
+    trust::precheck(&index, chain.map(AsRef::as_ref), scope)?;
+    let Some(chain) = chain else {
         return Err(Rejection::CertificateRequired);
     };
-    let mut checks = peer.checks().lock().await;
+    let mut checks = checks.lock().await;
     let work = Prepare {
         index: &index,
         chain,
         scope,
         now,
-        algs: shared.algs.all,
-        paths: Some(&shared.chain_cache),
+        algs: decider.algs,
+        paths: Some(decider.paths),
         inline_leaf_check: true,
     };
-    shared.chain_pool.prepare(work, &mut checks).await;
+    decider.pool.prepare(work, &mut checks).await;
     trust::decide(&index, Some(chain), &checks, scope, now)
+}
+
+/// Where a request's scope comes from when its headers do not name it: the gateway's
+/// `--organization`; for `certgate authz` also the route's context (Envoy's
+/// `context_extensions`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScopeDefaults<'a> {
+    pub organization: Option<&'a str>,
+    pub project: Option<&'a str>,
+}
+
+/// A request's scope, owned (see [`request_scope`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestScope {
+    pub organization: String,
+    pub project: Option<String>,
+}
+
+impl RequestScope {
+    pub fn scope(&self) -> Scope<'_> {
+        Scope {
+            organization: &self.organization,
+            project: self.project.as_deref(),
+        }
+    }
+}
+
+/// Why a request is refused before or by the decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request itself is malformed (400 `invalid_request_error`, no code).
+    BadRequest(String),
+    /// The trust decision's refusal.
+    Rejected(Rejection),
+}
+
+impl Refusal {
+    /// The answer: status, OpenAI's error `type`, message and code, as the gateway sends it.
+    pub fn error(&self) -> OpenAiError {
+        match self {
+            Refusal::BadRequest(message) => OpenAiError {
+                status: StatusCode::BAD_REQUEST,
+                kind: INVALID_REQUEST,
+                message: message.clone(),
+                param: None,
+                code: None,
+            },
+            Refusal::Rejected(rejection) => {
+                let (status, kind) = match rejection.kind() {
+                    RejectionKind::BadRequest => (StatusCode::BAD_REQUEST, INVALID_REQUEST),
+                    RejectionKind::Forbidden => (StatusCode::FORBIDDEN, PERMISSION),
+                    RejectionKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, SERVER),
+                };
+                OpenAiError {
+                    status,
+                    kind,
+                    message: rejection.to_string(),
+                    param: None,
+                    code: Some(rejection.code()),
+                }
+            }
+        }
+    }
+}
+
+/// The scope a request names (spec §12.9): `OpenAI-Organization`, else the default
+/// organization, else `organization_required`; `OpenAI-Project`, else the default project.
+/// Either header given more than once, or not visible ASCII, is a bad request: never guessed
+/// at, and never inferred from the certificate.
+pub fn request_scope(
+    headers: &HeaderMap,
+    defaults: ScopeDefaults<'_>,
+) -> Result<RequestScope, Refusal> {
+    let organization = single_header(headers, ORGANIZATION_HEADER)
+        .map_err(Refusal::BadRequest)?
+        .or_else(|| defaults.organization.map(str::to_owned))
+        .ok_or(Refusal::Rejected(Rejection::OrganizationRequired))?;
+    let project = single_header(headers, PROJECT_HEADER).map_err(Refusal::BadRequest)?;
+    Ok(RequestScope {
+        organization,
+        project: project.or_else(|| defaults.project.map(str::to_owned)),
+    })
 }
 
 /// A scope header's value: `Ok(None)` when absent or empty; refused when given more than once
@@ -121,34 +233,15 @@ fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Stri
 }
 
 fn bad_request(message: String) -> Response {
-    OpenAiError {
-        status: StatusCode::BAD_REQUEST,
-        kind: INVALID_REQUEST,
-        message,
-        param: None,
-        code: None,
-    }
-    .into_response()
+    Refusal::BadRequest(message).error().into_response()
 }
 
 /// The answer to a refusal, with OpenAI's four-key error body; logged as the gateway's
 /// refusal policy says (see [`RefusalLog`]).
 fn refuse(shared: &GatewayState, peer: &PeerIdentity, rejection: Rejection) -> Response {
-    shared.refusals.record(peer, rejection);
+    shared.refusals.record(&peer.remote(), rejection);
     shared.metrics.decided(rejection.code());
-    let (status, kind) = match rejection.kind() {
-        RejectionKind::BadRequest => (StatusCode::BAD_REQUEST, INVALID_REQUEST),
-        RejectionKind::Forbidden => (StatusCode::FORBIDDEN, PERMISSION),
-        RejectionKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, SERVER),
-    };
-    OpenAiError {
-        status,
-        kind,
-        message: rejection.to_string(),
-        param: None,
-        code: Some(rejection.code()),
-    }
-    .into_response()
+    Refusal::Rejected(rejection).error().into_response()
 }
 
 /// Refusals are logged at debug level, one line each; at info level, at most one summary line
@@ -170,8 +263,9 @@ impl Default for RefusalLog {
 impl RefusalLog {
     pub const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
-    fn record(&self, peer: &PeerIdentity, rejection: Rejection) {
-        tracing::debug!(remote = %peer.remote(), code = rejection.code(), "request refused");
+    /// One refusal of a request from `remote` (for `certgate authz`: the transport asked).
+    pub fn record(&self, remote: &dyn std::fmt::Display, rejection: Rejection) {
+        tracing::debug!(%remote, code = rejection.code(), "request refused");
         self.since_summary.fetch_add(1, Ordering::Relaxed);
         let Ok(mut last) = self.last_summary.try_lock() else {
             return;

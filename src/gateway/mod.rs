@@ -191,14 +191,19 @@ impl Gateway {
 
     /// `/healthz` and `/readyz`, for the plain-HTTP health listener.
     pub fn health_router(&self) -> Router {
-        let trust = self.shared.trust.clone();
-        Router::new()
-            .route(
-                "/healthz",
-                get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-            )
-            .route("/readyz", get(move || std::future::ready(readyz(&trust))))
+        health_routes(self.shared.trust.clone())
     }
+}
+
+/// `/healthz` (alive) and `/readyz` (a trust state loaded and the database answering) for a
+/// process that enforces `trust`: the gateway, and `certgate authz`.
+pub fn health_routes(trust: Arc<TrustState>) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(move || std::future::ready(readyz(&trust))))
 }
 
 impl Drop for Gateway {

@@ -33,10 +33,10 @@ use crate::openai_error::{OpenAiError, INVALID_REQUEST, SERVER};
 use crate::store::Store;
 use crate::telemetry::ErrorChain;
 use crate::trust::Admission;
-const X_ORGANIZATION: HeaderName = HeaderName::from_static("x-certgate-organization");
-const X_PROJECT: HeaderName = HeaderName::from_static("x-certgate-project");
-const X_CERTIFICATE_ID: HeaderName = HeaderName::from_static("x-certgate-certificate-id");
-const X_CLIENT_CERT_SHA256: HeaderName = HeaderName::from_static("x-client-cert-sha256");
+pub const X_ORGANIZATION: HeaderName = HeaderName::from_static("x-certgate-organization");
+pub const X_PROJECT: HeaderName = HeaderName::from_static("x-certgate-project");
+pub const X_CERTIFICATE_ID: HeaderName = HeaderName::from_static("x-certgate-certificate-id");
+pub const X_CLIENT_CERT_SHA256: HeaderName = HeaderName::from_static("x-client-cert-sha256");
 
 /// Connection-level headers (RFC 9110 §7.6.1), never forwarded in either direction.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -357,7 +357,7 @@ const CLIENT_CERT_FAMILIES: [&str; 4] = [
 /// state a verified client certificate ([`CLIENT_CERT_HEADERS`], [`CLIENT_CERT_FAMILIES`]):
 /// such headers are always removed, since an upstream (a WSGI one, say) may read
 /// `X_Certgate_Project` as `X-Certgate-Project`, and upstreams trust those conventions.
-fn is_reserved(name: &HeaderName) -> bool {
+pub fn is_reserved(name: &HeaderName) -> bool {
     let normalized = name.as_str().replace('_', "-");
     normalized.starts_with("x-certgate-")
         || CLIENT_CERT_HEADERS.contains(&normalized.as_str())
@@ -368,7 +368,7 @@ fn is_reserved(name: &HeaderName) -> bool {
 
 /// Whether a header is, read the same way, a scope header (`OpenAI-Organization`,
 /// `OpenAI-Project`).
-fn is_scope_header(name: &HeaderName) -> bool {
+pub fn is_scope_header(name: &HeaderName) -> bool {
     let normalized = name.as_str().replace('_', "-");
     normalized == ORGANIZATION_HEADER || normalized == PROJECT_HEADER
 }

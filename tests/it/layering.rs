@@ -19,6 +19,7 @@ struct Rule {
 const ALL: &[&str] = &[
     "admission",
     "api",
+    "authz",
     "cli",
     "crl",
     "domain",
@@ -118,6 +119,15 @@ const RULES: &[Rule] = &[
         no_modules: &["api", "cli", "serve"],
         allowed_paths: &[],
         no_crates: &[],
+    },
+    // `certgate authz` serves the gateway's decision to other proxies: it uses the gateway's
+    // watcher, scope rules and decision (never a copy), and knows neither the Admin API, the
+    // CLI, the database's drivers, nor the TLS stack (the proxy did the handshake).
+    Rule {
+        module: "authz",
+        no_modules: &["api", "cli", "serve", "x509", "crl", "domain", "key_output"],
+        allowed_paths: &["domain::SystemClock"],
+        no_crates: &["rustls", "tokio_rustls", "hyper_rustls", "sqlx", "rusqlite"],
     },
     // Storage knows no HTTP.
     Rule {

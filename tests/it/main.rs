@@ -12,6 +12,7 @@ mod pki;
 mod process;
 
 mod api;
+mod authz;
 mod cert_cli;
 mod cli;
 mod deadline;

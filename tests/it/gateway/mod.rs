@@ -41,19 +41,19 @@ use sha2::Digest;
 use crate::helpers::{wall_clock, TestApp};
 use crate::pki;
 
-const DAY: i64 = 86_400;
+pub(crate) const DAY: i64 = 86_400;
 
 // ------------------------------------------------------------------------------ harness
 
 /// The echo upstream: `/stream` sends one event, waits for `release`, then sends the last;
 /// `/never` never answers; anything else echoes method, path, query, headers and body.
-struct Upstream {
-    addr: SocketAddr,
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
     release: Arc<tokio::sync::Notify>,
     last_sent: Arc<AtomicBool>,
 }
 
-async fn upstream() -> Upstream {
+pub(crate) async fn upstream() -> Upstream {
     let release = Arc::new(tokio::sync::Notify::new());
     let last_sent = Arc::new(AtomicBool::new(false));
     let (r, l) = (release.clone(), last_sent.clone());
@@ -116,16 +116,16 @@ async fn echo(req: Request) -> axum::Json<Value> {
 }
 
 /// A gateway on a free port, in front of `upstream`, with its own server PKI.
-struct Gw {
+pub(crate) struct Gw {
     gateway: Gateway,
-    trust: Arc<certgate::gateway::reload::TrustState>,
+    pub(crate) trust: Arc<certgate::gateway::reload::TrustState>,
     ep: Endpoint,
 }
 
 /// Where a TLS client connects, and the CA that vouches for the server there.
-struct Endpoint {
-    addr: SocketAddr,
-    server_ca: CertificateDer<'static>,
+pub(crate) struct Endpoint {
+    pub(crate) addr: SocketAddr,
+    pub(crate) server_ca: CertificateDer<'static>,
 }
 
 impl std::ops::Deref for Gw {
@@ -135,7 +135,11 @@ impl std::ops::Deref for Gw {
     }
 }
 
-async fn gateway(store: Store, upstream: &str, tweak: impl FnOnce(&mut GatewayOptions)) -> Gw {
+pub(crate) async fn gateway(
+    store: Store,
+    upstream: &str,
+    tweak: impl FnOnce(&mut GatewayOptions),
+) -> Gw {
     gateway_with_limits(store, upstream, tweak, ConnectionLimits::default()).await
 }
 
@@ -191,7 +195,7 @@ async fn gateway_with_handshakes(
 
 /// Gateway + echo upstream on the `TestApp`'s store, with the app's organization as the
 /// default for requests without an `OpenAI-Organization` header.
-async fn setup(app: &TestApp) -> (Gw, Upstream) {
+pub(crate) async fn setup(app: &TestApp) -> (Gw, Upstream) {
     let up = upstream().await;
     let org = app.org_id.clone();
     let gw = gateway(app.store.clone(), &format!("http://{}", up.addr), |o| {
@@ -202,13 +206,13 @@ async fn setup(app: &TestApp) -> (Gw, Upstream) {
 }
 
 /// A client certificate chain and key.
-struct Identity {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    leaf_sha256: String,
+pub(crate) struct Identity {
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
+    pub(crate) leaf_sha256: String,
 }
 
-fn identity(leaf: &pki::Leaf, intermediates: &[&pki::Ca]) -> Identity {
+pub(crate) fn identity(leaf: &pki::Leaf, intermediates: &[&pki::Ca]) -> Identity {
     let mut chain = vec![leaf.cert.der().clone()];
     chain.extend(intermediates.iter().map(|c| c.cert.der().clone()));
     Identity {
@@ -219,7 +223,7 @@ fn identity(leaf: &pki::Leaf, intermediates: &[&pki::Ca]) -> Identity {
 }
 
 /// A leaf of `ca` valid from a day ago for 30 days.
-fn good_leaf(ca: &pki::Ca) -> Identity {
+pub(crate) fn good_leaf(ca: &pki::Ca) -> Identity {
     let now = wall_clock();
     identity(&pki::leaf(ca, "client", now - DAY, now + 30 * DAY), &[])
 }
@@ -279,16 +283,16 @@ async fn connect(gw: &Endpoint, id: Option<&Identity>, h2: bool) -> Conn {
     }
 }
 
-struct Reply {
-    status: u16,
-    headers: axum::http::HeaderMap,
-    body: Value,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: axum::http::HeaderMap,
+    pub(crate) body: Value,
 }
 
 impl Reply {
     /// Asserts a gateway refusal: status, OpenAI's four keys, and `code`.
     #[track_caller]
-    fn refused(&self, status: u16, code: &str) {
+    pub(crate) fn refused(&self, status: u16, code: &str) {
         assert_eq!(self.status, status, "{}", self.body);
         let e = self.body["error"].as_object().expect("error object");
         assert_eq!(e.len(), 4, "four keys: {}", self.body);
@@ -307,7 +311,7 @@ impl Reply {
 
     /// The request reached the upstream; returns the headers it saw.
     #[track_caller]
-    fn admitted(&self) -> &serde_json::Map<String, Value> {
+    pub(crate) fn admitted(&self) -> &serde_json::Map<String, Value> {
         assert_eq!(self.status, 200, "{}", self.body);
         self.body["headers"].as_object().expect("echoed headers")
     }
@@ -372,17 +376,17 @@ impl Conn {
 }
 
 /// One request on a fresh HTTP/1.1 connection.
-async fn once(gw: &Endpoint, id: Option<&Identity>, headers: &[(&str, &str)]) -> Reply {
+pub(crate) async fn once(gw: &Endpoint, id: Option<&Identity>, headers: &[(&str, &str)]) -> Reply {
     connect(gw, id, false).await.get(headers).await
 }
 
 /// How long a change may take to reach a gateway: the bound decisions.md D12 gives tests. The
 /// gateways here poll every 50 ms (the binary every 100 ms on SQLite), so this is generous
 /// still: it runs out when something is wrong, not when the machine is loaded.
-const PROPAGATION: Duration = Duration::from_secs(5);
+pub(crate) const PROPAGATION: Duration = Duration::from_secs(5);
 
 /// Waits until the gateway has loaded everything written so far.
-async fn caught_up(app: &TestApp, gw: &Gw) {
+pub(crate) async fn caught_up(app: &TestApp, gw: &Gw) {
     let target = app
         .store
         .trust_generation()
@@ -413,4 +417,4 @@ macro_rules! eventually {
         }
     }};
 }
-use eventually;
+pub(crate) use eventually;

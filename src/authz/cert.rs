@@ -1,0 +1,264 @@
+//! The client certificate as a proxy passes it (spec §13.2): URL-encoded PEM (nginx's
+//! `$ssl_client_escaped_cert`, Envoy's XFCC `Chain=` and `attributes.source.certificate`; one
+//! or more certificates, leaf first), PEM whose line breaks were replaced by spaces or tabs,
+//! or comma-separated base64 DER (Traefik's `X-Forwarded-Tls-Client-Cert`, URL-encoded or
+//! not). Pure and total: any input gives a chain, "none", or a reason, never a panic.
+
+use base64::Engine;
+use rustls_pki_types::CertificateDer;
+
+use crate::trust::MAX_INTERMEDIATES;
+
+/// Longest certificate text accepted (a chain of the longest allowed length, PEM and
+/// URL-encoded, is far less); longer is unparseable, so its work is bounded before decoding.
+pub const MAX_CERT_TEXT: usize = 256 * 1024;
+
+/// Certificates kept: one more than a chain may hold, so a chain that is too long is still
+/// refused as such ("chain too long") by the decision, without decoding the rest.
+const MAX_CERTS: usize = 2 + MAX_INTERMEDIATES;
+
+/// Why a certificate text could not be read (400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertTextError {
+    #[error("The client certificate is longer than {MAX_CERT_TEXT} bytes.")]
+    TooLong,
+    #[error(
+        "The client certificate is not valid URL encoding (a '%' not followed by two hex digits)."
+    )]
+    BadPercent,
+    #[error("The client certificate holds a PEM block that is not a CERTIFICATE, or one without its END line.")]
+    BadPem,
+    #[error("The client certificate is not valid base64.")]
+    BadBase64,
+}
+
+/// The DER certificates in `text`, leaf first; empty when `text` holds none (only
+/// whitespace).
+pub fn parse_chain(text: &str) -> Result<Vec<CertificateDer<'static>>, CertTextError> {
+    if text.len() > MAX_CERT_TEXT {
+        return Err(CertTextError::TooLong);
+    }
+    let decoded;
+    let text = if text.contains('%') {
+        decoded = percent_decode(text)?;
+        decoded.as_str()
+    } else {
+        text
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    if text.contains("-----BEGIN") {
+        pem_blocks(text)
+    } else {
+        text.split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .take(MAX_CERTS)
+            .map(|part| base64_der(part).map(CertificateDer::from))
+            .collect()
+    }
+}
+
+/// PEM certificate blocks, whatever whitespace (newlines, spaces, tabs) separates the lines.
+fn pem_blocks(text: &str) -> Result<Vec<CertificateDer<'static>>, CertTextError> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN") {
+        if !rest[start..].starts_with(BEGIN) {
+            return Err(CertTextError::BadPem);
+        }
+        let body_start = start + BEGIN.len();
+        let Some(len) = rest[body_start..].find(END) else {
+            return Err(CertTextError::BadPem);
+        };
+        if out.len() < MAX_CERTS {
+            out.push(CertificateDer::from(base64_der(
+                &rest[body_start..body_start + len],
+            )?));
+        }
+        rest = &rest[body_start + len + END.len()..];
+    }
+    Ok(out)
+}
+
+/// Standard base64 (padding optional), ignoring ASCII whitespace.
+fn base64_der(text: &str) -> Result<Vec<u8>, CertTextError> {
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    match engine.decode(compact.as_bytes()) {
+        Ok(der) if !der.is_empty() => Ok(der),
+        _ => Err(CertTextError::BadBase64),
+    }
+}
+
+/// `%XX` decoded (a `+` stays a `+`: base64 uses it, and nginx and Envoy encode spaces as
+/// `%20`). Anything that does not decode to UTF-8 cannot be PEM or base64 either.
+fn percent_decode(text: &str) -> Result<String, CertTextError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(CertTextError::BadPercent)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| CertTextError::BadPercent)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| CertTextError::BadPercent)?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| CertTextError::BadPercent)
+}
+
+/// The `Chain` field of the last element of an `x-forwarded-client-cert` header (the element
+/// the nearest proxy added), unquoted; `None` when it has none.
+pub fn xfcc_chain(header: &str) -> Option<String> {
+    let element = split_unquoted(header, ',').pop()?;
+    split_unquoted(&element, ';').into_iter().find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("chain")
+            .then(|| unquote(value.trim()))
+    })
+}
+
+/// `text` split at `sep` outside double quotes (a backslash escapes the next character).
+fn split_unquoted(text: &str, sep: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let (mut quoted, mut escaped) = (false, false);
+    for c in text.chars() {
+        let current = parts.last_mut();
+        let Some(current) = current else { break };
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && quoted {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            parts.push(String::new());
+            continue;
+        }
+        current.push(c);
+    }
+    parts
+}
+
+fn unquote(value: &str) -> String {
+    let inner = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    let mut out = String::with_capacity(inner.len());
+    let mut escaped = false;
+    for c in inner.chars() {
+        if c == '\\' && !escaped {
+            escaped = true;
+            continue;
+        }
+        escaped = false;
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn der(n: u8) -> Vec<u8> {
+        vec![0x30, 0x03, 0x02, 0x01, n]
+    }
+
+    fn pem(ders: &[Vec<u8>]) -> String {
+        let blocks: Vec<pem::Pem> = ders
+            .iter()
+            .map(|d| pem::Pem::new("CERTIFICATE", d.clone()))
+            .collect();
+        pem::encode_many(&blocks)
+    }
+
+    fn escape(text: &str) -> String {
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    fn ders(chain: &[CertificateDer<'static>]) -> Vec<Vec<u8>> {
+        chain.iter().map(|c| c.as_ref().to_vec()).collect()
+    }
+
+    #[test]
+    fn every_encoding_gives_the_same_chain() {
+        let chain = vec![der(1), der(2)];
+        let pem = pem(&chain);
+        let b64 = |d: &Vec<u8>| base64::engine::general_purpose::STANDARD.encode(d);
+        let spaced = pem.replace("\r\n", " ").replace('\n', " ");
+        let tabbed = pem.replace("\r\n", "\t").replace('\n', "\t");
+        let commas = format!("{},{}", b64(&chain[0]), b64(&chain[1]));
+        for text in [
+            pem.clone(),
+            escape(&pem),
+            spaced,
+            tabbed,
+            commas.clone(),
+            escape(&commas),
+        ] {
+            assert_eq!(ders(&parse_chain(&text).unwrap()), chain, "{text}");
+        }
+    }
+
+    #[test]
+    fn nothing_and_garbage() {
+        assert!(parse_chain("").unwrap().is_empty());
+        assert!(parse_chain("  ").unwrap().is_empty());
+        assert_eq!(parse_chain("%zz"), Err(CertTextError::BadPercent));
+        assert_eq!(parse_chain("%4"), Err(CertTextError::BadPercent));
+        assert_eq!(parse_chain("not base64!"), Err(CertTextError::BadBase64));
+        assert_eq!(
+            parse_chain("-----BEGIN CERTIFICATE----- AAAA"),
+            Err(CertTextError::BadPem)
+        );
+        assert_eq!(
+            parse_chain("-----BEGIN PRIVATE KEY----- AAAA -----END PRIVATE KEY-----"),
+            Err(CertTextError::BadPem)
+        );
+        assert_eq!(
+            parse_chain(&"A".repeat(MAX_CERT_TEXT + 1)),
+            Err(CertTextError::TooLong)
+        );
+    }
+
+    #[test]
+    fn long_chains_are_cut_but_still_too_long() {
+        let chain: Vec<Vec<u8>> = (0..20).map(der).collect();
+        let kept = parse_chain(&pem(&chain)).unwrap().len();
+        assert_eq!(kept, MAX_CERTS);
+        assert!(kept > 1 + MAX_INTERMEDIATES, "still too long");
+    }
+
+    #[test]
+    fn xfcc_chain_field() {
+        let header = r#"By=spiffe://a;Hash=ab;Cert="x%2Cy";Chain="-----BEGIN%20CERT";Subject="CN=a,O=\"b;c\"";DNS=x"#;
+        assert_eq!(xfcc_chain(header).as_deref(), Some("-----BEGIN%20CERT"));
+        let two = format!("Hash=1;Chain=first,{header}");
+        assert_eq!(xfcc_chain(&two).as_deref(), Some("-----BEGIN%20CERT"));
+        assert_eq!(xfcc_chain("Hash=1;Cert=abc"), None);
+        assert_eq!(xfcc_chain(""), None);
+    }
+}

@@ -1,0 +1,208 @@
+//! One question from a proxy, one answer: the certificate it passed and the request's scope
+//! go through the gateway's own scope rules and decision ([`gateway::handler::request_scope`],
+//! [`gateway::handler::decide`]); the answer says which identity headers to add and which of
+//! the request's headers to remove, or why the request is refused, in the gateway's terms.
+//!
+//! A proxy asks again for every request of a keep-alive connection with the same chain, so
+//! what the chain work found is kept per chain (the gateway keeps it per connection), keyed
+//! by the certificate text as passed: a repeated question costs no parsing and no chain work,
+//! only the decision against the trust state in force (decisions.md D46).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::http::{HeaderMap, HeaderName};
+use sha2::Digest;
+
+use super::cert::{self, CertTextError};
+use super::metrics::Transport;
+use super::AuthzState;
+use crate::gateway::handler::{self, Decider, Refusal, ScopeDefaults};
+use crate::gateway::proxy::{
+    is_reserved, is_scope_header, X_CERTIFICATE_ID, X_CLIENT_CERT_SHA256, X_ORGANIZATION, X_PROJECT,
+};
+use crate::trust::{ChainChecks, PeerChain, Rejection};
+
+/// What a proxy passed about one request.
+pub struct Question<'a> {
+    pub transport: Transport,
+    /// The certificate text as passed (see [`cert::parse_chain`]); `None` when none was.
+    pub certificate: Option<&'a str>,
+    /// The request's headers (the scope headers and what to remove are read from them).
+    pub headers: &'a HeaderMap,
+    /// The scope when the headers name none (gRPC: the route's `context_extensions`; the
+    /// `--organization` default is added here).
+    pub defaults: ScopeDefaults<'a>,
+}
+
+/// The answer.
+#[derive(Debug)]
+pub enum Answer {
+    Admitted {
+        /// Identity headers for the upstream, replacing any the request carries.
+        set: Vec<(HeaderName, String)>,
+        /// Request headers the upstream must not see (reserved names, scope headers unless
+        /// forwarded), as the request spelled them.
+        remove: Vec<HeaderName>,
+    },
+    Refused(Refused),
+}
+
+/// A refusal and whether a certificate was passed at all (forward-auth answers 401 without
+/// one).
+#[derive(Debug)]
+pub enum Refused {
+    /// The certificate text could not be read.
+    Unparseable(CertTextError),
+    Refusal(Refusal),
+}
+
+impl Refused {
+    /// The refusal as the gateway would send it (status, type, message, code).
+    pub fn error(&self) -> crate::openai_error::OpenAiError {
+        match self {
+            Refused::Unparseable(why) => Refusal::BadRequest(why.to_string()).error(),
+            Refused::Refusal(refusal) => refusal.error(),
+        }
+    }
+
+    /// The metric's `outcome` (and `X-Certgate-Refusal`): the code, or for a request refused
+    /// as malformed, its error type.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refused::Unparseable(_) => "invalid_client_certificate",
+            Refused::Refusal(Refusal::BadRequest(_)) => crate::openai_error::INVALID_REQUEST,
+            Refused::Refusal(Refusal::Rejected(r)) => r.code(),
+        }
+    }
+
+    pub fn no_certificate(&self) -> bool {
+        matches!(
+            self,
+            Refused::Refusal(Refusal::Rejected(Rejection::CertificateRequired))
+        )
+    }
+}
+
+/// A chain as passed, parsed once, and what its chain work found so far.
+pub struct Peer {
+    chain: Option<Arc<PeerChain>>,
+    checks: tokio::sync::Mutex<ChainChecks>,
+}
+
+impl AuthzState {
+    /// Answers one question, counting and timing it.
+    pub async fn judge(&self, question: Question<'_>) -> Answer {
+        let started = Instant::now();
+        let transport = question.transport;
+        let answer = self.answer(question).await;
+        let outcome = match &answer {
+            Answer::Admitted { .. } => "admitted",
+            Answer::Refused(refused) => {
+                if let Refused::Refusal(Refusal::Rejected(r)) = refused {
+                    self.refusals.record(&transport.label(), *r);
+                }
+                refused.label()
+            }
+        };
+        self.metrics
+            .decided(transport, outcome, started.elapsed().as_secs_f64());
+        answer
+    }
+
+    async fn answer(&self, question: Question<'_>) -> Answer {
+        let peer = match self.peer(question.certificate).await {
+            Ok(peer) => peer,
+            Err(why) => return Answer::Refused(Refused::Unparseable(why)),
+        };
+        let defaults = ScopeDefaults {
+            organization: question
+                .defaults
+                .organization
+                .or(self.default_organization.as_deref()),
+            project: question.defaults.project,
+        };
+        let requested = match handler::request_scope(question.headers, defaults) {
+            Ok(scope) => scope,
+            Err(refusal) => return Answer::Refused(Refused::Refusal(refusal)),
+        };
+        let decider = Decider {
+            trust: &self.trust,
+            now: self.store.now(),
+            algs: self.algs,
+            pool: &self.chain_pool,
+            paths: &self.chain_cache,
+        };
+        let chain = peer.chain.as_ref();
+        match handler::decide(decider, chain, &peer.checks, requested.scope()).await {
+            Ok(admission) => {
+                let mut set = vec![
+                    (X_ORGANIZATION, admission.organization),
+                    (X_CERTIFICATE_ID, admission.certificate_id),
+                ];
+                if let Some(project) = admission.project {
+                    set.push((X_PROJECT, project));
+                }
+                if let Some(chain) = chain {
+                    set.push((X_CLIENT_CERT_SHA256, chain.leaf_sha256().to_owned()));
+                }
+                let remove = self.to_remove(question.headers, &set);
+                Answer::Admitted { set, remove }
+            }
+            Err(rejection) => Answer::Refused(Refused::Refusal(Refusal::Rejected(rejection))),
+        }
+    }
+
+    /// The request's headers the upstream must not see, as the gateway strips them: reserved
+    /// names in any spelling, and the scope headers unless `--forward-scope-headers` (then
+    /// only their exact spelling passes). Names set by the answer are replaced, not removed
+    /// (a proxy removes after it sets).
+    fn to_remove(&self, headers: &HeaderMap, set: &[(HeaderName, String)]) -> Vec<HeaderName> {
+        headers
+            .keys()
+            .filter(|name| {
+                is_reserved(name)
+                    || (is_scope_header(name)
+                        && !(self.forward_scope_headers
+                            && (*name == handler::ORGANIZATION_HEADER
+                                || *name == handler::PROJECT_HEADER)))
+            })
+            .filter(|name| !set.iter().any(|(s, _)| s == *name))
+            .cloned()
+            .collect()
+    }
+
+    /// The parsed chain for a certificate text and its chain work so far: kept per text, so
+    /// a proxy asking again about the same client costs neither.
+    async fn peer(&self, text: Option<&str>) -> Result<Arc<Peer>, CertTextError> {
+        let text = text.map(str::trim).unwrap_or_default();
+        if text.is_empty() {
+            return Ok(self.no_certificate.clone());
+        }
+        let key: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+        if let Some(peer) = self.chains.get(&key) {
+            return Ok(peer);
+        }
+        let owned = text.to_owned();
+        // Decoding and X.509 parsing are CPU work on client-controlled input: on the pool.
+        let parsed = self
+            .chain_pool
+            .run(move || cert::parse_chain(&owned).map(PeerChain::new))
+            .await
+            .unwrap_or(Err(CertTextError::BadBase64))?;
+        let peer = Arc::new(Peer {
+            chain: parsed.map(Arc::new),
+            checks: tokio::sync::Mutex::new(ChainChecks::default()),
+        });
+        self.chains.insert(key, peer.clone());
+        Ok(peer)
+    }
+}
+
+/// The peer of requests that passed no certificate.
+pub fn no_certificate() -> Arc<Peer> {
+    Arc::new(Peer {
+        chain: None,
+        checks: tokio::sync::Mutex::new(ChainChecks::default()),
+    })
+}
