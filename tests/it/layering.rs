@@ -22,6 +22,7 @@ const ALL: &[&str] = &[
     "cli",
     "crl",
     "domain",
+    "fetch",
     "gateway",
     "key_output",
     "metrics",
@@ -109,6 +110,14 @@ const RULES: &[Rule] = &[
         no_modules: &["api", "cli", "serve"],
         allowed_paths: &[],
         no_crates: &[],
+    },
+    // Fetching from tenant-chosen URLs (CRLs, OCSP): called by serve and the decision's edges,
+    // it knows none of them, and reaches the database only through the store.
+    Rule {
+        module: "fetch",
+        no_modules: &["api", "cli", "gateway", "serve"],
+        allowed_paths: &[],
+        no_crates: &["axum", "sqlx", "rusqlite"],
     },
     // Storage knows no HTTP.
     Rule {
