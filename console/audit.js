@@ -7,7 +7,7 @@ const TYPES = [
   'certificate.created', 'certificate.updated', 'certificate.deleted',
   'certificates.activated', 'certificates.deactivated',
   'certificate.revoked', 'certificate.unrevoked',
-  'certificate.crl_updated', 'certificate.crl_deleted',
+  'certificate.crl_updated', 'certificate.crl_deleted', 'certificate.crl_fetched',
   'project.created', 'project.updated', 'project.archived',
   'api_key.created', 'api_key.deleted',
 ];

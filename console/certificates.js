@@ -1,5 +1,6 @@
 // Certificates: every CA of the organization (name, id, status with expiry, fingerprint,
-// where it is active), the organization toggle, rename, delete (disabled while in use, with
+// where it is active), the organization toggle, rename, the revocation sources (a CRL URL
+// certgate keeps fetched, the OCSP mode: decisions.md D58), delete (disabled while in use, with
 // the reason), and upload by paste or file.
 
 import { api, certificatesAndProjects } from './api.js';
@@ -77,9 +78,12 @@ function row(c, names, msg, reload) {
     }
   });
 
-  const nameCell = h('th', { scope: 'row' }, c.name || h('span', { class: 'muted' }, '(no name)'));
+  const nameCell = h('th', { scope: 'row' }, c.name || h('span', { class: 'muted' }, '(no name)'),
+    sourcesLine(c));
   const rename = h('button', { type: 'button', class: 'small' }, 'Rename');
   rename.addEventListener('click', () => renameForm(c, nameCell, msg, reload));
+  const revocation = h('button', { type: 'button', class: 'small' }, 'Revocation');
+  revocation.addEventListener('click', () => sourcesForm(c, nameCell, msg, reload));
 
   const reasonId = `in-use-${c.id}`;
   const del = where
@@ -104,7 +108,44 @@ function row(c, names, msg, reload) {
     h('td', {},
       h('label', { class: 'inline' }, toggle, ' organization'),
       projectsActive.length ? h('small', { class: 'block' }, `Projects: ${projectsActive.join(', ')}`) : null),
-    h('td', { class: 'actions' }, rename, del));
+    h('td', { class: 'actions' }, rename, revocation, del));
+}
+
+const OCSP = { off: 'Off', soft_fail: 'Soft fail (no answer admits)', hard_fail: 'Hard fail (no answer refuses)' };
+
+/** "CRL from URL · OCSP: hard_fail", or nothing when neither is set. */
+function sourcesLine(c) {
+  const parts = [];
+  if (c.crl_url) parts.push(`CRL from ${c.crl_url}`);
+  if (c.ocsp) parts.push(`OCSP: ${c.ocsp}`);
+  return parts.length ? h('small', { class: 'block muted sources' }, parts.join(' · ')) : null;
+}
+
+function ocspSelect(value) {
+  return h('select', {}, ...Object.entries(OCSP).map(([v, label]) => h('option', { value: v, selected: v === (value || 'off') }, label)));
+}
+
+function sourcesForm(c, cell, msg, reload) {
+  const url = h('input', { type: 'url', value: c.crl_url || '', maxlength: '2048', placeholder: 'http://ca.example.com/ca.crl' });
+  const ocsp = ocspSelect(c.ocsp);
+  const cancel = h('button', { type: 'button', class: 'small quiet' }, 'Cancel');
+  const form = h('form', { class: 'sources' },
+    field('CRL URL', url, 'certgate fetches it and enforces it as if uploaded. Empty: stop fetching.')[0],
+    field('OCSP', ocsp)[0],
+    h('button', { type: 'submit', class: 'small' }, 'Save'), cancel);
+  cancel.addEventListener('click', () => reload());
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      await api('POST', `/organization/certificates/${c.id}`, { crl_url: url.value.trim() || null, ocsp: ocsp.value });
+      msg.ok(`Revocation sources of ${certName(c)} saved.`);
+      await reload();
+    } catch (e) {
+      msg.error(e); // what was typed stays in the fields
+    }
+  });
+  cell.replaceChildren(form);
+  url.focus();
 }
 
 function renameForm(c, cell, msg, reload) {
@@ -131,21 +172,29 @@ function uploadForm(pageMsg, reload) {
   const msg = notice();
   const pem = h('textarea', { rows: '8', spellcheck: 'false', required: true, placeholder: '-----BEGIN CERTIFICATE-----' });
   const name = h('input', { type: 'text', maxlength: '256' });
+  const crlUrl = h('input', { type: 'url', maxlength: '2048' });
+  const ocsp = ocspSelect('off');
   const form = h('form', { class: 'card stack' },
     h('h3', {}, 'Upload a CA certificate'),
     field('Certificate (PEM)', pem, 'A CA certificate: CA:TRUE, keyCertSign and a Subject Key Identifier. Never a private key.')[0],
     fileInto(pem, 'Or read the PEM from a file'),
     field('Name', name, 'Optional.')[0],
+    field('CRL URL', crlUrl, 'Optional: an http(s) URL of this CA\'s CRL; certgate keeps it fetched and enforced.')[0],
+    field('OCSP', ocsp, 'Ask the client certificate\'s OCSP responder (from its AIA).')[0],
     h('div', {}, h('button', { type: 'submit' }, 'Upload')),
     msg.el);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const body = { certificate: pem.value };
     if (name.value.trim()) body.name = name.value;
+    if (crlUrl.value.trim()) body.crl_url = crlUrl.value.trim();
+    if (ocsp.value !== 'off') body.ocsp = ocsp.value;
     try {
       const c = await api('POST', '/organization/certificates', body);
       pem.value = '';
       name.value = '';
+      crlUrl.value = '';
+      ocsp.value = 'off';
       msg.ok(`Uploaded ${certName(c)} (${c.id}). It is active nowhere yet.`);
       pageMsg.clear();
       await reload();

@@ -141,3 +141,26 @@ pub fn revoked_serials(der: &[u8]) -> Result<SerialSet, String> {
     serials.shrink_to_fit();
     Ok(serials)
 }
+
+/// The CRL's cRLNumber (decimal; hex with `0x` past 128 bits), if it has one: what the
+/// `certificate.crl_fetched` event names (decisions.md D59). Reads the stored frame only.
+pub fn crl_number(der: &[u8]) -> Option<String> {
+    let frame = frame::read(der).ok()?;
+    let value = frame
+        .extensions()
+        .filter_map(Result::ok)
+        .find(|e| e.oid == [0x55, 0x1d, 20])?
+        .value;
+    // extnValue holds one INTEGER: tag 2, a one-byte length (cRLNumber is at most 20 octets).
+    let (&tag, rest) = value.split_first()?;
+    let (&len, digits) = rest.split_first()?;
+    if tag != 0x02 || usize::from(len) != digits.len() || digits.is_empty() {
+        return None;
+    }
+    if digits.len() <= 16 {
+        let n = digits.iter().fold(0u128, |n, b| (n << 8) | u128::from(*b));
+        Some(n.to_string())
+    } else {
+        Some(format!("0x{}", hex::encode(digits)))
+    }
+}

@@ -10,6 +10,8 @@
 //! - [`cli`]: command line parsing and dispatch;
 //! - [`crl`]: pure CRL parsing and checks;
 //! - [`domain`]: rules, ids, limits, admin key values and the clock; no I/O;
+//! - [`fetch`]: revocation the CAs publish, fetched from tenant-chosen URLs through one guarded
+//!   HTTP client (CRLs from `crl_url`);
 //! - [`gateway`]: the mTLS gateway (`certgate gateway`); the only module that imports rustls;
 //! - [`insight`]: the check and rotate use case, called by the API and the CLI alike;
 //! - [`key_output`]: where a new admin key's value goes: a new 0600 file, or stdout; never a log
@@ -33,6 +35,7 @@ pub mod authz;
 pub mod cli;
 pub mod crl;
 pub mod domain;
+pub mod fetch;
 pub mod gateway;
 pub mod insight;
 pub mod key_output;

@@ -33,6 +33,10 @@ pub struct ServeConfig {
     pub audit_retention_days: Option<u32>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (plain HTTP); `None`: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Let the CRL fetcher reach non-public addresses (`--fetch-allow-private`).
+    pub fetch_allow_private: bool,
+    /// When CRLs are fetched again (decisions.md D59).
+    pub crl_timing: crate::fetch::CrlTiming,
 }
 
 /// Runs until SIGTERM or Ctrl-C.
@@ -50,6 +54,19 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let state = AppState::new(store.clone());
     let (metrics, own) = Metrics::new(Role::Serve, ServeMetrics::register);
+    // Every CA certificate's `crl_url`, kept fetched (decisions.md D59).
+    tokio::spawn(
+        crate::fetch::CrlFetcher::new(
+            store.clone(),
+            crate::fetch::FetchPolicy::new(
+                config.fetch_allow_private,
+                crate::fetch::client::CRL_FETCH_TIMEOUT,
+            ),
+            config.crl_timing,
+            own.crl_fetch.clone(),
+        )
+        .run(),
+    );
     if let Some(addr) = config.metrics_listen {
         let refresh = {
             let (store, metrics) = (store.clone(), metrics.clone());
@@ -99,6 +116,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 #[derive(Clone)]
 pub struct ServeMetrics {
     expiry: Family<ExpiryLabels, Gauge>,
+    crl_fetch: crate::fetch::CrlFetchMetrics,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -115,7 +133,8 @@ impl ServeMetrics {
             "notAfter of every stored CA certificate (Unix seconds), by organization and certificate id",
             expiry.clone(),
         );
-        ServeMetrics { expiry }
+        let crl_fetch = crate::fetch::CrlFetchMetrics::register(registry);
+        ServeMetrics { expiry, crl_fetch }
     }
 
     /// Reads what a scrape shows from the database: whether it answers, and every stored

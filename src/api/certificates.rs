@@ -189,8 +189,14 @@ pub async fn upload(
         content,
         name,
         client_filter,
+        crl_url,
+        ocsp,
     } = body;
     let name = name.map(|n| domain::parse_name("name", n)).transpose()?;
+    let sources = domain::RevocationSources {
+        crl_url: crl_url.as_deref().map(domain::parse_crl_url).transpose()?,
+        ocsp: ocsp.map(Into::into).unwrap_or_default(),
+    };
     let client_filter = match client_filter.map(filter_within_size).transpose()? {
         Some(source) => Some(check_client_filter(&s, source).await?),
         None => None,
@@ -204,12 +210,13 @@ pub async fn upload(
     let parsed = crate::x509::parse_ca_pem(&text, s.store.now())?;
     let cert = s
         .store
-        .upload_certificate(
+        .upload_certificate_with_sources(
             &caller.org_id,
             name,
             &text,
             &parsed,
             client_filter,
+            sources,
             &caller.actor(),
         )
         .await?;
@@ -280,9 +287,23 @@ pub async fn modify(
         Some(Some(source)) => Some(Some(check_client_filter(&s, source).await?)),
         other => other,
     };
+    let sources = domain::SourcesChange {
+        crl_url: body
+            .crl_url
+            .map(|u| u.as_deref().map(domain::parse_crl_url).transpose())
+            .transpose()?,
+        ocsp: body.ocsp.map(Into::into),
+    };
     let cert = s
         .store
-        .modify_certificate(&caller.org_id, &id, name, client_filter, &caller.actor())
+        .modify_certificate_with_sources(
+            &caller.org_id,
+            &id,
+            name,
+            client_filter,
+            sources,
+            &caller.actor(),
+        )
         .await?;
     Ok(Json(CertificateObject::single(cert)))
 }

@@ -123,6 +123,14 @@ pub struct CertificateObject {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub client_filter: Option<String>,
+    /// certgate's extension (decisions.md D58): only when one is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub crl_url: Option<String>,
+    /// certgate's extension (decisions.md D58): `soft_fail` or `hard_fail`; absent when off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Option<super::requests::OcspSetting>)]
+    pub ocsp: Option<&'static str>,
 }
 
 impl CertificateObject {
@@ -190,6 +198,8 @@ impl CertificateObject {
             active,
             activations: c.activations.map(ActivationsObject::from),
             client_filter: c.client_filter,
+            ocsp: c.sources.ocsp.stored(),
+            crl_url: c.sources.crl_url,
         }
     }
 }

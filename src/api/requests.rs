@@ -35,6 +35,59 @@ pub struct UploadCertificateRequest {
     #[serde(default, deserialize_with = "field::optional_string")]
     #[schema(max_length = 4096)]
     pub client_filter: Option<String>,
+    /// certgate's extension (decisions.md D58): an http(s) URL of this CA's CRL, which certgate
+    /// then keeps fetched and enforces as if it were PUT (at most 2,048 bytes).
+    #[serde(default, deserialize_with = "field::optional_string")]
+    #[schema(max_length = 2048)]
+    pub crl_url: Option<String>,
+    /// certgate's extension (decisions.md D58): whether the gateway asks the client's OCSP
+    /// responder, and what no valid answer means. Default `off`.
+    #[serde(default, deserialize_with = "ocsp_setting")]
+    #[schema(nullable = false)]
+    pub ocsp: Option<OcspSetting>,
+}
+
+/// A CA's OCSP mode (decisions.md D58).
+#[derive(ToSchema, Clone, Copy)]
+#[schema(rename_all = "snake_case")]
+pub enum OcspSetting {
+    /// Not asked.
+    Off,
+    /// Asked; no valid answer admits the client (logged and counted).
+    SoftFail,
+    /// Asked; no valid answer refuses it (`client_certificate_revocation_unknown`).
+    HardFail,
+}
+
+/// An OCSP mode that may be absent or `null` (both keep the mode); anything but the three names
+/// is refused, saying them.
+fn ocsp_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OcspSetting>, D::Error> {
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => match crate::domain::OcspMode::parse(&s) {
+            Some(crate::domain::OcspMode::Off) => Ok(Some(OcspSetting::Off)),
+            Some(crate::domain::OcspMode::SoftFail) => Ok(Some(OcspSetting::SoftFail)),
+            Some(crate::domain::OcspMode::HardFail) => Ok(Some(OcspSetting::HardFail)),
+            None => Err(D::Error::custom(format!(
+                "'{}' is not an OCSP mode; use 'off', 'soft_fail' or 'hard_fail'",
+                crate::domain::echo(&s)
+            ))),
+        },
+        _ => Err(D::Error::custom(
+            "expected one of 'off', 'soft_fail' or 'hard_fail'",
+        )),
+    }
+}
+
+impl From<OcspSetting> for crate::domain::OcspMode {
+    fn from(s: OcspSetting) -> Self {
+        match s {
+            OcspSetting::Off => crate::domain::OcspMode::Off,
+            OcspSetting::SoftFail => crate::domain::OcspMode::SoftFail,
+            OcspSetting::HardFail => crate::domain::OcspMode::HardFail,
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -49,6 +102,15 @@ pub struct ModifyCertificateRequest {
     #[serde(default, deserialize_with = "field::nullable_string")]
     #[schema(value_type = Option<String>, max_length = 4096)]
     pub client_filter: Option<Option<String>>,
+    /// certgate's extension (decisions.md D58): an http(s) URL of this CA's CRL; null stops the
+    /// fetching (the CRL last stored stays), absence keeps it.
+    #[serde(default, deserialize_with = "field::nullable_string")]
+    #[schema(value_type = Option<String>, max_length = 2048)]
+    pub crl_url: Option<Option<String>>,
+    /// certgate's extension (decisions.md D58): the OCSP mode; absence keeps it.
+    #[serde(default, deserialize_with = "ocsp_setting")]
+    #[schema(nullable = false)]
+    pub ocsp: Option<OcspSetting>,
 }
 
 #[derive(Deserialize, ToSchema)]

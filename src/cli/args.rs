@@ -112,6 +112,26 @@ pub struct ServeArgs {
     pub connections: ConnectionArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+}
+
+/// Fetching from URLs tenants choose: CRLs from `crl_url` (decisions.md D59, D60).
+#[derive(Args, Debug, Clone)]
+pub struct FetchArgs {
+    /// Let certgate fetch from loopback, private (RFC 1918, unique local), link-local and other
+    /// non-public addresses. Off by default: tenants choose these URLs, and must not reach the
+    /// operator's network through certgate.
+    #[arg(long, env = "CERTGATE_FETCH_ALLOW_PRIVATE", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub fetch_allow_private: bool,
+    /// Shortest time between two fetches of one CRL URL (also the first retry after a failure,
+    /// doubled per failure in a row), e.g. `5m`.
+    #[arg(long, env = "CERTGATE_CRL_REFRESH_MIN", value_parser = parse_duration, default_value = "5m")]
+    pub crl_refresh_min: Duration,
+    /// Longest time between two fetches of one CRL URL (a CRL's nextUpdate further away is
+    /// not waited for; nor is a backoff longer), e.g. `60m`.
+    #[arg(long, env = "CERTGATE_CRL_REFRESH_MAX", value_parser = parse_duration, default_value = "60m")]
+    pub crl_refresh_max: Duration,
 }
 
 /// Where a new admin key goes.

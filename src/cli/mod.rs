@@ -128,6 +128,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 admin_key: KeyOutput::new(args.key_file.admin_key_file),
                 audit_retention_days: args.audit_retention_days,
                 metrics_listen: args.metrics.metrics_listen,
+                fetch_allow_private: args.fetch.fetch_allow_private,
+                crl_timing: crate::fetch::CrlTiming {
+                    min: args.fetch.crl_refresh_min,
+                    max: args.fetch.crl_refresh_max,
+                },
             };
             crate::serve::run(config).await
         }

@@ -5,6 +5,7 @@
 
 use super::ids::{CertificateId, KeyId, ProjectId};
 use super::revocation::{CrlSummary, RevokedCertificate};
+use super::sources::{RevocationSources, SourcesChange};
 
 /// Who makes a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +40,16 @@ pub enum AuditEvent {
     CertificateCreated {
         certificate: CertificateRef,
         client_filter: Option<String>,
+        /// The CRL URL and OCSP mode it set (shown only when set; decisions.md D58).
+        sources: RevocationSources,
     },
     /// One per modify call, whatever it changed; the name after it, and the client filter
     /// (see [`FilterChange`]).
     CertificateUpdated {
         certificate: CertificateRef,
         client_filter: FilterChange,
+        /// What the call set of `crl_url` and `ocsp` (shown only when it named them).
+        sources: SourcesChange,
     },
     CertificateDeleted {
         certificate: CertificateRef,
@@ -79,6 +84,20 @@ pub enum AuditEvent {
     CrlUpdated(CrlSummary),
     /// A CA certificate's CRL removed.
     CrlDeleted(CertificateId),
+    /// A fetch of a CA certificate's `crl_url` (decisions.md D59): stored, or why not.
+    CrlFetched(CrlFetch),
+}
+
+/// One fetch of a CA certificate's CRL from its `crl_url`, as the audit log records it. The
+/// reason is certgate's own words (a fixed set), never anything from the fetched body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlFetch {
+    pub certificate_id: CertificateId,
+    pub url: String,
+    /// The CRL stored (`ok: true`): its CRL number, when it has one, and its summary.
+    pub stored: Option<(Option<String>, CrlSummary)>,
+    /// Why nothing was stored (`ok: false`).
+    pub reason: Option<String>,
 }
 
 /// What a `certificate.updated` event says of the client filter. Clearing a filter widens who
@@ -123,6 +142,7 @@ pub const AUDIT_EVENT_TYPES: &[&str] = &[
     "certificate.unrevoked",
     "certificate.crl_updated",
     "certificate.crl_deleted",
+    "certificate.crl_fetched",
 ];
 
 impl AuditEvent {
@@ -143,6 +163,7 @@ impl AuditEvent {
             AuditEvent::CertificateUnrevoked(_) => "certificate.unrevoked",
             AuditEvent::CrlUpdated(_) => "certificate.crl_updated",
             AuditEvent::CrlDeleted(_) => "certificate.crl_deleted",
+            AuditEvent::CrlFetched(_) => "certificate.crl_fetched",
         }
     }
 
@@ -179,6 +200,7 @@ impl AuditEvent {
             }
             AuditEvent::CrlUpdated(c) => vec![c.certificate_id.as_str()],
             AuditEvent::CrlDeleted(id) => vec![id.as_str()],
+            AuditEvent::CrlFetched(f) => vec![f.certificate_id.as_str()],
         }
     }
 }
@@ -207,6 +229,7 @@ mod tests {
         let created = AuditEvent::CertificateCreated {
             certificate: cert("cert_a"),
             client_filter: None,
+            sources: RevocationSources::default(),
         };
         assert_eq!(created.project(), None);
         let archived = AuditEvent::ProjectArchived(project);

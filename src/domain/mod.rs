@@ -14,8 +14,11 @@ mod model;
 mod page;
 mod revocation;
 mod rules;
+mod sources;
 
-pub use audit::{Actor, AuditEvent, CertificateRef, FilterChange, ProjectRef, AUDIT_EVENT_TYPES};
+pub use audit::{
+    Actor, AuditEvent, CertificateRef, CrlFetch, FilterChange, ProjectRef, AUDIT_EVENT_TYPES,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::DomainError;
 pub use ids::{
@@ -45,3 +48,4 @@ pub use rules::{
     Scope, ToggleIds, MAX_CERTIFICATES_PER_ORG, MAX_CERTIFICATE_BYTES, MAX_NAME_CHARS,
     MAX_TOGGLE_IDS, RESIDENCIES,
 };
+pub use sources::{parse_crl_url, OcspMode, RevocationSources, SourcesChange, MAX_CRL_URL_BYTES};

@@ -21,6 +21,8 @@ pub struct Certificate {
     pub crl: Option<super::CrlSummary>,
     /// The CEL expression a client must satisfy for this CA to admit it (decisions.md D26).
     pub client_filter: Option<String>,
+    /// Where certgate fetches its CRL, and its OCSP mode (decisions.md D58).
+    pub sources: super::RevocationSources,
 }
 
 /// A certificate with its activation flag for the scope it was listed or toggled in.

@@ -122,22 +122,37 @@ fn payload(event: &AuditEvent) -> Value {
         AuditEvent::CertificateCreated {
             certificate: c,
             client_filter,
+            sources,
         } => {
             let mut payload = json!({"id": c.id.as_str(), "name": c.name});
             if let Some(filter) = client_filter {
                 payload["client_filter"] = json!(filter);
+            }
+            if let Some(url) = &sources.crl_url {
+                payload["crl_url"] = json!(url);
+            }
+            if let Some(ocsp) = sources.ocsp.stored() {
+                payload["ocsp"] = json!(ocsp);
             }
             payload
         }
         AuditEvent::CertificateUpdated {
             certificate: c,
             client_filter,
+            sources,
         } => {
             let mut payload = json!({"id": c.id.as_str(), "name": c.name});
             match client_filter {
                 FilterChange::Untouched => {}
                 FilterChange::InForce(filter) => payload["client_filter"] = json!(filter),
                 FilterChange::Cleared => payload["client_filter"] = serde_json::Value::Null,
+            }
+            // Named by the call: the new value (null when the URL was cleared).
+            if let Some(url) = &sources.crl_url {
+                payload["crl_url"] = json!(url);
+            }
+            if let Some(ocsp) = sources.ocsp {
+                payload["ocsp"] = json!(ocsp.as_str());
             }
             payload
         }
@@ -171,6 +186,20 @@ fn payload(event: &AuditEvent) -> Value {
             "revoked_count": c.revoked_count,
         }),
         AuditEvent::CrlDeleted(id) => json!({"id": id.as_str()}),
+        AuditEvent::CrlFetched(f) => {
+            let mut payload =
+                json!({"id": f.certificate_id.as_str(), "url": f.url, "ok": f.stored.is_some()});
+            if let Some((number, c)) = &f.stored {
+                payload["crl_number"] = json!(number);
+                payload["this_update"] = json!(c.this_update);
+                payload["next_update"] = json!(c.next_update);
+                payload["revoked_count"] = json!(c.revoked_count);
+            }
+            if let Some(reason) = &f.reason {
+                payload["reason"] = json!(reason);
+            }
+            payload
+        }
     }
 }
 

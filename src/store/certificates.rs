@@ -11,12 +11,21 @@ use super::tx::{bump_trust_generation, in_transaction, lock_organization, Column
 use super::{Result, Store};
 use crate::domain::{
     self, unknown_cursor, Activations, Actor, AuditEvent, Certificate, CertificateId,
-    CertificateInclude, CertificateRef, DomainError, FilterChange, Order, OrgId, Page, PageRequest,
-    ProjectId, ScopedCertificate,
+    CertificateInclude, CertificateRef, DomainError, FilterChange, OcspMode, Order, OrgId, Page,
+    PageRequest, ProjectId, RevocationSources, ScopedCertificate, SourcesChange,
 };
 use crate::x509::ParsedCa;
 
-pub(super) const CERT_COLUMNS: &str = "id, name, created_at, valid_at, expires_at, client_filter";
+pub(super) const CERT_COLUMNS: &str =
+    "id, name, created_at, valid_at, expires_at, client_filter, crl_url, ocsp";
+
+/// The stored OCSP mode: NULL is off. A value this version does not know (written by a newer
+/// one) asks and refuses without an answer: never fail open.
+fn ocsp_from_column(stored: Option<String>) -> OcspMode {
+    stored.map_or(OcspMode::Off, |s| {
+        OcspMode::parse(&s).unwrap_or(OcspMode::HardFail)
+    })
+}
 
 pub(super) fn certificate_from_row(row: &impl Columns, with_content: bool) -> Result<Certificate> {
     Ok(Certificate {
@@ -33,6 +42,10 @@ pub(super) fn certificate_from_row(row: &impl Columns, with_content: bool) -> Re
         activations: None,
         crl: None,
         client_filter: row.field("client_filter")?,
+        sources: RevocationSources {
+            crl_url: row.field("crl_url")?,
+            ocsp: ocsp_from_column(row.field("ocsp")?),
+        },
     })
 }
 
@@ -51,6 +64,31 @@ impl Store {
         content: &str,
         parsed: &ParsedCa,
         client_filter: Option<String>,
+        actor: &Actor,
+    ) -> Result<Certificate> {
+        let sources = RevocationSources::default();
+        self.upload_certificate_with_sources(
+            org,
+            name,
+            content,
+            parsed,
+            client_filter,
+            sources,
+            actor,
+        )
+        .await
+    }
+
+    /// [`Store::upload_certificate`] with a CRL URL and an OCSP mode (decisions.md D58).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_certificate_with_sources(
+        &self,
+        org: &OrgId,
+        name: Option<String>,
+        content: &str,
+        parsed: &ParsedCa,
+        client_filter: Option<String>,
+        sources: RevocationSources,
         actor: &Actor,
     ) -> Result<Certificate> {
         let now = self.now();
@@ -79,8 +117,8 @@ impl Store {
             domain::check_certificate_limit(count)?;
             let id = CertificateId::generate();
             sqlx::query(
-                "INSERT INTO certificates (id, org_id, name, content, sha256, subject_der, ski, valid_at, expires_at, created_at, seq, active_org, client_filter)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12)",
+                "INSERT INTO certificates (id, org_id, name, content, sha256, subject_der, ski, valid_at, expires_at, created_at, seq, active_org, client_filter, crl_url, ocsp)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $14)",
             )
             .bind(id.as_str())
             .bind(org.as_str())
@@ -94,6 +132,8 @@ impl Store {
             .bind(now)
             .bind(seq)
             .bind(client_filter.clone())
+            .bind(sources.crl_url.clone())
+            .bind(sources.ocsp.stored())
             .execute(&mut *tx)
             .await?;
             let created = AuditEvent::CertificateCreated {
@@ -102,6 +142,7 @@ impl Store {
                     name: name.clone(),
                 },
                 client_filter: client_filter.clone(),
+                sources: sources.clone(),
             };
             TxAudit::new(org, seq, now, actor)
                 .append(tx, &created)
@@ -116,6 +157,7 @@ impl Store {
                 activations: None,
                 crl: None,
                 client_filter: client_filter.clone(),
+                sources: sources.clone(),
             })
         })
     }
@@ -177,6 +219,21 @@ impl Store {
         client_filter: Option<Option<String>>,
         actor: &Actor,
     ) -> Result<Certificate> {
+        let sources = SourcesChange::default();
+        self.modify_certificate_with_sources(org, id, name, client_filter, sources, actor)
+            .await
+    }
+
+    /// [`Store::modify_certificate`] that may also set the CRL URL and the OCSP mode.
+    pub async fn modify_certificate_with_sources(
+        &self,
+        org: &OrgId,
+        id: &CertificateId,
+        name: Option<Option<String>>,
+        client_filter: Option<Option<String>>,
+        sources: SourcesChange,
+        actor: &Actor,
+    ) -> Result<Certificate> {
         let now = self.now();
         let select = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL");
         in_transaction!(self, |tx| {
@@ -208,6 +265,27 @@ impl Store {
                 }
                 cert.client_filter.clone_from(filter);
             }
+            if let Some(url) = &sources.crl_url {
+                // Nothing changes for clients until a CRL is fetched from it (decisions.md D58).
+                sqlx::query("UPDATE certificates SET crl_url = $1 WHERE id = $2")
+                    .bind(url.clone())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                cert.sources.crl_url.clone_from(url);
+            }
+            if let Some(ocsp) = sources.ocsp {
+                sqlx::query("UPDATE certificates SET ocsp = $1 WHERE id = $2")
+                    .bind(ocsp.stored())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                if ocsp != cert.sources.ocsp {
+                    // Who may connect can change: gateways reload.
+                    bump_trust_generation(tx, self.backend).await?;
+                }
+                cert.sources.ocsp = ocsp;
+            }
             let updated = AuditEvent::CertificateUpdated {
                 certificate: CertificateRef {
                     id: cert.id.clone(),
@@ -217,6 +295,7 @@ impl Store {
                     client_filter.as_ref(),
                     cert.client_filter.as_ref(),
                 ),
+                sources: sources.clone(),
             };
             TxAudit::new(org, seq, now, actor)
                 .append(tx, &updated)
@@ -345,7 +424,7 @@ impl Store {
             ""
         };
         let sql = format!(
-            "SELECT c.id, c.name, c.created_at, c.valid_at, c.expires_at, c.client_filter, {active} AS active{content}
+            "SELECT c.id, c.name, c.created_at, c.valid_at, c.expires_at, c.client_filter, c.crl_url, c.ocsp, {active} AS active{content}
              FROM certificates c {join}
              WHERE c.org_id = $1 AND c.deleted_at IS NULL {cursor_sql}
              ORDER BY c.created_at {dir}, c.seq {dir} LIMIT $2"

@@ -23,6 +23,7 @@ const ALL: &[&str] = &[
     "cli",
     "crl",
     "domain",
+    "fetch",
     "gateway",
     "insight",
     "key_output",
@@ -128,6 +129,14 @@ const RULES: &[Rule] = &[
         no_modules: &["api", "cli", "serve", "x509", "crl", "domain", "key_output"],
         allowed_paths: &["domain::SystemClock"],
         no_crates: &["rustls", "tokio_rustls", "hyper_rustls", "sqlx", "rusqlite"],
+    },
+    // Fetching from tenant-chosen URLs (CRLs, OCSP): called by serve and the decision's edges,
+    // it knows none of them, and reaches the database only through the store.
+    Rule {
+        module: "fetch",
+        no_modules: &["api", "cli", "gateway", "serve"],
+        allowed_paths: &[],
+        no_crates: &["axum", "sqlx", "rusqlite"],
     },
     // Storage knows no HTTP.
     Rule {

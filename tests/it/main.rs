@@ -8,6 +8,7 @@
 mod bounds;
 mod client;
 mod helpers;
+mod openssl_ca;
 mod pki;
 mod process;
 
@@ -16,6 +17,7 @@ mod authz;
 mod cert_cli;
 mod cli;
 mod deadline;
+mod fetch;
 mod gateway;
 mod group_commit;
 mod install;

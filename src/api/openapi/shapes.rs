@@ -113,6 +113,29 @@ pub struct AuditLog {
     /// The CA whose CRL was deleted.
     #[schema(rename = "certificate.crl_deleted", nullable = false)]
     pub certificate_crl_deleted: Option<AuditId>,
+    #[schema(rename = "certificate.crl_fetched", nullable = false)]
+    pub certificate_crl_fetched: Option<AuditCrlFetched>,
+}
+
+/// One fetch of a CA's `crl_url` (decisions.md D59): stored (`ok`), or why not (`reason`, in
+/// certgate's words; nothing of the fetched body).
+#[derive(ToSchema)]
+pub struct AuditCrlFetched {
+    /// The CA, `cert_…`.
+    pub id: String,
+    pub url: String,
+    pub ok: bool,
+    /// When stored: the CRL's cRLNumber (decimal), null when it has none.
+    #[schema(nullable = true)]
+    pub crl_number: Option<String>,
+    #[schema(nullable = false)]
+    pub this_update: Option<i64>,
+    pub next_update: Option<i64>,
+    #[schema(nullable = false)]
+    pub revoked_count: Option<i64>,
+    /// When nothing was stored: why.
+    #[schema(nullable = false)]
+    pub reason: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -137,6 +160,12 @@ pub struct AuditCertificateCreated {
     /// certgate's extension: present when the upload set a client filter.
     #[schema(nullable = false)]
     pub client_filter: Option<String>,
+    /// certgate's extension: present when the upload set a CRL URL.
+    #[schema(nullable = false)]
+    pub crl_url: Option<String>,
+    /// certgate's extension: present when the upload turned OCSP on.
+    #[schema(nullable = false)]
+    pub ocsp: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -146,6 +175,11 @@ pub struct AuditCertificateUpdated {
     pub name: Option<String>,
     /// certgate's extension: present when the call set or cleared the client filter (null).
     pub client_filter: Option<String>,
+    /// certgate's extension: present when the call set or cleared the CRL URL (null).
+    pub crl_url: Option<String>,
+    /// certgate's extension: present when the call set the OCSP mode.
+    #[schema(nullable = false)]
+    pub ocsp: Option<String>,
 }
 
 /// A deny-list entry made (`certificate.revoked`) or removed (`certificate.unrevoked`).

@@ -15,6 +15,7 @@ mod keys;
 mod lists;
 mod projects;
 mod revocations;
+mod sources;
 mod toggles;
 
 use serde_json::Value;

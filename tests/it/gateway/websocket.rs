@@ -25,12 +25,12 @@ backend_tests!(
     revocation_and_filters_close_open_upgrades,
 );
 
-type Ws =
+pub(super) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 /// A WebSocket echo upstream that records the handshake headers it saw and the close codes it
 /// received.
-struct EchoUpstream {
+pub(super) struct EchoUpstream {
     addr: std::net::SocketAddr,
     headers: Arc<Mutex<Vec<axum::http::HeaderMap>>>,
     closes: Arc<Mutex<Vec<Option<u16>>>>,
@@ -82,7 +82,7 @@ async fn echo_upstream() -> EchoUpstream {
 }
 
 /// A gateway with the app's organization as default, in front of a WebSocket echo upstream.
-async fn setup_ws(app: &TestApp, idle: Duration) -> (Gw, EchoUpstream) {
+pub(super) async fn setup_ws(app: &TestApp, idle: Duration) -> (Gw, EchoUpstream) {
     let up = echo_upstream().await;
     let org = app.org_id.clone();
     let gw = gateway_with_limits(
@@ -99,7 +99,7 @@ async fn setup_ws(app: &TestApp, idle: Duration) -> (Gw, EchoUpstream) {
 }
 
 /// Opens a WebSocket through the gateway with `id` and extra `headers`.
-async fn open(
+pub(super) async fn open(
     gw: &Endpoint,
     id: Option<&Identity>,
     headers: &[(&str, &str)],
@@ -119,7 +119,7 @@ async fn open(
 }
 
 /// The next close frame's code (and reason) within `limit`, skipping other messages.
-async fn closed_with(ws: &mut Ws, limit: Duration) -> Option<(u16, String)> {
+pub(super) async fn closed_with(ws: &mut Ws, limit: Duration) -> Option<(u16, String)> {
     let deadline = Instant::now() + limit;
     loop {
         let left = deadline.checked_duration_since(Instant::now())?;
@@ -143,7 +143,7 @@ async fn closed_with(ws: &mut Ws, limit: Duration) -> Option<(u16, String)> {
 }
 
 /// Sends a text and expects it back.
-async fn echoes(ws: &mut Ws, text: &str) -> bool {
+pub(super) async fn echoes(ws: &mut Ws, text: &str) -> bool {
     if ws.send(Message::text(text)).await.is_err() {
         return false;
     }

@@ -83,6 +83,10 @@ const KNOWN: &[(&str, &str)] = &[
         ".type: value \"certificate.crl_deleted\" not in the reference",
         "as certificate.crl_updated",
     ),
+    (
+        ".type: value \"certificate.crl_fetched\" not in the reference",
+        "decisions.md D59: as certificate.crl_updated, for a fetch of a CA's crl_url",
+    ),
 ];
 
 /// OpenAI's reference, kept in the repository as data (see tests/data/README.md).
