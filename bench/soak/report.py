@@ -8,7 +8,7 @@ def markdown(r):
     c = r["counts"]
     out = []
     out.append(
-        "%s, %d s: %d admin requests (%d acknowledged writes, %d reads), %d gateway requests "
+        "%s, %d s: %d admin requests (%d acknowledged (event, object) pairs, %d reads), %d gateway requests "
         "(%d on new handshakes), %d WebSockets (%d messages echoed), %d restarts; %d violations."
         % (
             r["backend"],
@@ -33,12 +33,12 @@ def markdown(r):
 
         def pair(k):
             p = g.get(k)
-            return "%s → %s" % (p[0], p[1]) if p else "n/a"
+            return "%g → %g" % (p[0], p[1]) if p else "n/a"
 
         out.append(
             "| %s | %d | %s | %s s | %s | %s | %s | %s |"
             % (name, v["restarts"], exits, g.get("life_seconds", "n/a"), pair("rss_kib"), pair("fds"), pair("threads"),
-               g.get("rss_kib_first_life", "n/a"))
+               "%g" % g["rss_kib_first_life"] if g.get("rss_kib_first_life") else "n/a")
         )
     p = r.get("propagation")
     if p:
@@ -49,7 +49,7 @@ def markdown(r):
         )
     out.append("")
     out.append(
-        "Audit: %d events for %d acknowledged writes, %d missing. Final decisions compared: %d. "
+        "Audit: %d events for %d acknowledged (event, object) pairs, %d missing. Final decisions compared: %d. "
         "Failovers: admin %d, gateway %d, WebSocket closes by a restarting gateway %d; 503 in a "
         "restart window: admin %d, gateway %d; uploads refused at the 50 limit: %d."
         % (
