@@ -359,3 +359,6 @@ fn holds_bare_private_key(text: &str) -> bool {
         })
     })
 }
+
+#[cfg(test)]
+mod tests;
