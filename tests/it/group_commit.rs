@@ -301,12 +301,12 @@ async fn writes_queued_behind_a_held_lock_answer_within_one_timeout() {
         })
     };
     // The first of each kind takes its turn and waits for the lock; the others start
-    // `STAGGER` later and queue behind. The stagger is the test's input, not a wait for
+    // `stagger` later and queue behind. The stagger is the test's input, not a wait for
     // anything: whatever the order the writes reach the queue in, each must be answered within
     // one timeout of its own start and not before it (not when the one ahead of it fails).
-    const STAGGER: Duration = Duration::from_millis(300);
+    let stagger = Duration::from_millis(300);
     let mut writes: Vec<_> = (0..2).map(write).collect();
-    tokio::time::sleep(STAGGER).await;
+    tokio::time::sleep(stagger).await;
     writes.extend((2..6).map(write));
     for w in writes {
         let (n, result, took) = w.await.unwrap();
