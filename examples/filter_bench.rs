@@ -45,9 +45,11 @@ use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde_json::{json, Value};
+
+#[path = "common/tls.rs"]
+mod tls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -238,8 +240,8 @@ fn calibrate(dir: &Path) -> Result<(), BoxError> {
     std::fs::create_dir_all(dir)?;
     let ca = new_ca("Tenant A CA")?;
     let (leaf, _) = attack_leaf(&ca, 0)?;
-    let der = CertificateDer::from_pem_slice(leaf.as_bytes())?;
-    let input = FilterInput::of(&LeafFacts::of(der.as_ref()).ok_or("attack leaf")?);
+    let der = pem::parse(leaf.as_bytes())?.into_contents();
+    let input = FilterInput::of(&LeafFacts::of(&der).ok_or("attack leaf")?);
     if !input.within_bounds() {
         return Err("the attack leaf is over the filters' bounds".into());
     }
@@ -336,34 +338,6 @@ async fn setup(dir: &Path, db: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn client_config(
-    dir: &Path,
-    chain: &str,
-    key: &str,
-) -> Result<Arc<rustls::ClientConfig>, BoxError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(dir.join("server-ca.pem"))? {
-        roots.add(c?)?;
-    }
-    let chain = CertificateDer::pem_slice_iter(chain.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes())?;
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)?;
-    config.resumption = rustls::client::Resumption::disabled();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-fn file_config(dir: &Path, who: &str) -> Result<Arc<rustls::ClientConfig>, BoxError> {
-    let chain = std::fs::read_to_string(dir.join(format!("{who}.pem")))?;
-    let key = std::fs::read_to_string(dir.join(format!("{who}.key")))?;
-    client_config(dir, &chain, &key)
-}
-
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 
 /// A fresh TLS connection and HTTP/1.1 over it.
@@ -434,8 +408,8 @@ async fn run(addr: SocketAddr, dir: &Path, db: &str, o: RunOptions) -> Result<()
         org_b: text("org_b"),
         b2: text("b2"),
         store: Store::open(&StoreOptions::new(db), Arc::new(SystemClock)).await?,
-        b1: file_config(dir, "b1")?,
-        b2_client: file_config(dir, "b2")?,
+        b1: tls::client_files(dir, "b1", false)?,
+        b2_client: tls::client_files(dir, "b2", false)?,
         dir: dir.to_owned(),
         tenant,
         next_leaf: AtomicUsize::new(0),
@@ -499,9 +473,9 @@ async fn round(
                 let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
                 while !stop.load(Ordering::Relaxed) {
                     let i = bench.next_leaf.fetch_add(1, Ordering::Relaxed);
-                    let Ok(config) = attack_leaf(&bench.tenant, i)
-                        .and_then(|(chain, key)| client_config(&bench.dir, &chain, &key))
-                    else {
+                    let Ok(config) = attack_leaf(&bench.tenant, i).and_then(|(chain, key)| {
+                        tls::client_config(&bench.dir, &chain, &key, false)
+                    }) else {
                         continue;
                     };
                     let Ok(mut send) = connect(bench.addr, config).await else {

@@ -31,9 +31,11 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyIdMethod, KeyPair, KeyUsagePurpose,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde_json::json;
+
+#[path = "common/tls.rs"]
+mod tls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -249,26 +251,6 @@ async fn revoke(dir: &Path, db: &str, entries: usize, serials: u32) -> Result<()
     Ok(())
 }
 
-/// A client configuration with the client certificate and no session resumption.
-fn client_config(dir: &Path) -> Result<Arc<rustls::ClientConfig>, BoxError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(dir.join("server-ca.pem"))? {
-        roots.add(c?)?;
-    }
-    let chain =
-        CertificateDer::pem_file_iter(dir.join("client.pem"))?.collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(dir.join("client.key"))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)?;
-    config.resumption = rustls::client::Resumption::disabled();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 type Driver = hyper::client::conn::http1::Connection<
     TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
@@ -331,7 +313,7 @@ async fn load(
     count: usize,
     concurrency: usize,
 ) -> Result<(), BoxError> {
-    let config = client_config(dir)?;
+    let config = tls::client_files(dir, "client", false)?;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -384,7 +366,7 @@ async fn propagate(
     dir: &Path,
     rounds: usize,
 ) -> Result<(), BoxError> {
-    let config = client_config(dir)?;
+    let config = tls::client_files(dir, "client", false)?;
     let http = reqwest::Client::new();
     let toggle = |what: &'static str| {
         let http = http.clone();

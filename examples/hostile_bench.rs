@@ -32,9 +32,11 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyIdMethod, KeyPair, KeyUsagePurpose,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde_json::json;
+
+#[path = "common/tls.rs"]
+mod tls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -167,25 +169,6 @@ async fn setup(dir: &Path, db: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn config(dir: &Path, who: &str) -> Result<Arc<rustls::ClientConfig>, BoxError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(dir.join("server-ca.pem"))? {
-        roots.add(c?)?;
-    }
-    let chain = CertificateDer::pem_file_iter(dir.join(format!("{who}.pem")))?
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(dir.join(format!("{who}.key")))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)?;
-    config.resumption = rustls::client::Resumption::disabled();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 
 /// A fresh TLS connection and HTTP/1.1 over it.
@@ -267,8 +250,8 @@ async fn round(
 }
 
 async fn run(addr: SocketAddr, dir: &Path, rounds: usize, secs: f64) -> Result<(), BoxError> {
-    let good = config(dir, "client")?;
-    let bad = config(dir, "attacker")?;
+    let good = tls::client_files(dir, "client", false)?;
+    let bad = tls::client_files(dir, "attacker", false)?;
     let (mut calm, mut attacked) = (Vec::new(), Vec::new());
     let mut hostile_total = 0;
     for r in 0..rounds {

@@ -27,9 +27,11 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyIdMethod, KeyPair, KeyUsagePurpose,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde_json::json;
+
+#[path = "common/tls.rs"]
+mod tls;
 use tokio_tungstenite::tungstenite::Message;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -168,21 +170,9 @@ async fn run(
     use certgate::store::{Store, StoreOptions};
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("setup.json"))?)?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(dir.join("server-ca.pem"))? {
-        roots.add(c?)?;
-    }
-    let chain =
-        CertificateDer::pem_file_iter(dir.join("client.pem"))?.collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(dir.join("client.key"))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    // Resumption stays on: the bench measures upgrades, not handshakes.
+    let config = tls::client_files(dir, "client", true)?;
+    let connector = tokio_rustls::TlsConnector::from(config);
 
     let rss_before = rss_kib(pid)?;
     let opened = Instant::now();

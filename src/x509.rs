@@ -352,10 +352,56 @@ fn holds_bare_private_key(text: &str) -> bool {
             base64::engine::GeneralPurposeConfig::new()
                 .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
         );
-        engine.decode(run.trim_end_matches('=')).is_ok_and(|der| {
-            pkcs8::PrivateKeyInfoRef::try_from(der.as_slice()).is_ok()
-                || pkcs1::RsaPrivateKeyRef::try_from(der.as_slice()).is_ok()
-                || sec1::EcPrivateKey::try_from(der.as_slice()).is_ok()
-        })
+        engine
+            .decode(run.trim_end_matches('='))
+            .is_ok_and(|der| is_private_key_der(&der))
     })
 }
+
+/// Whether `der` is, whole, a DER private key structure (x509-parser's DER reader, so no
+/// second ASN.1 stack):
+/// - PKCS#8 `PrivateKeyInfo`: `SEQUENCE { INTEGER 0|1, SEQUENCE { OID, … }, OCTET STRING, … }`;
+/// - PKCS#1 `RSAPrivateKey`: `SEQUENCE { INTEGER 0|1, INTEGER × 8, … }`;
+/// - SEC1 `ECPrivateKey`: `SEQUENCE { INTEGER 1, OCTET STRING, [0] …, [1] … }`.
+fn is_private_key_der(der: &[u8]) -> bool {
+    use x509_parser::der_parser::asn1_rs::{Any, Class, FromDer as _, Tag};
+
+    let Ok((rest, outer)) = Any::from_der(der) else {
+        return false;
+    };
+    if !rest.is_empty() || outer.tag() != Tag::Sequence || outer.class() != Class::Universal {
+        return false;
+    }
+    let mut items = Vec::new();
+    let mut body = outer.data;
+    while !body.is_empty() {
+        let Ok((after, item)) = Any::from_der(body) else {
+            return false;
+        };
+        items.push(item);
+        body = after;
+    }
+    let universal = |i: usize, tag: Tag| {
+        items
+            .get(i)
+            .is_some_and(|a| a.class() == Class::Universal && a.tag() == tag)
+    };
+    let version = match items.first() {
+        Some(v) if universal(0, Tag::Integer) && v.data.len() == 1 => v.data[0],
+        _ => return false,
+    };
+    let pkcs8 = version <= 1
+        && universal(1, Tag::Sequence)
+        && Any::from_der(items[1].data).is_ok_and(|(_, oid)| oid.tag() == Tag::Oid)
+        && universal(2, Tag::OctetString);
+    let pkcs1 = version <= 1 && items.len() >= 9 && (1..9).all(|i| universal(i, Tag::Integer));
+    let sec1 = version == 1
+        && universal(1, Tag::OctetString)
+        && items[2..]
+            .iter()
+            .all(|a| a.class() == Class::ContextSpecific && a.tag().0 <= 1);
+    pkcs8 || pkcs1 || sec1
+}
+
+#[cfg(test)]
+mod tests;

@@ -38,6 +38,8 @@ use serde_json::{json, Value};
 
 mod crls;
 mod measure;
+#[path = "../common/tls.rs"]
+mod tls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

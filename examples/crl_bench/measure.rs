@@ -8,30 +8,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde_json::json;
 
 use super::{read_setup, Api, BoxError};
-
-fn client_config(dir: &Path, who: &str) -> Result<Arc<rustls::ClientConfig>, BoxError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(dir.join("server-ca.pem"))? {
-        roots.add(c?)?;
-    }
-    let chain = CertificateDer::pem_file_iter(dir.join(format!("{who}.pem")))?
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(dir.join(format!("{who}.key")))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)?;
-    config.resumption = rustls::client::Resumption::disabled();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 
@@ -75,7 +55,7 @@ async fn propagation(
     dir: &Path,
     rounds: usize,
 ) -> Result<Vec<f64>, BoxError> {
-    let config = client_config(dir, "toggled")?;
+    let config = super::tls::client_files(dir, "toggled", false)?;
     let mut send = connect(addr, config.clone()).await?;
     let mut times = Vec::new();
     for _ in 0..rounds {
@@ -132,7 +112,7 @@ pub(crate) async fn measure(
     let toggled = setup["toggled"].as_str().ok_or("no toggled id")?.to_owned();
     let prop = propagation(addr, &api, &toggled, dir, rounds);
     let legit = async {
-        let config = client_config(dir, "legit")?;
+        let config = super::tls::client_files(dir, "legit", false)?;
         let until = Instant::now() + Duration::from_secs_f64(secs);
         let mut latencies = Vec::new();
         while Instant::now() < until {

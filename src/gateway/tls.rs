@@ -20,7 +20,6 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 use crate::trust;
@@ -164,9 +163,14 @@ pub fn load_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'stat
 fn read_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("invalid PEM in {what} {}", path.display()))?;
+    // The one PEM parser of the crate (`pem`), as uploads use: blocks of other types are
+    // passed over.
+    let certs: Vec<CertificateDer<'static>> = pem::parse_many(&bytes)
+        .with_context(|| format!("invalid PEM in {what} {}", path.display()))?
+        .into_iter()
+        .filter(|block| block.tag() == "CERTIFICATE")
+        .map(|block| CertificateDer::from(block.into_contents()))
+        .collect();
     if certs.is_empty() {
         anyhow::bail!(
             "no certificate found in {}; expected PEM CERTIFICATE blocks, {}",
@@ -180,26 +184,30 @@ fn read_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateD
 fn read_private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read TLS private key {}", path.display()))?;
-    match PrivateKeyDer::from_pem_slice(&bytes) {
-        Ok(key) => Ok(key),
-        Err(rustls_pki_types::pem::Error::NoItemsFound) => {
-            let found = found(&bytes);
-            let hint = if found.contains("ENCRYPTED PRIVATE KEY") {
-                "; encrypted keys are not supported: decrypt it with `openssl pkey`"
-            } else {
-                ""
-            };
-            anyhow::bail!(
-                "no private key found in {}; expected PKCS#8, PKCS#1 or SEC1 PEM (a PRIVATE KEY, \
-                 RSA PRIVATE KEY or EC PRIVATE KEY block), {found}{hint}",
-                path.display()
-            )
-        }
-        // The PEM errors name markers and positions, never the key's content.
-        Err(e) => {
-            Err(e).with_context(|| format!("invalid PEM in TLS private key {}", path.display()))
-        }
+    // The PEM errors name markers and positions, never the key's content.
+    let blocks = pem::parse_many(&bytes)
+        .with_context(|| format!("invalid PEM in TLS private key {}", path.display()))?;
+    // The first key block, by its label: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    let key = blocks.into_iter().find_map(|block| match block.tag() {
+        "PRIVATE KEY" => Some(PrivateKeyDer::Pkcs8(block.into_contents().into())),
+        "RSA PRIVATE KEY" => Some(PrivateKeyDer::Pkcs1(block.into_contents().into())),
+        "EC PRIVATE KEY" => Some(PrivateKeyDer::Sec1(block.into_contents().into())),
+        _ => None,
+    });
+    if let Some(key) = key {
+        return Ok(key);
     }
+    let found = found(&bytes);
+    let hint = if found.contains("ENCRYPTED PRIVATE KEY") {
+        "; encrypted keys are not supported: decrypt it with `openssl pkey`"
+    } else {
+        ""
+    };
+    anyhow::bail!(
+        "no private key found in {}; expected PKCS#8, PKCS#1 or SEC1 PEM (a PRIVATE KEY, \
+         RSA PRIVATE KEY or EC PRIVATE KEY block), {found}{hint}",
+        path.display()
+    )
 }
 
 /// Fails unless `key` is the private key of the chain's first certificate (the leaf).

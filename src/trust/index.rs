@@ -304,3 +304,6 @@ fn decode_anchor(pem_text: &str) -> Option<ParsedAnchor> {
         der,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -57,14 +57,17 @@ async fn crafted_chains_cost_bounded_work_and_legitimate_clients_get_in(app: Tes
     );
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Refusals the attackers have had, together.
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut attackers = Vec::new();
     for _ in 0..4 {
-        let (ep, stop) = (
+        let (ep, stop, refused) = (
             super::Endpoint {
                 addr: gw.addr,
                 server_ca: gw.server_ca.clone(),
             },
             stop.clone(),
+            refused.clone(),
         );
         let id = crafted(&ca, 4);
         attackers.push(tokio::spawn(async move {
@@ -76,12 +79,22 @@ async fn crafted_chains_cost_bounded_work_and_legitimate_clients_get_in(app: Tes
                         .await
                         .refused(403, "client_certificate_untrusted");
                     sent += 1;
+                    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             sent
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The legitimate client comes once the attack is under way (20 refusals, four connections'
+    // worth), polled for at most 30 s.
+    let started = Instant::now();
+    while refused.load(std::sync::atomic::Ordering::Relaxed) < 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the attack never got under way"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let good = good_leaf(&ca);
     let mut slowest = Duration::ZERO;
     for _ in 0..10 {
