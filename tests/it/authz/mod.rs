@@ -5,6 +5,7 @@
 //! in `proxies`.
 
 mod answers;
+mod binary;
 mod live;
 mod parity;
 mod proxies;
