@@ -126,7 +126,7 @@ function ocspSelect(value) {
 }
 
 function sourcesForm(c, cell, msg, reload) {
-  const url = h('input', { type: 'url', value: c.crl_url || '', maxlength: '2048', placeholder: 'http://ca.example.com/ca.crl' });
+  const url = h('input', { type: 'url', value: c.crl_url || '', maxlength: '2048', placeholder: 'The CA\'s CRL distribution point' });
   const ocsp = ocspSelect(c.ocsp);
   const cancel = h('button', { type: 'button', class: 'small quiet' }, 'Cancel');
   const form = h('form', { class: 'sources' },

@@ -137,11 +137,22 @@ impl CrlFetcher {
     }
 
     /// Runs until the process ends: looks for due URLs every tick and fetches those it claims.
+    /// A database that does not answer is logged when it stops and when it answers again, not
+    /// every tick.
     pub async fn run(self: Arc<Self>) {
+        let mut failing = false;
         loop {
-            if let Err(e) = self.clone().round().await {
-                tracing::warn!(error = %crate::telemetry::ErrorChain(&e), "CRL fetcher: could not read the CRL URLs; will retry");
+            let result = self.clone().round().await;
+            match (&result, failing) {
+                (Ok(()), true) => {
+                    tracing::info!("CRL fetcher: the database answers again");
+                }
+                (Err(e), false) => {
+                    tracing::warn!(error = %crate::telemetry::ErrorChain(e), "CRL fetcher: could not read the CRL URLs; retrying every tick, the stored CRLs stay enforced");
+                }
+                (Ok(()), false) | (Err(_), true) => {}
             }
+            failing = result.is_err();
             tokio::time::sleep(self.timing.tick()).await;
         }
     }
@@ -152,7 +163,7 @@ impl CrlFetcher {
             by_url.entry(source.url.clone()).or_default().push(source);
         }
         for (url, sources) in by_url {
-            if self.is_running(&url) {
+            if !sources.iter().any(|s| s.due) || self.is_running(&url) {
                 continue;
             }
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {

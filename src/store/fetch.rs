@@ -20,19 +20,29 @@ pub struct CrlSource {
     pub pem: String,
     /// SHA-256 (hex) of the CRL stored now, if any: an unchanged fetch stores nothing.
     pub stored_sha256: Option<String>,
+    /// The URL is due for a fetch now (never fetched, or its next fetch is due) and no
+    /// replica holds its lease: worth trying to claim.
+    pub due: bool,
 }
 
 impl Store {
-    /// Every live certificate with a `crl_url`, ordered by URL.
+    /// Every live certificate with a `crl_url`, ordered by URL, and whether its URL is due: one
+    /// read, so that a replica writes (claims) only when there is something to fetch.
     pub async fn crl_sources(&self) -> Result<Vec<CrlSource>> {
+        let now = self.now();
         let rows = self
             .read(|pool| {
                 sqlx::query(
-                    "SELECT c.org_id, c.id, c.crl_url, c.content, r.der_sha256
-                     FROM certificates c LEFT JOIN certificate_crls r ON r.certificate_id = c.id
+                    "SELECT c.org_id, c.id, c.crl_url, c.content, r.der_sha256,
+                            CAST(CASE WHEN l.url IS NULL OR (l.next_fetch_at <= $1 AND l.lease_until <= $1)
+                                 THEN 1 ELSE 0 END AS BIGINT) AS due
+                     FROM certificates c
+                     LEFT JOIN certificate_crls r ON r.certificate_id = c.id
+                     LEFT JOIN crl_fetch_leases l ON l.url = c.crl_url
                      WHERE c.deleted_at IS NULL AND c.crl_url IS NOT NULL
                      ORDER BY c.crl_url, c.id",
                 )
+                .bind(now)
                 .fetch_all(pool)
             })
             .await?;
@@ -44,6 +54,7 @@ impl Store {
                     url: row.try_get("crl_url")?,
                     pem: row.try_get("content")?,
                     stored_sha256: row.try_get("der_sha256")?,
+                    due: row.try_get::<i64, _>("due")? != 0,
                 })
             })
             .collect()
