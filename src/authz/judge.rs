@@ -1,6 +1,6 @@
 //! One question from a proxy, one answer: the certificate it passed and the request's scope
-//! go through the gateway's own scope rules and decision ([`gateway::handler::request_scope`],
-//! [`gateway::handler::decide`]); the answer says which identity headers to add and which of
+//! go through the gateway's own scope rules and decision ([`crate::gateway::handler::request_scope`],
+//! [`crate::gateway::handler::decide`]); the answer says which identity headers to add and which of
 //! the request's headers to remove, or why the request is refused, in the gateway's terms.
 //!
 //! A proxy asks again for every request of a keep-alive connection with the same chain, so

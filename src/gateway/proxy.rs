@@ -354,7 +354,7 @@ const CLIENT_CERT_FAMILIES: [&str; 4] = [
 
 /// Whether a client's header name is, read case-insensitively with `_` as `-`, one of the
 /// gateway's own (`X-Client-Cert-Sha256`, `X-Certgate-*`) or one in which another proxy would
-/// state a verified client certificate ([`CLIENT_CERT_HEADERS`], [`CLIENT_CERT_FAMILIES`]):
+/// state a verified client certificate (`CLIENT_CERT_HEADERS`, `CLIENT_CERT_FAMILIES`):
 /// such headers are always removed, since an upstream (a WSGI one, say) may read
 /// `X_Certgate_Project` as `X-Certgate-Project`, and upstreams trust those conventions.
 pub fn is_reserved(name: &HeaderName) -> bool {

@@ -9,6 +9,7 @@ mod binary;
 mod live;
 mod parity;
 mod proxies;
+mod proxy_configs;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
