@@ -37,6 +37,8 @@ use rcgen::{
 use serde_json::{json, Value};
 
 mod crls;
+#[path = "../common/http1.rs"]
+mod http1;
 mod measure;
 #[path = "../common/tls.rs"]
 mod tls;

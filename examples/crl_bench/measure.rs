@@ -2,48 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::ServerName;
 use serde_json::json;
 
+use super::http1::{connect, percentile, request};
 use super::{read_setup, Api, BoxError};
-
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-async fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<Sender, BoxError> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?;
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(conn);
-    Ok(send)
-}
-
-async fn request(send: &mut Sender) -> Result<u16, BoxError> {
-    send.ready().await?;
-    let req = hyper::Request::builder()
-        .uri("/v1/models")
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())?;
-    let res = send.send_request(req).await?;
-    let status = res.status().as_u16();
-    res.into_body().collect().await?;
-    Ok(status)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[(((sorted.len() as f64 - 1.0) * p).round() as usize).min(sorted.len() - 1)]
-}
 
 /// Deactivates and activates `toggled` `rounds` times; each change is timed from the API's
 /// answer to the first request (on an open connection when the upstream keeps it, polled

@@ -1,0 +1,51 @@
+//! The benchmarks' HTTP/1.1 client of the gateway: a fresh TLS connection, one request on it,
+//! and the percentile of the latencies measured. Included with `#[path = "common/http1.rs"]
+//! mod http1;` (an example is its own crate).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(crate) type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// A fresh TLS connection to the gateway at `addr` and HTTP/1.1 over it.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Sender, BoxError> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+/// `GET /v1/models` on `send`; the answer's status, its body read whole.
+pub(crate) async fn request(send: &mut Sender) -> Result<u16, BoxError> {
+    send.ready().await?;
+    let req = hyper::Request::builder()
+        .uri("/v1/models")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())?;
+    let res = send.send_request(req).await?;
+    let status = res.status().as_u16();
+    res.into_body().collect().await?;
+    Ok(status)
+}
+
+/// The `p` percentile (0 to 1, nearest rank) of `sorted`; NaN when it is empty.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[(((sorted.len() as f64 - 1.0) * p).round() as usize).min(sorted.len() - 1)]
+}
