@@ -67,6 +67,7 @@ pub use group_commit::GroupCommitStats;
 use key_usage::KeyUsage;
 pub use metrics::CertificateExpiry;
 pub use orgs::DEFAULT_PROJECT_NAME;
+pub use trust::TrustReads;
 use sqlite_local::{ChangeDetector, Marker, SqliteLocal};
 use sqlite_writer::SqliteWriter;
 

@@ -2,9 +2,11 @@
 //! who may connect, and (PostgreSQL) a wake-up when it changes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
 use super::revocations::LEGACY_SIZE;
@@ -22,7 +24,54 @@ const CRL_FETCH_BYTES: i64 = 8 << 20;
 /// Most CRLs fetched by one statement (bound parameters).
 const CRL_FETCH_ROWS: usize = 256;
 
+/// Rows the trust reads of this process fetched ([`Store::trust_reads`]).
+static READ_ROWS: AtomicU64 = AtomicU64::new(0);
+/// Bytes of those rows: a text column counts its length, any other column 8.
+static READ_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// What the trust reads of this process fetched from the database so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrustReads {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Counts `rows` into [`TrustReads`] and hands them back.
+fn counted(rows: Vec<AnyRow>) -> Vec<AnyRow> {
+    let bytes: u64 = rows.iter().map(row_bytes).sum();
+    READ_ROWS.fetch_add(rows.len() as u64, Ordering::Relaxed);
+    READ_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    rows
+}
+
+/// Counts one row into [`TrustReads`] and hands it back.
+fn counted_one(row: AnyRow) -> AnyRow {
+    READ_ROWS.fetch_add(1, Ordering::Relaxed);
+    READ_BYTES.fetch_add(row_bytes(&row), Ordering::Relaxed);
+    row
+}
+
+/// A row's size as [`TrustReads`] counts it.
+fn row_bytes(row: &AnyRow) -> u64 {
+    (0..row.len())
+        .map(|i| match row.try_get::<Option<&str>, _>(i) {
+            Ok(text) => text.map_or(0, |t| t.len() as u64),
+            Err(_) => 8,
+        })
+        .sum()
+}
+
 impl Store {
+    /// Rows and bytes fetched by this process's trust reads (generation, snapshots, changes)
+    /// since it started: what `bench/sync` reports per change, and
+    /// `certgate_trust_rows_read_total` / `certgate_trust_bytes_read_total`.
+    pub fn trust_reads() -> TrustReads {
+        TrustReads {
+            rows: READ_ROWS.load(Ordering::Relaxed),
+            bytes: READ_BYTES.load(Ordering::Relaxed),
+        }
+    }
+
     /// The generation gateways watch; it moves with every change of who may connect.
     pub async fn trust_generation(&self) -> Result<i64> {
         let row = self
@@ -30,7 +79,7 @@ impl Store {
                 sqlx::query("SELECT generation FROM trust_state WHERE id = 1").fetch_one(pool)
             })
             .await?;
-        Ok(row.try_get("generation")?)
+        Ok(counted_one(row).try_get("generation")?)
     }
 
     /// The active anchors of every organization, with the generation they belong to, all read
@@ -80,16 +129,17 @@ async fn active_crls(
 ) -> Result<Vec<StoredCrl>> {
     let mut crls = Vec::new();
     let mut wanted: Vec<(usize, i64)> = Vec::new();
-    for r in sqlx::query(&format!(
-        "SELECT r.org_id, r.certificate_id, c.sha256,
+    for r in counted(
+        sqlx::query(&format!(
+            "SELECT r.org_id, r.certificate_id, c.sha256,
                 COALESCE(r.der_sha256, 'seq:' || CAST(r.seq AS TEXT)) AS content,
                 CAST(COALESCE(r.der_bytes, {LEGACY_SIZE}) AS BIGINT) AS bytes
          FROM certificate_crls r JOIN certificates c ON c.id = r.certificate_id
          WHERE {ACTIVE}"
-    ))
-    .fetch_all(&mut *tx)
-    .await?
-    {
+        ))
+        .fetch_all(&mut *tx)
+        .await?,
+    ) {
         let crl = StoredCrl {
             org_id: r.try_get("org_id")?,
             certificate_id: r.try_get("certificate_id")?,
@@ -134,7 +184,7 @@ async fn fetch_crls(
         q = q.bind(crls[i].certificate_id.as_str());
     }
     let mut texts = HashMap::with_capacity(batch.len());
-    for r in q.fetch_all(&mut *tx).await? {
+    for r in counted(q.fetch_all(&mut *tx).await?) {
         texts.insert(
             r.try_get::<String, _>("certificate_id")?,
             r.try_get::<String, _>("der_base64")?,
@@ -207,16 +257,20 @@ async fn snapshot(
         tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;
     }
-    let generation: i64 = sqlx::query("SELECT generation FROM trust_state WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("generation")?;
-    let rows = sqlx::query(&format!(
-        "SELECT c.id, c.org_id, c.active_org, c.content, c.subject_der, c.ski, c.valid_at, c.expires_at, c.client_filter
+    let generation: i64 = counted_one(
+        sqlx::query("SELECT generation FROM trust_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?,
+    )
+    .try_get("generation")?;
+    let rows = counted(
+        sqlx::query(&format!(
+            "SELECT c.id, c.org_id, c.active_org, c.content, c.subject_der, c.ski, c.valid_at, c.expires_at, c.client_filter
          FROM certificates c WHERE {ACTIVE}",
-    ))
-    .fetch_all(&mut *tx)
-    .await?;
+        ))
+        .fetch_all(&mut *tx)
+        .await?,
+    );
     let mut anchors = Vec::with_capacity(rows.len());
     let mut index = HashMap::with_capacity(rows.len());
     for row in &rows {
@@ -241,31 +295,37 @@ async fn snapshot(
         index.insert(id, anchors.len());
         anchors.push(anchor);
     }
-    for row in sqlx::query("SELECT certificate_id, project_id FROM project_activations")
-        .fetch_all(&mut *tx)
-        .await?
-    {
+    for row in counted(
+        sqlx::query("SELECT certificate_id, project_id FROM project_activations")
+            .fetch_all(&mut *tx)
+            .await?,
+    ) {
         if let Some(&i) = index.get(&row.try_get::<String, _>("certificate_id")?) {
             anchors[i].projects.push(row.try_get("project_id")?);
         }
     }
-    let organizations = sqlx::query("SELECT id FROM organizations")
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
+    let organizations = counted(
+        sqlx::query("SELECT id FROM organizations")
+            .fetch_all(&mut *tx)
+            .await?,
+    )
+    .iter()
         .map(|r| r.try_get("id"))
         .collect::<Result<_, _>>()?;
-    let projects = sqlx::query("SELECT org_id, id FROM projects WHERE archived_at IS NULL")
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
+    let projects = counted(
+        sqlx::query("SELECT org_id, id FROM projects WHERE archived_at IS NULL")
+            .fetch_all(&mut *tx)
+            .await?,
+    )
+    .iter()
         .map(|r| Ok((r.try_get("org_id")?, r.try_get("id")?)))
         .collect::<Result<_, sqlx::Error>>()?;
-    let revoked =
+    let revoked = counted(
         sqlx::query("SELECT org_id, sha256 FROM revoked_certificates WHERE deleted_at IS NULL")
             .fetch_all(&mut *tx)
-            .await?
-            .iter()
+            .await?,
+    )
+    .iter()
             .map(|r| Ok((r.try_get("org_id")?, r.try_get("sha256")?)))
             .collect::<Result<_, sqlx::Error>>()?;
     let crls = active_crls(&mut tx, held).await?;
