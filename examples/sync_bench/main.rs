@@ -224,8 +224,27 @@ async fn cost(db: &str, dir: &Path, rounds: usize) -> Result<(), BoxError> {
     state.refresh(&gateway, true).await?;
     let anchors = state.readiness().anchors;
     let (mut rows, mut bytes, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut full_rows, mut full_bytes, mut full_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for k in 0..rounds {
         change(&writer, &orgs, k).await?;
+        // What a watcher did per change before incremental sync, in the same run: the
+        // generation, the full snapshot (CRLs held left out) and a rebuild of the index.
+        let before = Store::trust_reads();
+        let cpu_before = process_cpu_ns();
+        gateway.trust_generation().await?;
+        let previous = state.index_arc();
+        let snapshot = gateway.trust_snapshot(&previous.crl_versions()).await?;
+        let built = tokio::task::spawn_blocking(move || {
+            certgate::trust::TrustIndex::build(&snapshot, &previous).len()
+        })
+        .await?;
+        let cpu_after = process_cpu_ns();
+        let after = Store::trust_reads();
+        assert!(built > 0);
+        full_rows.push((after.rows - before.rows) as f64);
+        full_bytes.push((after.bytes - before.bytes) as f64);
+        full_cpu.push((cpu_after - cpu_before) as f64 / 1e6);
+        // What the watcher does: its refresh.
         let before = Store::trust_reads();
         let cpu_before = process_cpu_ns();
         state.refresh(&gateway, false).await?;
@@ -235,12 +254,20 @@ async fn cost(db: &str, dir: &Path, rounds: usize) -> Result<(), BoxError> {
         bytes.push((after.bytes - before.bytes) as f64);
         cpu.push((cpu_after - cpu_before) as f64 / 1e6);
     }
+    let stats = state.sync_stats();
     println!(
         "{}",
         json!({"backend": if db.starts_with("postgres") {"postgres"} else {"sqlite"},
                "anchors": anchors, "changes": rounds,
-               "rows_per_change": median(rows), "bytes_per_change": median(bytes),
-               "cpu_ms_per_change": median(cpu)})
+               "rows_per_change": median(rows.clone()), "bytes_per_change": median(bytes.clone()),
+               "cpu_ms_per_change": median(cpu.clone()),
+               "full_read_rows_per_change": median(full_rows.clone()),
+               "full_read_bytes_per_change": median(full_bytes.clone()),
+               "full_read_cpu_ms_per_change": median(full_cpu.clone()),
+               "rows_ratio": median(rows) / median(full_rows),
+               "bytes_ratio": median(bytes) / median(full_bytes),
+               "cpu_ratio": median(cpu) / median(full_cpu),
+               "watcher_full_reads": stats.full_reads, "watcher_change_reads": stats.change_reads})
     );
     writer.close().await;
     gateway.close().await;

@@ -1,7 +1,9 @@
 //! The benchmark's CA certificates (rcgen) and one large CRL, written by hand (100,000 entries
 //! take milliseconds, where rcgen takes seconds) and signed with the CA's key.
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose,
+};
 use rustls_pki_types::PrivateKeyDer;
 
 use super::BoxError;
@@ -82,7 +84,11 @@ pub(crate) fn crl(ca_pem: &str, key: &[u8], entries: usize) -> Result<Vec<u8>, B
     }
     let crl_number = tlv(
         0x30,
-        &[tlv(0x06, &[0x55, 0x1d, 0x14]), tlv(0x04, &[0x02, 0x01, 0x01])].concat(),
+        &[
+            tlv(0x06, &[0x55, 0x1d, 0x14]),
+            tlv(0x04, &[0x02, 0x01, 0x01]),
+        ]
+        .concat(),
     );
     let tbs = tlv(
         0x30,
