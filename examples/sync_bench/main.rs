@@ -139,10 +139,10 @@ async fn setup(db: &str, dir: &Path) -> Result<(), BoxError> {
         orgs.extend(done);
     }
     // The first organization's first CA: a CRL of 100,000 serials, signed with its key.
-    let (org0, ids0, pem0, key0) = &orgs[0];
-    let first_org = OrgId::parse(org0)?;
-    let first_ca = certgate::domain::CertificateId::parse(&ids0[0])?;
-    let crl_der = pki::crl(pem0, key0, CRL_SERIALS)?;
+    let (first_org_id, first_ids, first_pem, first_key) = &orgs[0];
+    let first_org = OrgId::parse(first_org_id)?;
+    let first_ca = certgate::domain::CertificateId::parse(&first_ids[0])?;
+    let crl_der = pki::crl(first_pem, first_key, CRL_SERIALS)?;
     let text = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &crl_der);
     let crl = certgate::crl::parse_crl(&text, SystemClock.now())?;
     store
@@ -254,7 +254,7 @@ async fn cost(db: &str, dir: &Path, rounds: usize) -> Result<(), BoxError> {
         bytes.push((after.bytes - before.bytes) as f64);
         cpu.push((cpu_after - cpu_before) as f64 / 1e6);
     }
-    let stats = state.sync_stats();
+    let watched = state.sync_stats();
     println!(
         "{}",
         json!({"backend": if db.starts_with("postgres") {"postgres"} else {"sqlite"},
@@ -267,7 +267,7 @@ async fn cost(db: &str, dir: &Path, rounds: usize) -> Result<(), BoxError> {
                "rows_ratio": median(rows) / median(full_rows),
                "bytes_ratio": median(bytes) / median(full_bytes),
                "cpu_ratio": median(cpu) / median(full_cpu),
-               "watcher_full_reads": stats.full_reads, "watcher_change_reads": stats.change_reads})
+               "watcher_full_reads": watched.full_reads, "watcher_change_reads": watched.change_reads})
     );
     writer.close().await;
     gateway.close().await;
@@ -308,19 +308,19 @@ async fn propagate(
     drop(seen_tx);
     // Let every watcher load in full first.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut writes: Vec<(i64, Instant)> = Vec::new();
+    let mut acked_writes: Vec<(i64, Instant)> = Vec::new();
     let period = Duration::from_secs_f64(1.0 / rate);
-    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let end = Instant::now() + Duration::from_secs_f64(secs);
     let mut next = Instant::now();
     let mut k = 0;
-    while Instant::now() < until {
+    while Instant::now() < end {
         // A random offset, so the writes do not fall into step with the polls.
         let jitter = Duration::from_micros(rand::random::<u64>() % (period.as_micros() as u64));
         tokio::time::sleep_until((next + jitter / 2).into()).await;
         change(&writer, &orgs, k).await?;
         let acked = Instant::now();
         // The writer is alone: the generation now is its write's.
-        writes.push((writer.trust_generation().await?, acked));
+        acked_writes.push((writer.trust_generation().await?, acked));
         k += 1;
         next += period;
     }
@@ -336,7 +336,7 @@ async fn propagate(
     let mut missed = 0;
     for w in 0..watchers {
         let seen = first_seen.get(&w).cloned().unwrap_or_default();
-        for (g, acked) in &writes {
+        for (g, acked) in &acked_writes {
             match seen.iter().find(|(s, _)| s >= g) {
                 Some((_, at)) => {
                     times.push(at.saturating_duration_since(*acked).as_secs_f64() * 1000.0);
@@ -349,7 +349,7 @@ async fn propagate(
     println!(
         "{}",
         json!({"backend": if db.starts_with("postgres") {"postgres"} else {"sqlite"},
-               "rate": rate, "watchers": watchers, "writes": writes.len(), "missed": missed,
+               "rate": rate, "watchers": watchers, "writes": acked_writes.len(), "missed": missed,
                "propagation_p50_ms": percentile(&times, 0.5),
                "propagation_p99_ms": percentile(&times, 0.99),
                "propagation_max_ms": times.last()})

@@ -172,7 +172,7 @@ pub struct GatewayArgs {
     pub trust_poll: Option<Duration>,
     /// How often to read the whole trust state and check that the state kept up to date by
     /// changes equals it (a difference is logged as an error, counted in
-    /// certgate_trust_reconcile_repairs_total, and repaired). Between these, only the changes
+    /// `certgate_trust_reconcile_repairs_total`, and repaired). Between these, only the changes
     /// since the generation held are read.
     #[arg(long = "reconcile-interval", visible_alias = "trust-reconcile", env = "CERTGATE_RECONCILE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub trust_reconcile: Duration,

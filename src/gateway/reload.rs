@@ -327,7 +327,8 @@ pub async fn spawn_watcher(
     store: Store,
     intervals: WatchIntervals,
 ) -> tokio::task::JoinHandle<()> {
-    match state.refresh(&store, false).await {
+    // Boxed: the first load's future is large, and every caller's would hold it inline.
+    match Box::pin(state.refresh(&store, false)).await {
         Ok(()) => state.record_ok(),
         Err(e) => state.record_error(e),
     }

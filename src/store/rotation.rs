@@ -148,11 +148,11 @@ impl Store {
                     .await?;
             }
             if changed > 0 {
-                let changes = [
+                let touched = [
                     TrustChange::certificate(org, from.as_str()),
                     TrustChange::certificate(org, to.as_str()),
                 ];
-                bump_trust_generation(tx, self, &changes).await?;
+                bump_trust_generation(tx, self, &touched).await?;
             }
             Ok(Rotation {
                 from: from.clone(),

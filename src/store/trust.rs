@@ -285,7 +285,7 @@ async fn snapshot(
 ) -> Result<TrustSnapshot> {
     let mut tx = begin_read(pool, backend).await?;
     let held = |c: &StoredCrl| held.contains(&(c.certificate_id.clone(), c.content.clone()));
-    let snapshot = snapshot_in(&mut *tx, &held).await?;
+    let snapshot = snapshot_in(&mut tx, &held).await?;
     tx.commit().await?;
     Ok(snapshot)
 }

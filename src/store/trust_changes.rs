@@ -136,7 +136,7 @@ async fn changes_in(
         }
     }
     // Every generation since must have its record, or some change would be missed.
-    if generations.len() as i64 != generation - since {
+    if i64::try_from(generations.len()).ok() != Some(generation - since) {
         return Ok(TrustChanges::Gap { generation });
     }
     read_organizations(tx, &touched, &mut delta).await?;

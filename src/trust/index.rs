@@ -167,6 +167,7 @@ impl TrustIndex {
     /// The index `delta` leads to from this one (which must be of `delta.since`): the parts of
     /// the organizations it touched are rebuilt from their re-read rows, every other part is
     /// shared. It equals what [`TrustIndex::build`] makes of a snapshot of `delta.generation`.
+    #[must_use]
     pub fn apply(&self, delta: &TrustDelta) -> TrustIndex {
         let mut touched: BTreeMap<&str, OrgTrust> = BTreeMap::new();
         let mut bytes = 0;

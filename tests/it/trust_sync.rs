@@ -222,7 +222,7 @@ impl World {
                     if rng.gen_bool(0.75) {
                         self.crl_no += 1;
                         let now = self.clock.now();
-                        let serial = vec![1, (self.crl_no % 200) as u8 + 1];
+                        let serial = vec![1, u8::try_from(self.crl_no % 200).unwrap() + 1];
                         let crl = pki::crl(
                             &self.cas[i],
                             &[serial],
@@ -375,8 +375,12 @@ async fn pruned_changes_lead_to_one_full_read(app: TestApp) {
         .await
         .unwrap();
     away.refresh(&app.store, false).await.unwrap();
-    let stats = away.sync_stats();
-    assert_eq!((stats.gaps, stats.full_reads), (1, 2), "{stats:?}");
+    let away_stats = away.sync_stats();
+    assert_eq!(
+        (away_stats.gaps, away_stats.full_reads),
+        (1, 2),
+        "{away_stats:?}"
+    );
     assert_eq!(away.index().view(), fresh(&app.store).await);
     // The watcher that kept up needs only the last record.
     state.refresh(&app.store, false).await.unwrap();
@@ -427,8 +431,8 @@ async fn writes_during_a_full_read_are_neither_lost_nor_doubled(app: TestApp) {
         writes.await.unwrap();
         // Then by changes only, up to the last write.
         state.refresh(&store, false).await.unwrap();
-        let stats = state.sync_stats();
-        assert_eq!((stats.full_reads, stats.gaps), (1, 0), "{stats:?}");
+        let counts = state.sync_stats();
+        assert_eq!((counts.full_reads, counts.gaps), (1, 0), "{counts:?}");
         assert_eq!(state.index().view(), fresh(&store).await, "round {round}");
         assert_eq!(
             state.index().generation(),
