@@ -108,7 +108,7 @@ pub struct ServeArgs {
     pub audit_retention_days: Option<u32>,
     /// How long the record of each trust change is kept for gateways to catch up by (one
     /// further behind reads the whole trust state once).
-    #[arg(long, env = "CERTGATE_TRUST_CHANGE_RETENTION", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "CERTGATE_TRUST_CHANGE_RETENTION", default_value = "60m", value_parser = parse_duration)]
     pub trust_change_retention: Duration,
     #[command(flatten)]
     pub db: DbArgs,
