@@ -31,6 +31,8 @@ pub struct ServeConfig {
     pub admin_key: KeyOutput,
     /// Delete audit events older than this many days; `None` keeps them forever.
     pub audit_retention_days: Option<u32>,
+    /// How long trust change records are kept (`Store::set_trust_change_retention`).
+    pub trust_change_retention: std::time::Duration,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (plain HTTP); `None`: nowhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Let the CRL fetcher reach non-public addresses (`--fetch-allow-private`).
@@ -77,6 +79,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         // Up until the process ends, so readiness stays visible while requests drain.
         metrics::spawn_listener(addr, router, std::future::pending()).await?;
     }
+    store.set_trust_change_retention(config.trust_change_retention);
     if config.bootstrap {
         bootstrap(&store, &config.admin_key).await?;
     }

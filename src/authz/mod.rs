@@ -70,7 +70,7 @@ impl Default for AuthzOptions {
             forward_scope_headers: false,
             cert_header: HeaderName::from_static("x-ssl-client-cert"),
             trust_poll: Duration::from_millis(100),
-            trust_reconcile: Duration::from_secs(60),
+            trust_reconcile: reload::DEFAULT_RECONCILE,
         }
     }
 }

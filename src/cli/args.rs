@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// Delete audit events older than this many days (by default they are kept forever).
     #[arg(long, env = "CERTGATE_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     pub audit_retention_days: Option<u32>,
+    /// How long the record of each trust change is kept for gateways to catch up by (one
+    /// further behind reads the whole trust state once).
+    #[arg(long, env = "CERTGATE_TRUST_CHANGE_RETENTION", default_value = "60m", value_parser = parse_duration)]
+    pub trust_change_retention: Duration,
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
@@ -186,8 +190,11 @@ pub struct GatewayArgs {
     /// where LISTEN/NOTIFY wakes the gateway at once].
     #[arg(long, env = "CERTGATE_TRUST_POLL", value_parser = parse_duration)]
     pub trust_poll: Option<Duration>,
-    /// How often to reload the whole trust state even without a change.
-    #[arg(long, env = "CERTGATE_TRUST_RECONCILE", default_value = "60s", value_parser = parse_duration)]
+    /// How often to read the whole trust state and check that the state kept up to date by
+    /// changes equals it (a difference is logged as an error, counted in
+    /// `certgate_trust_reconcile_repairs_total`, and repaired). Between these, only the changes
+    /// since the generation held are read.
+    #[arg(long = "reconcile-interval", visible_alias = "trust-reconcile", env = "CERTGATE_RECONCILE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub trust_reconcile: Duration,
     /// Most TLS handshakes in progress at once; further connections wait in the listen
     /// backlog until one finishes.
@@ -254,8 +261,11 @@ pub struct AuthzArgs {
     /// where LISTEN/NOTIFY wakes the process at once].
     #[arg(long, env = "CERTGATE_TRUST_POLL", value_parser = parse_duration)]
     pub trust_poll: Option<Duration>,
-    /// How often to reload the whole trust state even without a change.
-    #[arg(long, env = "CERTGATE_TRUST_RECONCILE", default_value = "60s", value_parser = parse_duration)]
+    /// How often to read the whole trust state and check that the state kept up to date by
+    /// changes equals it (a difference is logged as an error, counted in
+    /// `certgate_trust_reconcile_repairs_total`, and repaired). Between these, only the changes
+    /// since the generation held are read.
+    #[arg(long = "reconcile-interval", visible_alias = "trust-reconcile", env = "CERTGATE_RECONCILE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub trust_reconcile: Duration,
     #[command(flatten)]
     pub connections: ConnectionArgs,

@@ -127,6 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 limits: args.connections.limits(),
                 admin_key: KeyOutput::new(args.key_file.admin_key_file),
                 audit_retention_days: args.audit_retention_days,
+                trust_change_retention: args.trust_change_retention,
                 metrics_listen: args.metrics.metrics_listen,
                 fetch_allow_private: args.fetch.fetch_allow_private,
                 crl_timing: crate::fetch::CrlTiming {

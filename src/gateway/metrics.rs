@@ -26,6 +26,9 @@ pub struct GatewayMetrics {
     decisions: Family<OutcomeLabels, Counter>,
     trust_generation: Gauge,
     crl_bytes_read: Counter,
+    reconcile_repairs: Counter,
+    trust_rows_read: Counter,
+    trust_bytes_read: Counter,
     /// Held while `crl_bytes_read` is brought up to the index's total (scrapes may overlap).
     crl_sync: Arc<std::sync::Mutex<()>>,
 }
@@ -53,10 +56,31 @@ impl GatewayMetrics {
             "CRL bytes (DER) read from the database by trust reloads; unchanged CRLs are not read again",
             crl_bytes_read.clone(),
         );
+        let reconcile_repairs = Counter::default();
+        registry.register(
+            "trust_reconcile_repairs",
+            "Reconciles that found the trust state kept up to date by changes different from the database's (a bug; repaired)",
+            reconcile_repairs.clone(),
+        );
+        let trust_rows_read = Counter::default();
+        registry.register(
+            "trust_rows_read",
+            "Rows the trust watcher read from the database (generations, changes, snapshots)",
+            trust_rows_read.clone(),
+        );
+        let trust_bytes_read = Counter::default();
+        registry.register(
+            "trust_bytes_read",
+            "Bytes of the rows the trust watcher read (text columns by length, others 8)",
+            trust_bytes_read.clone(),
+        );
         GatewayMetrics {
             decisions,
             trust_generation,
             crl_bytes_read,
+            reconcile_repairs,
+            trust_rows_read,
+            trust_bytes_read,
             crl_sync: Arc::default(),
         }
     }
@@ -80,9 +104,18 @@ impl GatewayMetrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let read = trust.index().crl_bytes_read();
-        let counted = self.crl_bytes_read.get();
-        if read > counted {
-            self.crl_bytes_read.inc_by(read - counted);
+        let stats = trust.sync_stats();
+        let reads = crate::store::Store::trust_reads();
+        for (counter, total) in [
+            (&self.crl_bytes_read, read),
+            (&self.reconcile_repairs, stats.reconcile_repairs),
+            (&self.trust_rows_read, reads.rows),
+            (&self.trust_bytes_read, reads.bytes),
+        ] {
+            let counted = counter.get();
+            if total > counted {
+                counter.inc_by(total - counted);
+            }
         }
         metrics.set_database_up(trust.database_answering());
     }

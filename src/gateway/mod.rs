@@ -90,7 +90,7 @@ pub struct GatewayOptions {
 }
 
 impl GatewayOptions {
-    /// Defaults for `upstream`: 10 min upstream timeout, 100 ms poll, 60 s reconcile.
+    /// Defaults for `upstream`: 10 min upstream timeout, 100 ms poll, 10 min reconcile.
     pub fn new(upstream: impl Into<String>) -> Self {
         GatewayOptions {
             upstream: upstream.into(),
@@ -99,7 +99,7 @@ impl GatewayOptions {
             forward_scope_headers: false,
             default_organization: None,
             trust_poll: Duration::from_millis(100),
-            trust_reconcile: Duration::from_secs(60),
+            trust_reconcile: reload::DEFAULT_RECONCILE,
             upgrade_idle_timeout: Duration::from_secs(60),
         }
     }

@@ -7,7 +7,7 @@ use sqlx::{AnyPool, Row};
 
 use super::audit::TxAudit;
 use super::projects::project_state;
-use super::tx::{bump_trust_generation, in_transaction, lock_organization, Columns};
+use super::tx::{bump_trust_generation, in_transaction, lock_organization, Columns, TrustChange};
 use super::{Result, Store};
 use crate::domain::{
     self, unknown_cursor, Activations, Actor, AuditEvent, Certificate, CertificateId,
@@ -261,7 +261,8 @@ impl Store {
                     .await?;
                 if *filter != cert.client_filter {
                     // Who may connect changes: gateways reload (and re-judge open upgrades).
-                    bump_trust_generation(tx, self.backend).await?;
+                    bump_trust_generation(tx, self, &[TrustChange::certificate(org, id.as_str())])
+                        .await?;
                 }
                 cert.client_filter.clone_from(filter);
             }
@@ -357,7 +358,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if crl.rows_affected() > 0 {
-                bump_trust_generation(tx, self.backend).await?;
+                bump_trust_generation(tx, self, &[TrustChange::certificate(org, id.as_str())])
+                    .await?;
             }
             Ok(())
         })

@@ -46,9 +46,11 @@ mod projects;
 mod revocations;
 mod rotation;
 mod sqlite_local;
+mod sqlite_wake;
 mod sqlite_writer;
 mod toggles;
 mod trust;
+mod trust_changes;
 mod tx;
 
 use std::path::Path;
@@ -73,6 +75,8 @@ pub use metrics::CertificateExpiry;
 pub use orgs::DEFAULT_PROJECT_NAME;
 use sqlite_local::{ChangeDetector, Marker, SqliteLocal};
 use sqlite_writer::SqliteWriter;
+pub use trust::TrustReads;
+pub use trust_changes::HeldCrl;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -154,6 +158,8 @@ pub struct Store {
     pg_writers: Option<Arc<tokio::sync::Semaphore>>,
     /// The SQLite file opening this store created, if it did.
     created: Option<Arc<Path>>,
+    /// Seconds a trust change record is kept ([`Store::set_trust_change_retention`]).
+    change_retention: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// PostgreSQL: writing transactions one process runs at once. Every write starts by locking
@@ -301,6 +307,9 @@ impl Store {
             pg_writers: (backend == Backend::Postgres)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(PG_WRITERS))),
             created: None,
+            change_retention: Arc::new(std::sync::atomic::AtomicI64::new(
+                tx::DEFAULT_CHANGE_RETENTION_SECS,
+            )),
         })
     }
 

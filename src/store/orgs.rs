@@ -5,8 +5,8 @@ use sqlx::Row;
 
 use super::audit::TxAudit;
 use super::keys::insert_key;
-use super::tx::{bump_trust_generation, in_transaction};
-use super::{Backend, Result, Store};
+use super::tx::{bump_trust_generation, in_transaction, TrustChange};
+use super::{Result, Store};
 use crate::domain::{
     Actor, AuditEvent, KeyOwner, NewAdminKey, OrgId, Organization, ProjectId, ProjectRef,
 };
@@ -19,7 +19,7 @@ impl Store {
     pub async fn create_organization(&self, name: &str) -> Result<(Organization, NewAdminKey)> {
         let now = self.now();
         in_transaction!(self, |tx| {
-            insert_organization(tx, name, now, self.backend).await
+            insert_organization(tx, name, now, self).await
         })
     }
 
@@ -57,7 +57,7 @@ impl Store {
                 return Ok(None);
             }
             Ok(Some(
-                insert_organization(tx, "Default Organization", now, self.backend).await?,
+                insert_organization(tx, "Default Organization", now, self).await?,
             ))
         })
     }
@@ -69,7 +69,7 @@ async fn insert_organization(
     tx: &mut sqlx::AnyConnection,
     name: &str,
     now: i64,
-    backend: Backend,
+    store: &Store,
 ) -> Result<(Organization, NewAdminKey)> {
     let org = Organization {
         id: OrgId::generate(),
@@ -105,6 +105,6 @@ async fn insert_organization(
         .await?;
     // Gateways answer `unknown_organization` (and `unknown_project`) for what they do not
     // know of.
-    bump_trust_generation(tx, backend).await?;
+    bump_trust_generation(tx, store, &[TrustChange::organization(&org.id)]).await?;
     Ok((org, key))
 }

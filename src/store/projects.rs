@@ -8,6 +8,7 @@ use super::audit::TxAudit;
 use super::paging;
 use super::tx::{
     bump_trust_generation, in_transaction, lock_organization, run_together, Columns, Statement,
+    TrustChange,
 };
 use super::{Result, Store};
 use crate::domain::{
@@ -112,7 +113,8 @@ impl Store {
                 .append(tx, &AuditEvent::ProjectCreated(created))
                 .await?;
             // Gateways accept a project header only for projects they know of.
-            bump_trust_generation(tx, self.backend).await?;
+            let change = TrustChange::project(org, project.id.as_str());
+            bump_trust_generation(tx, self, &[change]).await?;
             Ok(project)
         })
     }
@@ -203,12 +205,19 @@ impl Store {
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM project_activations WHERE project_id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                let ended = sqlx::query(
+                    "DELETE FROM project_activations WHERE project_id = $1 RETURNING certificate_id",
+                )
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
                 // Its activations end, and gateways stop accepting it as a project header.
-                bump_trust_generation(tx, self.backend).await?;
+                let mut changes = vec![TrustChange::project(org, id.as_str())];
+                for row in &ended {
+                    let certificate: String = row.try_get("certificate_id")?;
+                    changes.push(TrustChange::certificate(org, &certificate));
+                }
+                bump_trust_generation(tx, self, &changes).await?;
                 TxAudit::new(org, seq, now, actor)
                     .append(tx, &AuditEvent::ProjectArchived(state.as_ref))
                     .await?;

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::audit::TxAudit;
 use super::paging;
-use super::tx::{bump_trust_generation, in_transaction, lock_organization};
+use super::tx::{bump_trust_generation, in_transaction, lock_organization, TrustChange};
 use super::{Result, Store};
 use crate::crl::ParsedCrl;
 use crate::domain::{
@@ -95,7 +95,7 @@ impl Store {
             TxAudit::new(org, seq, now, actor)
                 .append(tx, &AuditEvent::CertificateRevoked(entry.clone()))
                 .await?;
-            bump_trust_generation(tx, self.backend).await?;
+            bump_trust_generation(tx, self, &[TrustChange::deny(org, sha256)]).await?;
             Ok(entry)
         })
     }
@@ -145,7 +145,8 @@ impl Store {
             TxAudit::new(org, seq, now, actor)
                 .append(tx, &AuditEvent::CertificateUnrevoked(entry.clone()))
                 .await?;
-            bump_trust_generation(tx, self.backend).await?;
+            let change = TrustChange::deny(org, &entry.sha256_fingerprint);
+            bump_trust_generation(tx, self, &[change]).await?;
             Ok(entry)
         })
     }
@@ -238,7 +239,9 @@ impl Store {
             TxAudit::new(org, seq, now, actor)
                 .append(tx, &AuditEvent::CrlUpdated(summary.clone()))
                 .await?;
-            bump_trust_generation(tx, self.backend).await?;
+            // Every CRL stored (uploaded or fetched) goes through here: gateways re-read it.
+            let change = TrustChange::crl(org, certificate.as_str());
+            bump_trust_generation(tx, self, &[change]).await?;
             Ok(summary)
         })
     }
@@ -286,7 +289,8 @@ impl Store {
             TxAudit::new(org, seq, now, actor)
                 .append(tx, &AuditEvent::CrlDeleted(certificate.clone()))
                 .await?;
-            bump_trust_generation(tx, self.backend).await?;
+            let change = TrustChange::crl(org, certificate.as_str());
+            bump_trust_generation(tx, self, &[change]).await?;
             Ok(())
         })
     }

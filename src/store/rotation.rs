@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::audit::TxAudit;
-use super::tx::{bump_trust_generation, in_transaction, lock_organization};
+use super::tx::{bump_trust_generation, in_transaction, lock_organization, TrustChange};
 use super::{Result, Store};
 use crate::domain::{
     self, Actor, AuditEvent, CertificateId, CertificateRef, DomainError, OrgId, ProjectId,
@@ -148,7 +148,11 @@ impl Store {
                     .await?;
             }
             if changed > 0 {
-                bump_trust_generation(tx, self.backend).await?;
+                let touched = [
+                    TrustChange::certificate(org, from.as_str()),
+                    TrustChange::certificate(org, to.as_str()),
+                ];
+                bump_trust_generation(tx, self, &touched).await?;
             }
             Ok(Rotation {
                 from: from.clone(),

@@ -8,8 +8,8 @@ use super::audit::TxAudit;
 use super::certificates::{certificate_from_row, CERT_COLUMNS};
 use super::projects::{project_state, project_state_from, project_state_statement, ProjectState};
 use super::tx::{
-    bump_trust_generation, in_transaction, lock_statement, locked_seq, run_together, Columns,
-    Statement, SQLITE_BUMP_IF_CHANGED,
+    bump_trust_generation, in_transaction, lock_statement, locked_seq, prune_changes,
+    record_changes, run_together, Columns, Statement, TrustChange, SQLITE_BUMP_IF_CHANGED,
 };
 use super::{Backend, Result, Store};
 use crate::domain::{
@@ -27,7 +27,8 @@ impl Store {
         activate: bool,
         actor: &Actor,
     ) -> Result<Vec<ScopedCertificate>> {
-        let toggle = Toggle::new(self.backend, org, scope, ids, activate, actor, self.now());
+        let mut toggle = Toggle::new(self.backend, org, scope, ids, activate, actor, self.now());
+        toggle.prune = Some(prune_changes(self, toggle.now));
         // SQLite: on its writer thread, the whole toggle without a round trip.
         if let Some(writer) = self.sqlite_writer() {
             return writer
@@ -55,7 +56,7 @@ impl Store {
             // PostgreSQL: the change, last, returned the rows it changed.
             let changed = !run_together(tx, writes).await?.is_empty();
             if changed && self.backend == Backend::Postgres {
-                bump_trust_generation(tx, self.backend).await?;
+                bump_trust_generation(tx, self, &toggle.changes()).await?;
             }
             Ok(items)
         })
@@ -76,6 +77,8 @@ struct Toggle {
     select: Statement,
     /// The change: the organization flags, or the project's activations.
     change: Statement,
+    /// SQLite: the pruning of old trust change records, run with the bump.
+    prune: Option<Statement>,
 }
 
 impl Toggle {
@@ -141,7 +144,17 @@ impl Toggle {
             now,
             select,
             change,
+            prune: None,
         }
+    }
+
+    /// What gateways re-read when the toggle changed something: each named certificate.
+    fn changes(&self) -> Vec<TrustChange> {
+        self.ids
+            .as_slice()
+            .iter()
+            .map(|id| TrustChange::certificate(&self.org, id.as_str()))
+            .collect()
     }
 
     /// The organization's lock, then the named certificates.
@@ -218,6 +231,9 @@ impl Toggle {
             writes.push(self.change.clone());
             if self.backend == Backend::Sqlite {
                 writes.push(Statement::new(SQLITE_BUMP_IF_CHANGED));
+                // Recorded only when the bump just before it moved the generation.
+                writes.extend(record_changes(None, self.now, &self.changes()));
+                writes.extend(self.prune.clone());
             }
         }
         Ok((items, writes))

@@ -2,9 +2,11 @@
 //! who may connect, and (PostgreSQL) a wake-up when it changes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
 use super::revocations::LEGACY_SIZE;
@@ -13,7 +15,7 @@ use crate::trust::{CrlVersion, FetchedCrl, StoredCrl, TrustAnchor, TrustSnapshot
 
 /// Certificates active somewhere: for the organization, or for a project (archiving a project
 /// deletes its activations).
-const ACTIVE: &str =
+pub(super) const ACTIVE: &str =
     "c.deleted_at IS NULL AND (c.active_org <> 0 OR c.id IN (SELECT certificate_id FROM project_activations))";
 
 /// Most base64 text fetched by one statement of [`active_crls`] (a CRL larger than this is
@@ -22,7 +24,63 @@ const CRL_FETCH_BYTES: i64 = 8 << 20;
 /// Most CRLs fetched by one statement (bound parameters).
 const CRL_FETCH_ROWS: usize = 256;
 
+/// Rows the trust reads of this process fetched ([`Store::trust_reads`]).
+static READ_ROWS: AtomicU64 = AtomicU64::new(0);
+/// Bytes of those rows: a text column counts its length, any other column 8.
+static READ_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// What the trust reads of this process fetched from the database so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrustReads {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Counts `rows` into [`TrustReads`] and hands them back.
+pub(super) fn counted(rows: Vec<AnyRow>) -> Vec<AnyRow> {
+    let bytes: u64 = rows.iter().map(row_bytes).sum();
+    READ_ROWS.fetch_add(rows.len() as u64, Ordering::Relaxed);
+    READ_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    rows
+}
+
+/// Counts one row into [`TrustReads`] and hands it back.
+pub(super) fn counted_one(row: AnyRow) -> AnyRow {
+    READ_ROWS.fetch_add(1, Ordering::Relaxed);
+    READ_BYTES.fetch_add(row_bytes(&row), Ordering::Relaxed);
+    row
+}
+
+/// A row's size as [`TrustReads`] counts it.
+fn row_bytes(row: &AnyRow) -> u64 {
+    (0..row.len())
+        .map(|i| match row.try_get::<Option<&str>, _>(i) {
+            Ok(text) => text.map_or(0, |t| t.len() as u64),
+            Err(_) => 8,
+        })
+        .sum()
+}
+
 impl Store {
+    /// Rows and bytes fetched by this process's trust reads (generation, snapshots, changes)
+    /// since it started: what `bench/sync` reports per change, and
+    /// `certgate_trust_rows_read_total` / `certgate_trust_bytes_read_total`.
+    pub fn trust_reads() -> TrustReads {
+        TrustReads {
+            rows: READ_ROWS.load(Ordering::Relaxed),
+            bytes: READ_BYTES.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How long trust change records are kept (default 1 h): a watcher that falls further
+    /// behind than this reads the full state once instead of the changes.
+    pub fn set_trust_change_retention(&self, keep: Duration) {
+        self.change_retention.store(
+            i64::try_from(keep.as_secs()).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
     /// The generation gateways watch; it moves with every change of who may connect.
     pub async fn trust_generation(&self) -> Result<i64> {
         let row = self
@@ -30,7 +88,7 @@ impl Store {
                 sqlx::query("SELECT generation FROM trust_state WHERE id = 1").fetch_one(pool)
             })
             .await?;
-        Ok(row.try_get("generation")?)
+        Ok(counted_one(row).try_get("generation")?)
     }
 
     /// The active anchors of every organization, with the generation they belong to, all read
@@ -74,22 +132,31 @@ impl Store {
 /// what identifies each (certificate, organization, issuer, content hash), then the DER of
 /// those not in `held`, a few MiB at a time, decoded and parsed off the async workers. Only
 /// the serials are kept, so the read holds at most one batch of DER at once.
-async fn active_crls(
+pub(super) async fn active_crls(
     tx: &mut sqlx::AnyConnection,
-    held: &HashSet<CrlVersion>,
+    held: &(dyn Fn(&StoredCrl) -> bool + Sync),
+    only: Option<&[String]>,
 ) -> Result<Vec<StoredCrl>> {
     let mut crls = Vec::new();
     let mut wanted: Vec<(usize, i64)> = Vec::new();
-    for r in sqlx::query(&format!(
+    let restrict = only.map_or(String::new(), |ids| {
+        format!(
+            " AND r.certificate_id IN ({})",
+            super::placeholders(1, ids.len())
+        )
+    });
+    let sql = format!(
         "SELECT r.org_id, r.certificate_id, c.sha256,
                 COALESCE(r.der_sha256, 'seq:' || CAST(r.seq AS TEXT)) AS content,
                 CAST(COALESCE(r.der_bytes, {LEGACY_SIZE}) AS BIGINT) AS bytes
          FROM certificate_crls r JOIN certificates c ON c.id = r.certificate_id
-         WHERE {ACTIVE}"
-    ))
-    .fetch_all(&mut *tx)
-    .await?
-    {
+         WHERE {ACTIVE}{restrict}"
+    );
+    let mut query = sqlx::query(&sql);
+    for id in only.unwrap_or(&[]) {
+        query = query.bind(id.as_str());
+    }
+    for r in counted(query.fetch_all(&mut *tx).await?) {
         let crl = StoredCrl {
             org_id: r.try_get("org_id")?,
             certificate_id: r.try_get("certificate_id")?,
@@ -97,7 +164,7 @@ async fn active_crls(
             content: r.try_get("content")?,
             fetched: None,
         };
-        if !held.contains(&(crl.certificate_id.clone(), crl.content.clone())) {
+        if !held(&crl) {
             wanted.push((crls.len(), r.try_get("bytes")?));
         }
         crls.push(crl);
@@ -134,7 +201,7 @@ async fn fetch_crls(
         q = q.bind(crls[i].certificate_id.as_str());
     }
     let mut texts = HashMap::with_capacity(batch.len());
-    for r in q.fetch_all(&mut *tx).await? {
+    for r in counted(q.fetch_all(&mut *tx).await?) {
         texts.insert(
             r.try_get::<String, _>("certificate_id")?,
             r.try_get::<String, _>("der_base64")?,
@@ -196,80 +263,92 @@ async fn listen_until_error(
     }
 }
 
+/// A read transaction that sees one state throughout (REPEATABLE READ on PostgreSQL, where
+/// each statement would otherwise see its own).
+pub(super) async fn begin_read(
+    pool: &sqlx::AnyPool,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    let mut tx = pool.begin().await?;
+    if backend == Backend::Postgres {
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+    }
+    Ok(tx)
+}
+
 /// [`Store::trust_snapshot`]'s reads, in one read transaction.
 async fn snapshot(
     pool: &sqlx::AnyPool,
     backend: Backend,
     held: &HashSet<CrlVersion>,
 ) -> Result<TrustSnapshot> {
-    let mut tx = pool.begin().await?;
-    if backend == Backend::Postgres {
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
-    }
-    let generation: i64 = sqlx::query("SELECT generation FROM trust_state WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("generation")?;
-    let rows = sqlx::query(&format!(
-        "SELECT c.id, c.org_id, c.active_org, c.content, c.subject_der, c.ski, c.valid_at, c.expires_at, c.client_filter
-         FROM certificates c WHERE {ACTIVE}",
-    ))
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut tx = begin_read(pool, backend).await?;
+    let held = |c: &StoredCrl| held.contains(&(c.certificate_id.clone(), c.content.clone()));
+    let snapshot = snapshot_in(&mut tx, &held).await?;
+    tx.commit().await?;
+    Ok(snapshot)
+}
+
+/// The full trust state, in the caller's read transaction.
+pub(super) async fn snapshot_in(
+    tx: &mut sqlx::AnyConnection,
+    held: &(dyn Fn(&StoredCrl) -> bool + Sync),
+) -> Result<TrustSnapshot> {
+    let generation: i64 = counted_one(
+        sqlx::query("SELECT generation FROM trust_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?,
+    )
+    .try_get("generation")?;
+    let rows = counted(
+        sqlx::query(&format!(
+            "SELECT {ANCHOR_COLUMNS} FROM certificates c WHERE {ACTIVE}"
+        ))
+        .fetch_all(&mut *tx)
+        .await?,
+    );
     let mut anchors = Vec::with_capacity(rows.len());
     let mut index = HashMap::with_capacity(rows.len());
     for row in &rows {
-        let id: String = row.try_get("id")?;
-        let hex_column = |name: &str| -> Result<Vec<u8>> {
-            hex::decode(row.try_get::<String, _>(name)?).map_err(|e| {
-                StoreError::Internal(format!("certificate {id}: column {name}: {e}").into())
-            })
-        };
-        let anchor = TrustAnchor {
-            subject_der: hex_column("subject_der")?,
-            ski: hex_column("ski")?,
-            certificate_id: id.clone(),
-            org_id: row.try_get("org_id")?,
-            org_wide: row.try_get::<i64, _>("active_org")? != 0,
-            projects: Vec::new(),
-            pem: row.try_get("content")?,
-            valid_at: row.try_get("valid_at")?,
-            expires_at: row.try_get("expires_at")?,
-            client_filter: row.try_get("client_filter")?,
-        };
-        index.insert(id, anchors.len());
+        let anchor = anchor_from_row(row)?;
+        index.insert(anchor.certificate_id.clone(), anchors.len());
         anchors.push(anchor);
     }
-    for row in sqlx::query("SELECT certificate_id, project_id FROM project_activations")
-        .fetch_all(&mut *tx)
-        .await?
-    {
+    for row in counted(
+        sqlx::query("SELECT certificate_id, project_id FROM project_activations")
+            .fetch_all(&mut *tx)
+            .await?,
+    ) {
         if let Some(&i) = index.get(&row.try_get::<String, _>("certificate_id")?) {
             anchors[i].projects.push(row.try_get("project_id")?);
         }
     }
-    let organizations = sqlx::query("SELECT id FROM organizations")
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<_, _>>()?;
-    let projects = sqlx::query("SELECT org_id, id FROM projects WHERE archived_at IS NULL")
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get("org_id")?, r.try_get("id")?)))
-        .collect::<Result<_, sqlx::Error>>()?;
-    let revoked =
+    let organizations = counted(
+        sqlx::query("SELECT id FROM organizations")
+            .fetch_all(&mut *tx)
+            .await?,
+    )
+    .iter()
+    .map(|r| r.try_get("id"))
+    .collect::<Result<_, _>>()?;
+    let projects = counted(
+        sqlx::query("SELECT org_id, id FROM projects WHERE archived_at IS NULL")
+            .fetch_all(&mut *tx)
+            .await?,
+    )
+    .iter()
+    .map(|r| Ok((r.try_get("org_id")?, r.try_get("id")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let revoked = counted(
         sqlx::query("SELECT org_id, sha256 FROM revoked_certificates WHERE deleted_at IS NULL")
             .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("org_id")?, r.try_get("sha256")?)))
-            .collect::<Result<_, sqlx::Error>>()?;
-    let crls = active_crls(&mut tx, held).await?;
-    tx.commit().await?;
+            .await?,
+    )
+    .iter()
+    .map(|r| Ok((r.try_get("org_id")?, r.try_get("sha256")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let crls = active_crls(&mut *tx, held, None).await?;
     Ok(TrustSnapshot {
         generation,
         anchors,
@@ -277,5 +356,31 @@ async fn snapshot(
         projects,
         revoked,
         crls,
+    })
+}
+
+/// The columns [`anchor_from_row`] reads, of `certificates c`.
+pub(super) const ANCHOR_COLUMNS: &str =
+    "c.id, c.org_id, c.active_org, c.content, c.subject_der, c.ski, c.valid_at, c.expires_at, c.client_filter";
+
+/// An active certificate's row ([`ANCHOR_COLUMNS`]) as an anchor, its projects not yet filled.
+pub(super) fn anchor_from_row(row: &AnyRow) -> Result<TrustAnchor> {
+    let id: String = row.try_get("id")?;
+    let hex_column = |name: &str| -> Result<Vec<u8>> {
+        hex::decode(row.try_get::<String, _>(name)?).map_err(|e| {
+            StoreError::Internal(format!("certificate {id}: column {name}: {e}").into())
+        })
+    };
+    Ok(TrustAnchor {
+        subject_der: hex_column("subject_der")?,
+        ski: hex_column("ski")?,
+        org_id: row.try_get("org_id")?,
+        org_wide: row.try_get::<i64, _>("active_org")? != 0,
+        projects: Vec::new(),
+        pem: row.try_get("content")?,
+        valid_at: row.try_get("valid_at")?,
+        expires_at: row.try_get("expires_at")?,
+        client_filter: row.try_get("client_filter")?,
+        certificate_id: id,
     })
 }

@@ -171,11 +171,58 @@ impl Columns for sqlx::any::AnyRow {
     }
 }
 
-/// Moves the trust generation gateways watch; on PostgreSQL also notifies them (delivered on
-/// commit). Always the last lock a transaction takes, after the organization's row.
+/// How long a trust change record is kept by default: longer than the slowest reasonable
+/// reader is away (a gateway that falls further behind reads the full state once).
+pub(super) const DEFAULT_CHANGE_RETENTION_SECS: i64 = 3600;
+
+/// What a trust-changing write touched (spec §13.3, decisions.md D50): recorded under the
+/// generation it moves to, in its transaction, so that watchers re-read only these rows.
+#[derive(Debug, Clone)]
+pub(super) struct TrustChange {
+    org: String,
+    kind: &'static str,
+    target: String,
+}
+
+impl TrustChange {
+    /// The organization's existence and all its unarchived projects.
+    pub(super) fn organization(org: &OrgId) -> Self {
+        Self::new(org, "organization", org.as_str())
+    }
+    /// One project: whether it exists unarchived.
+    pub(super) fn project(org: &OrgId, project: &str) -> Self {
+        Self::new(org, "project", project)
+    }
+    /// One certificate object: its row, its activations and its CRL.
+    pub(super) fn certificate(org: &OrgId, id: &str) -> Self {
+        Self::new(org, "certificate", id)
+    }
+    /// One certificate object's CRL.
+    pub(super) fn crl(org: &OrgId, certificate: &str) -> Self {
+        Self::new(org, "crl", certificate)
+    }
+    /// One deny-list fingerprint (lowercase hex SHA-256).
+    pub(super) fn deny(org: &OrgId, sha256: &str) -> Self {
+        Self::new(org, "deny", sha256)
+    }
+
+    fn new(org: &OrgId, kind: &'static str, target: &str) -> Self {
+        TrustChange {
+            org: org.as_str().to_owned(),
+            kind,
+            target: target.to_owned(),
+        }
+    }
+}
+
+/// Moves the trust generation gateways watch, records `changes` under the new generation and
+/// prunes records past the store's retention; on PostgreSQL also notifies the gateways
+/// (delivered on commit). Always the last lock a transaction takes, after the organization's
+/// row.
 pub(super) async fn bump_trust_generation(
     tx: &mut sqlx::AnyConnection,
-    backend: Backend,
+    store: &super::Store,
+    changes: &[TrustChange],
 ) -> Result<()> {
     let generation: i64 = sqlx::query(
         "UPDATE trust_state SET generation = generation + 1 WHERE id = 1 RETURNING generation",
@@ -183,11 +230,68 @@ pub(super) async fn bump_trust_generation(
     .fetch_one(&mut *tx)
     .await?
     .try_get("generation")?;
-    if backend == Backend::Postgres {
+    let now = store.now();
+    let mut statements = Vec::with_capacity(2);
+    if let Some(record) = record_changes(Some(generation), now, changes) {
+        statements.push(record);
+    }
+    statements.push(prune_changes(store, now));
+    run_together(tx, statements).await?;
+    if store.backend == Backend::Postgres {
         tx.execute(format!("NOTIFY certgate_trust, '{generation}'").as_str())
             .await?;
     }
     Ok(())
+}
+
+/// The INSERT of `changes` under `generation`; `None` for the generation the statement just
+/// before it moved to, if it moved (SQLite's [`SQLITE_BUMP_IF_CHANGED`]: then nothing is
+/// recorded when nothing moved).
+pub(super) fn record_changes(
+    generation: Option<i64>,
+    now: i64,
+    changes: &[TrustChange],
+) -> Option<Statement> {
+    if changes.is_empty() {
+        return None;
+    }
+    // Duplicates (one certificate named twice) would break the primary key.
+    let mut seen = std::collections::HashSet::new();
+    let changes: Vec<&TrustChange> = changes
+        .iter()
+        .filter(|c| seen.insert((c.kind, c.target.as_str())))
+        .collect();
+    let rows = (0..changes.len())
+        .map(|i| format!("(${}, ${}, ${})", 3 + 3 * i, 4 + 3 * i, 5 + 3 * i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = match generation {
+        Some(_) => format!(
+            "INSERT INTO trust_changes (generation, org_id, kind, target, created_at)
+             SELECT $1, v.column1, v.column2, v.column3, $2 FROM (VALUES {rows}) AS v"
+        ),
+        None => format!(
+            "INSERT INTO trust_changes (generation, org_id, kind, target, created_at)
+             SELECT s.generation, v.column1, v.column2, v.column3, $2
+             FROM trust_state s, (VALUES {rows}) AS v WHERE s.id = 1 AND changes() > 0 AND $1 = 0"
+        ),
+    };
+    let mut statement = Statement::new(sql).bind(generation.unwrap_or(0)).bind(now);
+    for c in changes {
+        statement = statement
+            .bind(c.org.as_str())
+            .bind(c.kind)
+            .bind(c.target.as_str());
+    }
+    Some(statement)
+}
+
+/// Deletes the change records past the store's retention.
+pub(super) fn prune_changes(store: &super::Store, now: i64) -> Statement {
+    let keep = store
+        .change_retention
+        .load(std::sync::atomic::Ordering::Relaxed);
+    Statement::new("DELETE FROM trust_changes WHERE created_at < $1").bind(now - keep)
 }
 
 /// A statement and its parameters, not yet run: see [`run_together`].

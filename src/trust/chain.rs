@@ -150,20 +150,24 @@ impl PeerChain {
         org: &str,
     ) -> Vec<(AnchorGroup, Vec<usize>)> {
         let mut out: Vec<(AnchorGroup, Vec<usize>)> = Vec::new();
+        // Only the organization's own part is looked in (decisions.md D51).
+        let Some(part) = index.part(org) else {
+            return out;
+        };
         if self.problem.is_some() {
             return out;
         }
         let lookups = self
             .links
             .iter()
-            .filter_map(|l| l.aki.as_ref().and_then(|aki| index.by_ski.get(aki)))
+            .filter_map(|l| l.aki.as_ref().and_then(|aki| part.by_ski.get(aki)))
             .chain(
                 self.links
                     .iter()
-                    .filter_map(|l| index.by_subject.get(&l.issuer)),
+                    .filter_map(|l| part.by_subject.get(&l.issuer)),
             );
         for &i in lookups.flatten() {
-            let anchor = &index.anchors[i];
+            let anchor = &part.anchors[i];
             if !anchor.activations.iter().any(|a| a.org_id == org) {
                 continue;
             }
@@ -374,8 +378,9 @@ impl ChainChecks {
                 None | Some(AnchorCheck::Invalid) => false,
                 Some(check) => !check.valid_at(now),
             };
-            if stale {
-                out.push((group, index.anchors[members[0]].parsed.clone()));
+            let first = index.part(org).and_then(|p| p.anchors.get(members[0]));
+            if let (true, Some(anchor)) = (stale, first) {
+                out.push((group, anchor.parsed.clone()));
             }
         }
         out

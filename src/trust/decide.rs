@@ -198,7 +198,12 @@ pub(super) fn judge(
             continue;
         }
         for i in members {
-            let anchor = &index.anchors[i];
+            let Some(anchor) = index
+                .part(scope.organization)
+                .and_then(|p| p.anchors.get(i))
+            else {
+                continue;
+            };
             if !(anchor.valid_at <= now && now <= anchor.expires_at) {
                 reached(Stage::Expired);
                 continue;

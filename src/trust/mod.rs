@@ -34,5 +34,8 @@ pub use crate::x509::SIGNATURE_ALGORITHMS;
 pub use chain::{AnchorCheck, ChainChecks, ChainProblem, CheckCache, PeerChain, MAX_INTERMEDIATES};
 pub use decide::{decide, precheck, Admission, Rejection, RejectionKind, Scope, Untrusted};
 pub use filter::ClientFilter;
-pub use index::{AnchorGroup, ParsedAnchor, TrustIndex};
-pub use snapshot::{CrlVersion, FetchedCrl, StoredCrl, TrustAnchor, TrustSnapshot};
+pub use index::{AnchorGroup, AnchorView, IndexView, OrgView, ParsedAnchor, TrustIndex};
+pub use snapshot::{
+    CertificateState, CrlState, CrlVersion, FetchedCrl, OrganizationState, StoredCrl, TrustAnchor,
+    TrustChanges, TrustDelta, TrustSnapshot,
+};

@@ -70,3 +70,64 @@ pub struct FetchedCrl {
     /// upload, so only corruption can do that).
     pub serials: Result<Arc<SerialSet>, String>,
 }
+
+/// What changed since a generation, re-read as of `generation` in one read transaction
+/// (decisions.md D50): the rows each change record since `since` named, and nothing else.
+/// Applied to the index of `since` ([`super::TrustIndex::apply`]), it gives the index a full
+/// snapshot of `generation` would build.
+#[derive(Debug, Clone, Default)]
+pub struct TrustDelta {
+    /// The generation the reader held.
+    pub since: i64,
+    pub generation: i64,
+    /// Organizations re-read whole: whether each exists, and all its unarchived projects.
+    pub organizations: Vec<OrganizationState>,
+    /// (organization, project, whether it exists unarchived) of each project named.
+    pub projects: Vec<(String, String, bool)>,
+    /// Each certificate object named, as a full snapshot would hold it (`None`: not active
+    /// anywhere, or deleted). Its CRL is in `crls`.
+    pub certificates: Vec<CertificateState>,
+    /// The CRL of each certificate object named (as a certificate or as a CRL).
+    pub crls: Vec<CrlState>,
+    /// (organization, lowercase hex SHA-256, whether it is deny-listed) of each entry named.
+    pub revoked: Vec<(String, String, bool)>,
+    /// Rows the change records themselves took (for the cost figures).
+    pub records: usize,
+}
+
+/// An organization, re-read whole.
+#[derive(Debug, Clone)]
+pub struct OrganizationState {
+    pub org_id: String,
+    pub exists: bool,
+    pub projects: Vec<String>,
+}
+
+/// A certificate object, re-read.
+#[derive(Debug, Clone)]
+pub struct CertificateState {
+    pub org_id: String,
+    pub certificate_id: String,
+    /// `None` when it is active nowhere (or deleted): it is then no anchor.
+    pub anchor: Option<TrustAnchor>,
+}
+
+/// A certificate object's CRL, re-read.
+#[derive(Debug, Clone)]
+pub struct CrlState {
+    pub org_id: String,
+    pub certificate_id: String,
+    /// `None` when it has none, or its CA is active nowhere (the CRL then decides nothing).
+    pub crl: Option<StoredCrl>,
+}
+
+/// What a reader holding a generation gets: the changes since, or word that some of them are
+/// gone (pruned, or written by a version that recorded none) and the full state must be read.
+#[derive(Debug, Clone)]
+pub enum TrustChanges {
+    Delta(TrustDelta),
+    Gap {
+        /// The generation the database is at.
+        generation: i64,
+    },
+}

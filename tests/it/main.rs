@@ -29,3 +29,4 @@ mod outage;
 mod replicas;
 mod shutdown;
 mod startup;
+mod trust_sync;

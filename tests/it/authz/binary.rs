@@ -25,7 +25,7 @@ fn help_names_every_flag_and_the_warning() {
         "--organization",
         "--forward-scope-headers",
         "--trust-poll",
-        "--trust-reconcile",
+        "--reconcile-interval",
         "--metrics-listen",
         "--database",
         "CERTGATE_AUTHZ_GRPC_LISTEN",
