@@ -357,7 +357,7 @@ const CLIENT_CERT_FAMILIES: [&str; 4] = [
 /// state a verified client certificate ([`CLIENT_CERT_HEADERS`], [`CLIENT_CERT_FAMILIES`]):
 /// such headers are always removed, since an upstream (a WSGI one, say) may read
 /// `X_Certgate_Project` as `X-Certgate-Project`, and upstreams trust those conventions.
-fn is_reserved(name: &HeaderName) -> bool {
+pub(super) fn is_reserved(name: &HeaderName) -> bool {
     let normalized = name.as_str().replace('_', "-");
     normalized.starts_with("x-certgate-")
         || CLIENT_CERT_HEADERS.contains(&normalized.as_str())
@@ -368,7 +368,7 @@ fn is_reserved(name: &HeaderName) -> bool {
 
 /// Whether a header is, read the same way, a scope header (`OpenAI-Organization`,
 /// `OpenAI-Project`).
-fn is_scope_header(name: &HeaderName) -> bool {
+pub(super) fn is_scope_header(name: &HeaderName) -> bool {
     let normalized = name.as_str().replace('_', "-");
     normalized == ORGANIZATION_HEADER || normalized == PROJECT_HEADER
 }
