@@ -215,7 +215,7 @@ pub fn request_scope(
 
 /// A scope header's value: `Ok(None)` when absent or empty; refused when given more than once
 /// or not visible ASCII.
-fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
+pub(super) fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);

@@ -14,11 +14,15 @@
 //!   refusals and their logging;
 //! - [`proxy`]: forwarding to the upstream, path and header rules;
 //! - [`upgrade`]: WebSocket upgrades, relayed frame-aware and closed when trust is withdrawn.
-//! - [`metrics`]: the gateway's own metric families (decisions, trust generation).
+//! - [`metrics`]: the gateway's own metric families (decisions, trust generation);
+//! - `fuzzing` (hidden): the private header, path and frame rules, forwarded for the fuzz
+//!   targets under `fuzz/` (docs/fuzzing.md).
 //!
 //! Invariant: this is the only module that imports rustls, nothing here writes to the
 //! database, and nothing here imports `api`, `cli` or `serve`.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod listener;
 pub mod metrics;

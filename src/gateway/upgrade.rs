@@ -136,7 +136,7 @@ impl UpgradeStats {
 /// Whether an upgrade request announces a body: a `Content-Length` other than 0, or any
 /// `Transfer-Encoding`. An upgrade has none (RFC 6455 §4.1); one that claims a body is refused
 /// rather than forwarded, since the body could only be dropped or relayed as WebSocket bytes.
-fn announces_body(headers: &HeaderMap) -> bool {
+pub(super) fn announces_body(headers: &HeaderMap) -> bool {
     headers.contains_key(header::TRANSFER_ENCODING)
         || headers
             .get_all(header::CONTENT_LENGTH)

@@ -85,11 +85,15 @@ fn header_complete(header: &[u8]) -> Option<u64> {
     })
 }
 
-/// A close frame with `code` and `reason` (cut to fit a control frame). Frames a client sends
-/// must be masked (`masked`), frames a server sends must not.
+/// A close frame with `code` and `reason` (cut between characters to fit a control frame: a
+/// reason must be UTF-8, RFC 6455 §5.5.1). Frames a client sends must be masked (`masked`),
+/// frames a server sends must not.
 pub(super) fn close_frame(code: u16, reason: &str, masked: bool) -> Vec<u8> {
-    let mut reason = reason.as_bytes();
-    reason = &reason[..reason.len().min(123)];
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = &reason.as_bytes()[..end];
     let mut payload = code.to_be_bytes().to_vec();
     payload.extend_from_slice(reason);
     let len = u8::try_from(payload.len()).unwrap_or(125);
@@ -159,5 +163,27 @@ mod tests {
         assert_eq!(u16::from_be_bytes([m[6] ^ key[0], m[7] ^ key[1]]), 1001);
         let long = close_frame(1008, &"x".repeat(500), false);
         assert!(long.len() <= 2 + 125);
+    }
+
+    #[test]
+    fn a_long_reason_is_cut_between_characters() {
+        // Found by the wsframe fuzz target: 123 bytes end inside the 'é' at bytes 122-123, and
+        // a reason that is not UTF-8 makes the peer fail the connection (RFC 6455 §5.5.1).
+        let reason = format!("{}é and more", "x".repeat(122));
+        for masked in [false, true] {
+            let frame = close_frame(1008, &reason, masked);
+            let (key, payload) = if masked {
+                (frame[2..6].to_vec(), &frame[6..])
+            } else {
+                (vec![0; 4], &frame[2..])
+            };
+            let payload: Vec<u8> = payload
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ key[i % 4])
+                .collect();
+            let text = std::str::from_utf8(&payload[2..]).expect("the reason is UTF-8");
+            assert_eq!(text, "x".repeat(122));
+        }
     }
 }
