@@ -283,7 +283,8 @@ impl Store {
                     .await?;
                 if ocsp != cert.sources.ocsp {
                     // Who may connect can change: gateways reload.
-                    bump_trust_generation(tx, self.backend).await?;
+                    bump_trust_generation(tx, self, &[TrustChange::certificate(org, id.as_str())])
+                        .await?;
                 }
                 cert.sources.ocsp = ocsp;
             }

@@ -489,7 +489,3 @@ fn decode_anchor(pem_text: &str) -> Option<ParsedAnchor> {
         der,
     })
 }
-
-/// The index built from full snapshots (what is indexed, reuse, revocation lookups).
-#[cfg(test)]
-mod build_tests;

@@ -22,7 +22,7 @@ fn command_names() -> Vec<String> {
 /// The variables the processes the units start (`serve`, `gateway`) read.
 fn service_variables() -> Vec<String> {
     let cmd = certgate::cli::command();
-    let mut vars: Vec<String> = ["serve", "gateway"]
+    let mut vars: Vec<String> = ["serve", "gateway", "authz"]
         .iter()
         .flat_map(|name| {
             cmd.find_subcommand(name)
@@ -89,7 +89,7 @@ fn completions_cover_the_subcommands_in_every_shell() {
     assert!(!ok && err.contains("possible values"), "{err}");
 }
 
-/// `dist/certgate.env` lists every variable `serve` and `gateway` read, and nothing else
+/// `dist/certgate.env` lists every variable `serve`, `gateway` and `authz` read, and nothing else
 /// that looks like one (a typo there would be silently ignored by certgate).
 #[test]
 fn env_file_documents_every_variable() {
