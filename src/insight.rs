@@ -11,6 +11,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::admission::{ChainPool, Prepare};
 use crate::domain::{self, Actor, CertificateId, CertificateInclude, OrgId, Rotation};
+use crate::ocsp::{self, OcspChecker, OcspSaid};
 use crate::store::{Store, StoreError};
 use crate::trust::{
     self, Admission, ChainChecks, PeerChain, Rejection, RejectionKind, Scope, TrustIndex,
@@ -25,9 +26,12 @@ pub enum Check {
         name: Option<String>,
         /// What the gateway would admit the client for, for a person.
         message: String,
+        /// What the client's OCSP responder said, when the CA's `ocsp` mode is not `off`.
+        ocsp: Option<OcspSaid>,
     },
-    /// The gateway would refuse the certificate, with this refusal (its code and message).
-    Refused(Rejection),
+    /// The gateway would refuse the certificate, with this refusal (its code and message), and
+    /// what OCSP said when it was asked.
+    Refused(Rejection, Option<OcspSaid>),
 }
 
 /// Why a check or a rotation could not be made (as opposed to a refusal of the certificate,
@@ -99,19 +103,12 @@ pub async fn check_client(
         .map(str::to_owned);
     let index = cache.current(store).await?;
     let now = store.now();
-    let decided = decide_now(
-        cache.pool(),
-        &index,
-        chain,
-        org.as_str(),
-        project.as_deref(),
-        now,
-    )
-    .await;
+    let (decided, said) =
+        decide_now(cache, &index, chain, org.as_str(), project.as_deref(), now).await;
     match decided {
-        Ok(admission) => admitted(store, org, project.as_deref(), &admission).await,
+        Ok(admission) => admitted(store, org, project.as_deref(), &admission, said).await,
         Err(rejection) if rejection.kind() == RejectionKind::Forbidden => {
-            Ok(Check::Refused(rejection))
+            Ok(Check::Refused(rejection, said))
         }
         Err(rejection) => Err(CheckError::Refused(rejection)),
     }
@@ -119,23 +116,28 @@ pub async fn check_client(
 
 /// The gateway's decision for one request from a fresh connection presenting `chain`: the
 /// checks that need no chain work, then every chain check and client filter the decision needs
-/// (off the async workers, on a bounded pool, as the gateway runs them), then the decision.
+/// (off the async workers, on a bounded pool, as the gateway runs them), then the decision,
+/// then the OCSP step when the admitting CA's mode is not `off` (what OCSP said comes back
+/// with the decision).
 async fn decide_now(
-    pool: &ChainPool,
+    cache: &TrustCache,
     index: &Arc<TrustIndex>,
     chain: Vec<Vec<u8>>,
     organization: &str,
     project: Option<&str>,
     now: i64,
-) -> Result<Admission, Rejection> {
+) -> (Result<Admission, Rejection>, Option<OcspSaid>) {
+    let pool = cache.pool();
     let peer = PeerChain::new(chain.into_iter().map(CertificateDer::from).collect());
     let scope = Scope {
         organization,
         project,
     };
-    trust::precheck(index, peer.as_ref(), scope)?;
+    if let Err(rejection) = trust::precheck(index, peer.as_ref(), scope) {
+        return (Err(rejection), None);
+    }
     let Some(peer) = peer.map(Arc::new) else {
-        return Err(Rejection::CertificateRequired);
+        return (Err(Rejection::CertificateRequired), None);
     };
     let mut checks = ChainChecks::default();
     let work = Prepare {
@@ -148,7 +150,15 @@ async fn decide_now(
         inline_leaf_check: false,
     };
     pool.prepare(work, &mut checks).await;
-    trust::decide(index, Some(&peer), &checks, scope, now)
+    let admission = match trust::decide(index, Some(&peer), &checks, scope, now) {
+        Ok(admission) => admission,
+        Err(rejection) => return (Err(rejection), None),
+    };
+    let Some(subject) = index.ocsp_subject(&admission, &peer, &checks) else {
+        return (Ok(admission), None);
+    };
+    let (said, verdict) = ocsp::judge(&cache.ocsp, &subject, now).await;
+    (verdict.map(|()| admission), Some(said))
 }
 
 async fn admitted(
@@ -156,6 +166,7 @@ async fn admitted(
     org: &OrgId,
     project: Option<&str>,
     admission: &Admission,
+    ocsp: Option<OcspSaid>,
 ) -> Result<Check, CheckError> {
     let id = CertificateId::trusted(admission.certificate_id.clone());
     // The name as it is now (names are not part of the trust state). The CA cannot be deleted
@@ -182,6 +193,7 @@ async fn admitted(
         message: format!(
             "The client certificate is admitted for {scope}: it chains to the active CA certificate {named}."
         ),
+        ocsp,
     })
 }
 
@@ -196,9 +208,20 @@ pub struct TrustCache {
     /// Where the check's chain work and client filters run, and written filters are checked:
     /// bounded, off the async workers.
     pool: ChainPool,
+    /// The check's OCSP answers (as the gateway's: same rules, its own cache).
+    ocsp: OcspChecker,
 }
 
 impl TrustCache {
+    /// A cache whose OCSP requests may reach non-public responders when `allow_private`
+    /// (`--fetch-allow-private`).
+    pub fn new(allow_private: bool) -> Self {
+        TrustCache {
+            ocsp: OcspChecker::new(allow_private, ocsp::OcspMetrics::default()),
+            ..TrustCache::default()
+        }
+    }
+
     /// The bounded pool of this process's API for CPU work on tenants' input.
     pub fn pool(&self) -> &ChainPool {
         &self.pool

@@ -40,6 +40,7 @@ pub mod gateway;
 pub mod insight;
 pub mod key_output;
 pub mod metrics;
+pub mod ocsp;
 pub mod openai_error;
 pub mod runtime;
 pub mod serve;

@@ -54,7 +54,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let state = AppState::new(store.clone());
+    let state = AppState::with_fetch_allow_private(store.clone(), config.fetch_allow_private);
     let (metrics, own) = Metrics::new(Role::Serve, ServeMetrics::register);
     // Every CA certificate's `crl_url`, kept fetched (decisions.md D59).
     tokio::spawn(

@@ -219,6 +219,52 @@ pub struct CertificateCheck {
     /// The active CA that admits the client; null when refused.
     #[schema(required = true)]
     pub certificate: Option<CertificateName>,
+    /// certgate's extension (decisions.md D61): what the client's OCSP responder said; only
+    /// when the CA's `ocsp` mode is not `off` and the chain got that far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocsp: Option<CheckOcsp>,
+}
+
+/// What OCSP said in a check.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CertificateCheckOcsp)]
+pub struct CheckOcsp {
+    /// The CA's mode: `soft_fail` or `hard_fail`.
+    pub mode: &'static str,
+    /// `good`, `revoked`, `unknown`, or `no_answer` (unreachable, too slow, malformed, not
+    /// signed by the CA or its delegated responder, not about this certificate, stale).
+    pub status: &'static str,
+    /// Why there is no valid answer, in certgate's words (never the responder's); absent
+    /// otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The answer's thisUpdate and nextUpdate (Unix seconds), when there is an answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub this_update: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_update: Option<i64>,
+}
+
+impl From<crate::ocsp::checker::OcspSaid> for CheckOcsp {
+    fn from(said: crate::ocsp::checker::OcspSaid) -> Self {
+        let mode = said.mode.as_str();
+        match said.outcome {
+            Ok(answer) => CheckOcsp {
+                mode,
+                status: answer.state.as_str(),
+                reason: None,
+                this_update: Some(answer.this_update),
+                next_update: answer.next_update,
+            },
+            Err(e) => CheckOcsp {
+                mode,
+                status: "no_answer",
+                reason: Some(e.to_string()),
+                this_update: None,
+                next_update: None,
+            },
+        }
+    }
 }
 
 impl From<crate::insight::Check> for CertificateCheck {
@@ -230,6 +276,7 @@ impl From<crate::insight::Check> for CertificateCheck {
                 certificate,
                 name,
                 message,
+                ocsp,
             } => CertificateCheck {
                 object,
                 admitted: true,
@@ -239,13 +286,15 @@ impl From<crate::insight::Check> for CertificateCheck {
                     id: certificate.into_string(),
                     name,
                 }),
+                ocsp: ocsp.map(Into::into),
             },
-            Check::Refused(rejection) => CertificateCheck {
+            Check::Refused(rejection, ocsp) => CertificateCheck {
                 object,
                 admitted: false,
                 code: Some(rejection.code()),
                 message: rejection.to_string(),
                 certificate: None,
+                ocsp: ocsp.map(Into::into),
             },
         }
     }

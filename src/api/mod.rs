@@ -53,10 +53,16 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(store: Store) -> Self {
+        AppState::with_fetch_allow_private(store, false)
+    }
+
+    /// With `--fetch-allow-private`: the check endpoint's OCSP requests may reach
+    /// non-public responders.
+    pub fn with_fetch_allow_private(store: Store, allow_private: bool) -> Self {
         AppState(std::sync::Arc::new(AppShared {
             store,
             pages: cache::PageCache::default(),
-            trust: crate::insight::TrustCache::default(),
+            trust: crate::insight::TrustCache::new(allow_private),
         }))
     }
 }

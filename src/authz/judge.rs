@@ -132,6 +132,7 @@ impl AuthzState {
             algs: self.algs,
             pool: &self.chain_pool,
             paths: &self.chain_cache,
+            ocsp: &self.ocsp,
         };
         let chain = peer.chain.as_ref();
         match handler::decide(decider, chain, &peer.checks, requested.scope()).await {

@@ -32,6 +32,7 @@ use crate::domain::SystemClock;
 use crate::gateway::handler::RefusalLog;
 use crate::gateway::reload::{self, TrustState, WatchIntervals};
 use crate::metrics::{Metrics, Role, RouteLabel};
+use crate::ocsp::{OcspChecker, OcspMetrics};
 use crate::runtime::{ConnectionLimits, ConnectionSlots, Shutdown};
 use crate::store::{Backend, Store, StoreOptions};
 use crate::trust::CheckCache;
@@ -61,6 +62,9 @@ pub struct AuthzOptions {
     pub cert_header: HeaderName,
     pub trust_poll: Duration,
     pub trust_reconcile: Duration,
+    /// Let OCSP requests reach loopback, private and link-local responders
+    /// (`--fetch-allow-private`; decisions.md D60).
+    pub fetch_allow_private: bool,
 }
 
 impl Default for AuthzOptions {
@@ -71,6 +75,7 @@ impl Default for AuthzOptions {
             cert_header: HeaderName::from_static("x-ssl-client-cert"),
             trust_poll: Duration::from_millis(100),
             trust_reconcile: reload::DEFAULT_RECONCILE,
+            fetch_allow_private: false,
         }
     }
 }
@@ -86,6 +91,7 @@ pub struct AuthzState {
     algs: &'static [&'static dyn rustls_pki_types::SignatureVerificationAlgorithm],
     chain_pool: ChainPool,
     chain_cache: CheckCache,
+    ocsp: OcspChecker,
     chains: quick_cache::sync::Cache<[u8; 32], Arc<judge::Peer>>,
     no_certificate: Arc<judge::Peer>,
     default_organization: Option<String>,
@@ -107,7 +113,12 @@ impl Authz {
     /// Starts watching the trust state of `store` (the first load is tried before returning).
     pub async fn start(store: Store, options: AuthzOptions) -> Authz {
         let trust = TrustState::new();
-        let (metrics, own) = Metrics::new(Role::Authz, metrics::AuthzMetrics::register);
+        let (metrics, (own, ocsp_metrics)) = Metrics::new(Role::Authz, |registry| {
+            (
+                metrics::AuthzMetrics::register(registry),
+                OcspMetrics::register(registry),
+            )
+        });
         let watcher = reload::spawn_watcher(
             trust.clone(),
             store.clone(),
@@ -126,6 +137,7 @@ impl Authz {
                     .all,
                 chain_pool: ChainPool::for_this_machine(),
                 chain_cache: CheckCache::default(),
+                ocsp: OcspChecker::new(options.fetch_allow_private, ocsp_metrics),
                 chains: quick_cache::sync::Cache::new(CHAINS_KEPT),
                 no_certificate: judge::no_certificate(),
                 default_organization: options.default_organization,

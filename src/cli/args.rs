@@ -207,6 +207,11 @@ pub struct GatewayArgs {
     /// a restriction). Without it such requests are refused with `organization_required`.
     #[arg(long, env = "CERTGATE_GATEWAY_ORGANIZATION")]
     pub organization: Option<String>,
+    /// Let OCSP requests reach loopback, private (RFC 1918, unique local), link-local and
+    /// other non-public responders. Off by default: tenants' CAs name their responders, and
+    /// must not reach the operator's network through certgate (decisions.md D60, D61).
+    #[arg(long, env = "CERTGATE_FETCH_ALLOW_PRIVATE", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub fetch_allow_private: bool,
     #[command(flatten)]
     pub connections: ConnectionArgs,
     #[command(flatten)]
@@ -251,6 +256,11 @@ pub struct AuthzArgs {
     /// Without it such requests are refused with `organization_required`.
     #[arg(long, env = "CERTGATE_AUTHZ_ORGANIZATION")]
     pub organization: Option<String>,
+    /// Let OCSP requests reach loopback, private (RFC 1918, unique local), link-local and
+    /// other non-public responders. Off by default: tenants' CAs name their responders, and
+    /// must not reach the operator's network through certgate (decisions.md D60, D61).
+    #[arg(long, env = "CERTGATE_FETCH_ALLOW_PRIVATE", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub fetch_allow_private: bool,
     /// Let OpenAI-Organization and OpenAI-Project reach the upstream (by default Envoy is told
     /// to remove them, since upstream ids usually differ from certgate's).
     #[arg(long, env = "CERTGATE_FORWARD_SCOPE_HEADERS", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]

@@ -77,7 +77,7 @@ pub(super) async fn run(command: CertCommand) -> anyhow::Result<()> {
                 .await
             })
             .await?;
-            let refused = matches!(answer, Check::Refused(_));
+            let refused = matches!(answer, Check::Refused(..));
             println!(
                 "{}",
                 serde_json::to_string(&CertificateCheck::from(answer))?

@@ -224,6 +224,7 @@ fn gateway_config(args: GatewayArgs) -> GatewayConfig {
         max_handshakes: args.max_handshakes,
         handshake_timeout: args.handshake_timeout,
         default_organization: args.organization,
+        fetch_allow_private: args.fetch_allow_private,
         limits: args.connections.limits(),
         metrics_listen: args.metrics.metrics_listen,
     }
@@ -239,6 +240,7 @@ fn authz_config(args: AuthzArgs) -> crate::authz::AuthzConfig {
             forward_scope_headers: args.forward_scope_headers,
             cert_header: args.cert_header,
             trust_reconcile: args.trust_reconcile,
+            fetch_allow_private: args.fetch_allow_private,
             ..crate::authz::AuthzOptions::default()
         },
         trust_poll: args.trust_poll,

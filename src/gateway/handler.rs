@@ -26,6 +26,7 @@ use super::proxy::{self, GatewayState};
 use super::reload::TrustState;
 use super::upgrade;
 use crate::admission::{ChainPool, Prepare};
+use crate::ocsp::{self, OcspChecker};
 use crate::openai_error::{OpenAiError, INVALID_REQUEST, PERMISSION, SERVER};
 use crate::trust::{
     self, Admission, ChainChecks, CheckCache, PeerChain, Rejection, RejectionKind, Scope,
@@ -86,6 +87,7 @@ pub(super) async fn admit(
         algs: shared.algs.all,
         pool: &shared.chain_pool,
         paths: &shared.chain_cache,
+        ocsp: &shared.ocsp,
     };
     decide(decider, peer.chain(), peer.checks(), scope).await
 }
@@ -99,12 +101,17 @@ pub struct Decider<'a> {
     pub algs: &'static [&'static dyn SignatureVerificationAlgorithm],
     pub pool: &'a ChainPool,
     pub paths: &'a CheckCache,
+    /// OCSP answers, asked only for clients of a CA whose mode is not `off`.
+    pub ocsp: &'a OcspChecker,
 }
 
 /// The one decision for a chain and a scope: refusals that need no chain work first, then the
 /// chain checks and client filters `checks` lacks (on the pool; `checks` is locked meanwhile,
 /// so concurrent requests with the same chain wait for one another instead of repeating the
-/// work), then [`trust::decide()`], which only reads what they found.
+/// work), then [`trust::decide()`], which only reads what they found; then, only when the
+/// admitting CA's `ocsp` mode is not `off`, the OCSP step ([`ocsp::judge`], awaited without
+/// holding `checks` and never blocking a worker: the fetch is async, the verification on the
+/// blocking pool).
 pub async fn decide(
     decider: Decider<'_>,
     chain: Option<&Arc<PeerChain>>,
@@ -128,7 +135,13 @@ pub async fn decide(
         inline_leaf_check: true,
     };
     decider.pool.prepare(work, &mut checks).await;
-    trust::decide(&index, Some(chain), &checks, scope, now)
+    let admission = trust::decide(&index, Some(chain), &checks, scope, now)?;
+    let Some(subject) = index.ocsp_subject(&admission, chain, &checks) else {
+        return Ok(admission);
+    };
+    drop(checks);
+    let (_, verdict) = ocsp::judge(decider.ocsp, &subject, now).await;
+    verdict.map(|()| admission)
 }
 
 /// Where a request's scope comes from when its headers do not name it: the gateway's

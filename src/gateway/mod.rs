@@ -72,6 +72,8 @@ pub struct GatewayConfig {
     pub handshake_timeout: Duration,
     /// The organization of requests without an `OpenAI-Organization` header.
     pub default_organization: Option<String>,
+    /// `--fetch-allow-private`: OCSP responders on non-public addresses may be asked.
+    pub fetch_allow_private: bool,
     pub limits: ConnectionLimits,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (plain HTTP); `None`: nowhere.
     pub metrics_listen: Option<SocketAddr>,
@@ -91,6 +93,9 @@ pub struct GatewayOptions {
     pub trust_reconcile: Duration,
     /// An upgraded (WebSocket) connection with no frame either way for this long is closed.
     pub upgrade_idle_timeout: Duration,
+    /// Let OCSP requests reach loopback, private and link-local responders
+    /// (`--fetch-allow-private`; decisions.md D60).
+    pub fetch_allow_private: bool,
 }
 
 impl GatewayOptions {
@@ -105,6 +110,7 @@ impl GatewayOptions {
             trust_poll: Duration::from_millis(100),
             trust_reconcile: reload::DEFAULT_RECONCILE,
             upgrade_idle_timeout: Duration::from_secs(60),
+            fetch_allow_private: false,
         }
     }
 }
@@ -125,8 +131,11 @@ impl Gateway {
         let upgrade_client = proxy::upstream_client(options.upstream_roots, false)?;
         let trust = TrustState::new();
         let upgrades = Arc::new(upgrade::UpgradeStats::default());
-        let (metrics, own_metrics) = Metrics::new(Role::Gateway, |registry| {
-            metrics::GatewayMetrics::register(registry, upgrades.clone())
+        let (metrics, (own_metrics, ocsp_metrics)) = Metrics::new(Role::Gateway, |registry| {
+            (
+                metrics::GatewayMetrics::register(registry, upgrades.clone()),
+                crate::ocsp::OcspMetrics::register(registry),
+            )
         });
         let watcher = reload::spawn_watcher(
             trust.clone(),
@@ -150,6 +159,7 @@ impl Gateway {
                 algs: tls::provider().signature_verification_algorithms,
                 chain_pool: crate::admission::ChainPool::for_this_machine(),
                 chain_cache: crate::trust::CheckCache::default(),
+                ocsp: crate::ocsp::OcspChecker::new(options.fetch_allow_private, ocsp_metrics),
                 refusals: handler::RefusalLog::default(),
                 upgrades,
                 upgrade_idle_timeout: options.upgrade_idle_timeout,
@@ -290,6 +300,7 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
             trust_poll,
             trust_reconcile: config.trust_reconcile,
             upgrade_idle_timeout: config.limits.idle_timeout,
+            fetch_allow_private: config.fetch_allow_private,
         },
     )
     .await?;

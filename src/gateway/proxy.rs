@@ -117,6 +117,8 @@ pub struct GatewayState {
     pub chain_pool: ChainPool,
     /// Genuine paths found by earlier connections, reused by the next ones with the same chain.
     pub chain_cache: crate::trust::CheckCache,
+    /// OCSP answers for clients of CAs whose `ocsp` mode is not `off`.
+    pub ocsp: crate::ocsp::OcspChecker,
     pub refusals: RefusalLog,
     pub upgrades: std::sync::Arc<UpgradeStats>,
     /// An upgraded connection with no frame either way for this long is closed.

@@ -21,7 +21,7 @@ pub(super) const CERT_COLUMNS: &str =
 
 /// The stored OCSP mode: NULL is off. A value this version does not know (written by a newer
 /// one) asks and refuses without an answer: never fail open.
-fn ocsp_from_column(stored: Option<String>) -> OcspMode {
+pub(super) fn ocsp_from_column(stored: Option<String>) -> OcspMode {
     stored.map_or(OcspMode::Off, |s| {
         OcspMode::parse(&s).unwrap_or(OcspMode::HardFail)
     })

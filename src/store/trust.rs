@@ -361,7 +361,7 @@ pub(super) async fn snapshot_in(
 
 /// The columns [`anchor_from_row`] reads, of `certificates c`.
 pub(super) const ANCHOR_COLUMNS: &str =
-    "c.id, c.org_id, c.active_org, c.content, c.subject_der, c.ski, c.valid_at, c.expires_at, c.client_filter";
+    "c.id, c.org_id, c.active_org, c.content, c.subject_der, c.ski, c.valid_at, c.expires_at, c.client_filter, c.ocsp";
 
 /// An active certificate's row ([`ANCHOR_COLUMNS`]) as an anchor, its projects not yet filled.
 pub(super) fn anchor_from_row(row: &AnyRow) -> Result<TrustAnchor> {
@@ -381,6 +381,7 @@ pub(super) fn anchor_from_row(row: &AnyRow) -> Result<TrustAnchor> {
         valid_at: row.try_get("valid_at")?,
         expires_at: row.try_get("expires_at")?,
         client_filter: row.try_get("client_filter")?,
+        ocsp: super::certificates::ocsp_from_column(row.try_get("ocsp")?),
         certificate_id: id,
     })
 }

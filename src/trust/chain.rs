@@ -132,6 +132,19 @@ impl PeerChain {
         &self.leaf_sha256
     }
 
+    /// The leaf as sent.
+    pub fn leaf(&self) -> Option<&CertificateDer<'static>> {
+        self.certs.first()
+    }
+
+    /// The certificate sent whose DER has this lowercase hex SHA-256 (the chain is at most a
+    /// few certificates: hashed on demand, only for OCSP).
+    pub fn cert_with_sha256(&self, sha256: &str) -> Option<&CertificateDer<'static>> {
+        self.certs
+            .iter()
+            .find(|c| hex::encode(sha2::Sha256::digest(c.as_ref())) == sha256)
+    }
+
     /// How many certificates the client sent besides its leaf.
     pub fn intermediates(&self) -> usize {
         self.certs.len().saturating_sub(1)

@@ -42,10 +42,14 @@ pub enum Rejection {
     /// The client's chain, or the CA it chains to, is outside its validity at this instant.
     Expired,
     NotActiveForProject,
-    /// The verified path holds a deny-listed certificate, or one its issuer's CRL lists.
+    /// The verified path holds a deny-listed certificate, or one its issuer's CRL lists, or
+    /// the leaf's OCSP responder says it is revoked.
     Revoked,
     /// The CA's client filter does not admit the certificate.
     Filtered,
+    /// The CA's OCSP mode is `hard_fail` and its responder gave no valid answer about the
+    /// certificate (decisions.md D62).
+    RevocationUnknown,
 }
 
 /// What "untrusted" means in a given refusal, for the message.
@@ -82,6 +86,7 @@ impl Rejection {
             Rejection::NotActiveForProject => "client_certificate_not_active_for_project",
             Rejection::Revoked => "client_certificate_revoked",
             Rejection::Filtered => "client_certificate_filtered",
+            Rejection::RevocationUnknown => "client_certificate_revocation_unknown",
         }
     }
 
@@ -96,7 +101,8 @@ impl Rejection {
             | Rejection::Expired
             | Rejection::NotActiveForProject
             | Rejection::Revoked
-            | Rejection::Filtered => RejectionKind::Forbidden,
+            | Rejection::Filtered
+            | Rejection::RevocationUnknown => RejectionKind::Forbidden,
         }
     }
 }
@@ -116,8 +122,9 @@ impl fmt::Display for Rejection {
             Rejection::Untrusted(Untrusted::NoActiveCa) => "The client certificate does not chain to a CA certificate active for this organization.",
             Rejection::Expired => "The client certificate, or the CA certificate it chains to, is outside its validity period.",
             Rejection::NotActiveForProject => "The client certificate's CA is not active for this project (send OpenAI-Project for a project-level CA).",
-            Rejection::Revoked => "The client certificate (or a certificate of its chain) is revoked: it is on this organization's deny-list or in its issuer's certificate revocation list.",
+            Rejection::Revoked => "The client certificate (or a certificate of its chain) is revoked: it is on this organization's deny-list, in its issuer's certificate revocation list, or revoked according to its CA's OCSP responder.",
             Rejection::Filtered => "The client certificate chains to an active CA, but that CA's client filter does not admit it.",
+            Rejection::RevocationUnknown => "The client certificate's revocation status is unknown: its CA requires an OCSP answer (hard_fail) and the responder named in the certificate gave no valid one (unreachable, too slow, unknown or unverifiable). Try again shortly, or ask the CA's operator to fix its OCSP responder.",
         })
     }
 }

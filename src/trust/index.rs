@@ -294,6 +294,41 @@ impl TrustIndex {
         })
     }
 
+    /// What the OCSP step of a decision needs (decisions.md D61): `None` when the admitting
+    /// CA's mode is `off` (the common case, one map lookup), else the mode, the leaf and the
+    /// certificate that issued it on the verified path (the anchor, or the intermediate next to
+    /// the leaf).
+    pub fn ocsp_subject(
+        &self,
+        admission: &super::Admission,
+        peer: &super::PeerChain,
+        checks: &super::ChainChecks,
+    ) -> Option<super::OcspSubject> {
+        let entry = self
+            .part(&admission.organization)?
+            .stored
+            .get(&admission.certificate_id)?;
+        if entry.stored.ocsp == crate::domain::OcspMode::Off {
+            return None;
+        }
+        let Some(super::AnchorCheck::Genuine { path, .. }) = checks.get(&entry.parsed.group) else {
+            return None;
+        };
+        let issuer_sha256 = path.get(1)?.sha256.clone();
+        let issuer = if path.len() == 2 {
+            entry.parsed.der.clone()
+        } else {
+            peer.cert_with_sha256(&issuer_sha256)?.clone()
+        };
+        Some(super::OcspSubject {
+            mode: entry.stored.ocsp,
+            leaf: peer.leaf()?.clone(),
+            leaf_sha256: peer.leaf_sha256().to_owned(),
+            issuer,
+            issuer_sha256,
+        })
+    }
+
     /// Whether `project` is an unarchived project of `org`.
     pub fn has_project(&self, org: &str, project: &str) -> bool {
         self.part(org).is_some_and(|p| p.projects.contains(project))

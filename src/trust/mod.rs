@@ -36,6 +36,6 @@ pub use decide::{decide, precheck, Admission, Rejection, RejectionKind, Scope, U
 pub use filter::ClientFilter;
 pub use index::{AnchorGroup, AnchorView, IndexView, OrgView, ParsedAnchor, TrustIndex};
 pub use snapshot::{
-    CertificateState, CrlState, CrlVersion, FetchedCrl, OrganizationState, StoredCrl, TrustAnchor,
-    TrustChanges, TrustDelta, TrustSnapshot,
+    CertificateState, CrlState, CrlVersion, FetchedCrl, OcspSubject, OrganizationState, StoredCrl,
+    TrustAnchor, TrustChanges, TrustDelta, TrustSnapshot,
 };

@@ -24,6 +24,21 @@ pub struct TrustAnchor {
     pub expires_at: i64,
     /// The certificate object's client filter (CEL), if it has one.
     pub client_filter: Option<String>,
+    /// Whether and how its clients' OCSP responders are asked (decisions.md D61).
+    pub ocsp: crate::domain::OcspMode,
+}
+
+/// What OCSP is asked about for one admitted client (decisions.md D61): the leaf and the
+/// certificate that issued it on the verified path, under the admitting CA's mode.
+#[derive(Debug, Clone)]
+pub struct OcspSubject {
+    /// Never `off`.
+    pub mode: crate::domain::OcspMode,
+    pub leaf: rustls_pki_types::CertificateDer<'static>,
+    /// Lowercase hex SHA-256 of the leaf's DER: how it is logged and cached.
+    pub leaf_sha256: String,
+    pub issuer: rustls_pki_types::CertificateDer<'static>,
+    pub issuer_sha256: String,
 }
 
 /// Everything that decides who may connect, as of `generation`.

@@ -28,6 +28,7 @@ const ALL: &[&str] = &[
     "insight",
     "key_output",
     "metrics",
+    "ocsp",
     "openai_error",
     "runtime",
     "serve",
@@ -137,6 +138,17 @@ const RULES: &[Rule] = &[
         no_modules: &["api", "cli", "gateway", "serve"],
         allowed_paths: &[],
         no_crates: &["axum", "sqlx", "rusqlite"],
+    },
+    // OCSP (decisions.md D61): called by the decision's edges (gateway, authz through the
+    // gateway's decision, the check use case), it knows none of them nor the database; it
+    // reaches responders only through `fetch`'s guarded client.
+    Rule {
+        module: "ocsp",
+        no_modules: &[
+            "api", "authz", "cli", "gateway", "insight", "serve", "store",
+        ],
+        allowed_paths: &[],
+        no_crates: &["axum", "sqlx", "rusqlite", "hyper", "reqwest"],
     },
     // Storage knows no HTTP.
     Rule {

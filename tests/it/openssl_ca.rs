@@ -108,6 +108,21 @@ impl OpenSslCa {
 
     /// A client certificate (clientAuth) for `cn`, valid 10 days.
     pub fn issue_client(&self, cn: &str) -> IssuedLeaf {
+        self.issue(cn, None)
+    }
+
+    /// The CA's directory (`ca.pem`, `ca.key`, `index.txt`: what `openssl ocsp` reads).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A certificate for `cn` with the extensions of `extensions` (the body of an OpenSSL
+    /// extension section, e.g. `authorityInfoAccess = OCSP;URI:…`), valid 10 days.
+    pub fn issue_with(&self, cn: &str, extensions: &str) -> IssuedLeaf {
+        self.issue(cn, Some(extensions))
+    }
+
+    fn issue(&self, cn: &str, extensions: Option<&str>) -> IssuedLeaf {
         let n = {
             let mut issued = self.issued.lock().unwrap();
             *issued += 1;
@@ -138,24 +153,29 @@ impl OpenSslCa {
                 "req", "-new", "-key", &key, "-subj", &subject, "-config", "ca.cnf", "-out", &csr,
             ],
         );
-        openssl(
-            d,
-            &[
-                "ca",
-                "-batch",
-                "-config",
-                "ca.cnf",
-                "-in",
-                &csr,
-                "-out",
-                &cert,
-                "-extensions",
-                "client_ext",
-                "-days",
-                "10",
-                "-notext",
-            ],
-        );
+        let ext_file = format!("leaf{n}.ext");
+        let mut args = vec![
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-in",
+            &csr,
+            "-out",
+            &cert,
+            "-days",
+            "10",
+            "-notext",
+            "-extensions",
+        ];
+        match extensions {
+            Some(body) => {
+                std::fs::write(d.join(&ext_file), format!("[ leaf_ext ]\n{body}\n")).unwrap();
+                args.extend(["leaf_ext", "-extfile", &ext_file]);
+            }
+            None => args.push("client_ext"),
+        }
+        openssl(d, &args);
         IssuedLeaf {
             pem: std::fs::read_to_string(d.join(&cert)).unwrap(),
             key_pem: std::fs::read_to_string(d.join(&key)).unwrap(),

@@ -71,6 +71,7 @@ fn anchor(id: &str, ca: &Ca, org_wide: bool, projects: &[&str]) -> TrustAnchor {
         valid_at: parsed.valid_at,
         expires_at: parsed.expires_at,
         client_filter: None,
+        ocsp: crate::domain::OcspMode::Off,
     }
 }
 

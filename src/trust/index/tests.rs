@@ -38,6 +38,7 @@ fn anchor(org: &str, id: &str, cert: &rcgen::Certificate, projects: &[&str]) -> 
         valid_at: parsed.valid_at,
         expires_at: parsed.expires_at,
         client_filter: None,
+        ocsp: crate::domain::OcspMode::Off,
     }
 }
 

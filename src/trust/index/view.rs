@@ -38,6 +38,8 @@ pub struct AnchorView {
     pub valid_at: i64,
     pub expires_at: i64,
     pub filter: Option<String>,
+    /// The OCSP mode (`off`, `soft_fail`, `hard_fail`).
+    pub ocsp: &'static str,
 }
 
 impl TrustIndex {
@@ -82,6 +84,10 @@ impl OrgTrust {
                             .stored
                             .get(&act.certificate_id)
                             .and_then(|e| e.stored.client_filter.clone()),
+                        ocsp: self
+                            .stored
+                            .get(&act.certificate_id)
+                            .map_or("off", |e| e.stored.ocsp.as_str()),
                     },
                 );
             }

@@ -13,6 +13,7 @@ mod hostile;
 mod insight;
 mod live_changes;
 mod metrics;
+mod ocsp;
 mod paths;
 mod proxying;
 mod resumption;
