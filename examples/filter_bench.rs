@@ -33,21 +33,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use certgate::domain::{Actor, OrgId, Scope, SystemClock, ToggleIds};
 use certgate::store::{Store, StoreOptions};
 use certgate::trust::filter::FilterInput;
 use certgate::trust::ClientFilter;
 use certgate::x509::LeafFacts;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType,
-};
-use rustls_pki_types::ServerName;
+use rcgen::SanType;
 use serde_json::{json, Value};
 
+use http1::{connect, percentile, request_as, Sender};
+use pki::Ca;
+
+#[path = "common/http1.rs"]
+mod http1;
+#[path = "common/pki.rs"]
+mod pki;
+#[path = "common/seed.rs"]
+mod seed;
 #[path = "common/tls.rs"]
 mod tls;
 
@@ -75,57 +77,9 @@ async fn main() -> Result<(), BoxError> {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn params(cn: &str, ca: bool, server: bool) -> Result<CertificateParams, BoxError> {
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p.not_before = time::OffsetDateTime::from_unix_timestamp(now() - 86_400)?;
-    p.not_after = time::OffsetDateTime::from_unix_timestamp(now() + 365 * 86_400)?;
-    if ca {
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        p.key_identifier_method = KeyIdMethod::Sha256;
-    } else {
-        p.is_ca = IsCa::ExplicitNoCa;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        p.use_authority_key_identifier_extension = true;
-    }
-    Ok(p)
-}
-
-/// A CA and its key.
-struct Ca {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-fn new_ca(cn: &str) -> Result<Ca, BoxError> {
-    let key = KeyPair::generate()?;
-    Ok(Ca {
-        cert: params(cn, true, false)?.self_signed(&key)?,
-        key,
-    })
-}
-
-/// A client leaf of `ca`: PEM chain and key.
+/// A client leaf of `ca` with `sans`: PEM chain and key.
 fn client_of(ca: &Ca, cn: &str, sans: Vec<SanType>) -> Result<(String, String), BoxError> {
-    let key = KeyPair::generate()?;
-    let mut p = params(cn, false, false)?;
-    p.subject_alt_names = sans;
-    let cert = p.signed_by(&key, &ca.cert, &ca.key)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    ca.leaf(cn, false, sans, None)
 }
 
 /// A's attack leaf number `i`: 64 DNS names of about 200 bytes and a long common name, the
@@ -238,7 +192,7 @@ fn largest(family: fn(usize) -> String) -> Option<String> {
 
 fn calibrate(dir: &Path) -> Result<(), BoxError> {
     std::fs::create_dir_all(dir)?;
-    let ca = new_ca("Tenant A CA")?;
+    let ca = Ca::new("Tenant A CA")?;
     let (leaf, _) = attack_leaf(&ca, 0)?;
     let der = pem::parse(leaf.as_bytes())?.into_contents();
     let input = FilterInput::of(&LeafFacts::of(&der).ok_or("attack leaf")?);
@@ -280,96 +234,34 @@ fn calibrate(dir: &Path) -> Result<(), BoxError> {
 }
 
 async fn setup(dir: &Path, db: &str) -> Result<(), BoxError> {
-    std::fs::create_dir_all(dir)?;
-    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text);
-    let server_ca = new_ca("Bench server CA")?;
-    let server_key = KeyPair::generate()?;
-    let mut server = params("localhost", false, true)?;
-    server.subject_alt_names = vec![SanType::DnsName("localhost".try_into()?)];
-    let server = server.signed_by(&server_key, &server_ca.cert, &server_ca.key)?;
-    write("server-ca.pem", &server_ca.cert.pem())?;
-    write("server.pem", &server.pem())?;
-    write("server.key", &server_key.serialize_pem())?;
-
+    pki::write_server(dir)?;
     let filter = std::fs::read_to_string(dir.join("heaviest.cel"))?;
     // What the API checks when a tenant writes a filter.
     let checked = ClientFilter::check_written(&filter)?;
     let store = Store::open(&StoreOptions::new(db), Arc::new(SystemClock)).await?;
-    let upload = |org: OrgId, ca: &Ca, filter: Option<String>| {
-        let store = store.clone();
-        let pem = ca.cert.pem();
-        async move {
-            let parsed = certgate::x509::parse_ca_pem(&pem, now())?;
-            let stored = store
-                .upload_certificate(&org, None, &pem, &parsed, filter, &Actor::System)
-                .await?;
-            let id = stored.id.into_string();
-            store
-                .toggle_certificates(
-                    &org,
-                    &Scope::Organization,
-                    &ToggleIds::parse(std::slice::from_ref(&id))?,
-                    true,
-                    &Actor::System,
-                )
-                .await?;
-            Ok::<_, BoxError>(id)
-        }
-    };
     let (a, _) = store.create_organization("Tenant A").await?;
-    let tenant = new_ca("Tenant A CA")?;
-    upload(a.id.clone(), &tenant, Some(filter.clone())).await?;
-    write("tenant-ca.pem", &tenant.cert.pem())?;
-    write("tenant-ca.key", &tenant.key.serialize_pem())?;
+    let tenant = Ca::new("Tenant A CA")?;
+    seed::upload_active(&store, &a.id, &tenant.cert.pem(), Some(filter.clone())).await?;
+    tenant.write(dir, "tenant-ca")?;
     let (b, _) = store.create_organization("Organization B").await?;
-    let (b1, b2) = (new_ca("B client CA")?, new_ca("B toggled CA")?);
-    upload(b.id.clone(), &b1, None).await?;
-    let b2_id = upload(b.id.clone(), &b2, None).await?;
+    let (b1, b2) = (Ca::new("B client CA")?, Ca::new("B toggled CA")?);
+    seed::upload_active(&store, &b.id, &b1.cert.pem(), None).await?;
+    let b2_id = seed::upload_active(&store, &b.id, &b2.cert.pem(), None).await?;
     for (name, ca) in [("b1", &b1), ("b2", &b2)] {
         let (cert, key) = client_of(ca, name, vec![SanType::DnsName("b.test".try_into()?)])?;
-        write(&format!("{name}.pem"), &cert)?;
-        write(&format!("{name}.key"), &key)?;
+        std::fs::write(dir.join(format!("{name}.pem")), cert)?;
+        std::fs::write(dir.join(format!("{name}.key")), key)?;
     }
     let info = json!({"org_a": a.id.as_str(), "org_b": b.id.as_str(), "b2": b2_id,
                       "filter_estimate": checked.cost(), "filter_bytes": filter.len()});
-    write("setup.json", &info.to_string())?;
+    std::fs::write(dir.join("setup.json"), info.to_string())?;
     store.close().await;
     println!("{info}");
     Ok(())
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-/// A fresh TLS connection and HTTP/1.1 over it.
-async fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<Sender, BoxError> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?;
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(conn);
-    Ok(send)
-}
-
 async fn request(send: &mut Sender, org: &str) -> Result<u16, BoxError> {
-    send.ready().await?;
-    let req = hyper::Request::builder()
-        .uri("/v1/models")
-        .header("host", "localhost")
-        .header("openai-organization", org)
-        .body(Empty::<Bytes>::new())?;
-    let res = send.send_request(req).await?;
-    let status = res.status().as_u16();
-    res.into_body().collect().await?;
-    Ok(status)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[(((sorted.len() as f64 - 1.0) * p).round() as usize).min(sorted.len() - 1)]
+    request_as(send, Some(org)).await
 }
 
 struct RunOptions {
@@ -395,13 +287,7 @@ struct Bench {
 async fn run(addr: SocketAddr, dir: &Path, db: &str, o: RunOptions) -> Result<(), BoxError> {
     let setup: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("setup.json"))?)?;
     let text = |k: &str| setup[k].as_str().unwrap_or_default().to_owned();
-    let ca_params =
-        CertificateParams::from_ca_cert_pem(&std::fs::read_to_string(dir.join("tenant-ca.pem"))?)?;
-    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("tenant-ca.key"))?)?;
-    let tenant = Ca {
-        cert: ca_params.self_signed(&ca_key)?,
-        key: ca_key,
-    };
+    let tenant = Ca::read(dir, "tenant-ca")?;
     let bench = Arc::new(Bench {
         addr,
         org_a: text("org_a"),

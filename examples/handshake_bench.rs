@@ -24,16 +24,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyIdMethod, KeyPair, KeyUsagePurpose,
-};
-use rustls_pki_types::ServerName;
+use rcgen::KeyIdMethod;
 use serde_json::json;
 
+use http1::{connect, once, percentile, request};
+use pki::{now, Ca};
+
+#[path = "common/http1.rs"]
+mod http1;
+#[path = "common/pki.rs"]
+mod pki;
+#[path = "common/seed.rs"]
+mod seed;
 #[path = "common/tls.rs"]
 mod tls;
 
@@ -71,64 +73,13 @@ async fn main() -> Result<(), BoxError> {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn ca(cn: &str) -> Result<(rcgen::Certificate, KeyPair), BoxError> {
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    p.not_before = time::OffsetDateTime::from_unix_timestamp(now() - 86_400)?;
-    p.not_after = time::OffsetDateTime::from_unix_timestamp(now() + 365 * 86_400)?;
-    p.key_identifier_method = KeyIdMethod::Sha256;
-    let key = KeyPair::generate()?;
-    Ok((p.self_signed(&key)?, key))
-}
-
-fn leaf(
-    issuer: &rcgen::Certificate,
-    issuer_key: &KeyPair,
-    name: &str,
-    server: bool,
-) -> Result<(rcgen::Certificate, KeyPair), BoxError> {
-    let mut p = CertificateParams::new(vec![name.to_owned()])?;
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![if server {
-        ExtendedKeyUsagePurpose::ServerAuth
-    } else {
-        ExtendedKeyUsagePurpose::ClientAuth
-    }];
-    p.not_before = time::OffsetDateTime::from_unix_timestamp(now() - 86_400)?;
-    p.not_after = time::OffsetDateTime::from_unix_timestamp(now() + 30 * 86_400)?;
-    p.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate()?;
-    Ok((p.signed_by(&key, issuer, issuer_key)?, key))
-}
-
 async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxError> {
-    use certgate::domain::{Actor, Scope, SystemClock, ToggleIds};
+    use certgate::domain::SystemClock;
     use certgate::store::{Store, StoreOptions};
-    std::fs::create_dir_all(dir)?;
-    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text);
-    let (server_ca, server_ca_key) = ca("Bench server CA")?;
-    let (server, server_key) = leaf(&server_ca, &server_ca_key, "localhost", true)?;
-    write("server-ca.pem", &server_ca.pem())?;
-    write("server.pem", &server.pem())?;
-    write("server.key", &server_key.serialize_pem())?;
-    let (client_ca, client_ca_key) = ca("Bench client CA 0")?;
-    let (client, client_key) = leaf(&client_ca, &client_ca_key, "client", false)?;
-    write("client-ca.pem", &client_ca.pem())?;
-    write("client-ca.key", &client_ca_key.serialize_pem())?;
-    write("client.pem", &client.pem())?;
-    write("client.key", &client_key.serialize_pem())?;
+    pki::write_server(dir)?;
+    let client_ca = Ca::new("Bench client CA 0")?;
+    client_ca.write(dir, "client-ca")?;
+    client_ca.write_client(dir, "client", None)?;
 
     let store = Store::open(&StoreOptions::new(db), Arc::new(SystemClock)).await?;
     let mut org_ids = Vec::new();
@@ -146,35 +97,22 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
     let started = Instant::now();
     for i in 0..cas {
         let pem = if i == 0 {
-            client_ca.pem()
+            client_ca.cert.pem()
         } else {
-            ca(&format!("Bench CA {i}"))?.0.pem()
+            Ca::new(&format!("Bench CA {i}"))?.cert.pem()
         };
         bundle.push_str(&pem);
         let org = i % org_ids.len();
-        let parsed = certgate::x509::parse_ca_pem(&pem, now())?;
-        let cert = store
-            .upload_certificate(&org_ids[org], None, &pem, &parsed, None, &Actor::System)
-            .await?;
+        let id = seed::upload(&store, &org_ids[org], &pem, None).await?;
         if i == 0 {
-            client_cert_id = cert.id.to_string();
+            client_cert_id.clone_from(&id);
         }
-        per_org[org].push(cert.id.into_string());
+        per_org[org].push(id);
     }
     for (org, ids) in org_ids.iter().zip(&per_org) {
-        for chunk in ids.chunks(10) {
-            store
-                .toggle_certificates(
-                    org,
-                    &Scope::Organization,
-                    &ToggleIds::parse(chunk)?,
-                    true,
-                    &Actor::System,
-                )
-                .await?;
-        }
+        seed::activate(&store, org, ids).await?;
     }
-    write("bundle.pem", &bundle)?;
+    std::fs::write(dir.join("bundle.pem"), &bundle)?;
     let info = json!({
         "organization": org_ids[0].as_str(),
         "admin_key": first_key,
@@ -183,7 +121,7 @@ async fn setup(dir: &Path, db: &str, cas: usize, orgs: usize) -> Result<(), BoxE
         "organizations": org_ids.len(),
         "setup_seconds": started.elapsed().as_secs_f64(),
     });
-    write("setup.json", &info.to_string())?;
+    std::fs::write(dir.join("setup.json"), info.to_string())?;
     store.close().await;
     println!("{info}");
     Ok(())
@@ -208,9 +146,7 @@ async fn revoke(dir: &Path, db: &str, entries: usize, serials: u32) -> Result<()
             .await?;
     }
     let ca_pem = std::fs::read_to_string(dir.join("client-ca.pem"))?;
-    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("client-ca.key"))?)?;
-    let ca_params = rcgen::CertificateParams::from_ca_cert_pem(&ca_pem)?;
-    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let ca = Ca::read(dir, "client-ca")?;
     let crl = rcgen::CertificateRevocationListParams {
         this_update: time::OffsetDateTime::from_unix_timestamp(now() - 60)?,
         next_update: time::OffsetDateTime::from_unix_timestamp(now() + 7 * 86_400)?,
@@ -228,7 +164,7 @@ async fn revoke(dir: &Path, db: &str, entries: usize, serials: u32) -> Result<()
             .collect(),
         key_identifier_method: KeyIdMethod::Sha256,
     }
-    .signed_by(&ca_cert, &ca_key)?;
+    .signed_by(&ca.cert, &ca.key)?;
     let parsed = certgate::crl::parse_crl(&crl.pem()?, now())?;
     certgate::crl::check_issued_by(&parsed, &ca_pem)?;
     store.put_crl(&org, &ca_id, &parsed, &Actor::System).await?;
@@ -251,62 +187,6 @@ async fn revoke(dir: &Path, db: &str, entries: usize, serials: u32) -> Result<()
     Ok(())
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-type Driver = hyper::client::conn::http1::Connection<
-    TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
-    Empty<Bytes>,
->;
-
-/// A full TLS handshake to the gateway, then an HTTP/1.1 connection over it.
-async fn connect(
-    addr: SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-) -> Result<(Sender, Driver), BoxError> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?;
-    Ok(hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?)
-}
-
-/// One fresh connection, one request; returns the status.
-async fn one(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<u16, BoxError> {
-    let (mut send, conn) = connect(addr, config).await?;
-    let driver = tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .uri("/v1/models")
-        .header("host", "localhost")
-        .header("connection", "close")
-        .body(Empty::<Bytes>::new())?;
-    let res = send.send_request(req).await?;
-    let status = res.status().as_u16();
-    res.into_body().collect().await?;
-    drop(send);
-    let _ = driver.await;
-    Ok(status)
-}
-
-async fn status(send: &mut Sender) -> Result<u16, BoxError> {
-    send.ready().await?;
-    let req = hyper::Request::builder()
-        .uri("/v1/models")
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())?;
-    let res = send.send_request(req).await?;
-    let s = res.status().as_u16();
-    res.into_body().collect().await?;
-    Ok(s)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 async fn load(
     addr: SocketAddr,
     dir: &Path,
@@ -323,7 +203,7 @@ async fn load(
             let mut out = Vec::new();
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
                 let t = Instant::now();
-                let status = one(addr, config.clone()).await.map_err(|e| e.to_string());
+                let status = once(addr, config.clone()).await.map_err(|e| e.to_string());
                 out.push((t.elapsed().as_secs_f64() * 1000.0, status));
             }
             out
@@ -382,8 +262,7 @@ async fn propagate(
         }
     };
     // A persistent connection, polled as fast as the gateway answers.
-    let (mut send, conn) = connect(addr, config).await?;
-    tokio::spawn(conn);
+    let mut send = connect(addr, config).await?;
     let mut activate_ms = Vec::new();
     let mut deactivate_ms = Vec::new();
     for _ in 0..rounds {
@@ -398,7 +277,7 @@ async fn propagate(
             toggle(what).await?;
             let acked = Instant::now();
             loop {
-                if status(&mut send).await? == want {
+                if request(&mut send).await? == want {
                     out.push(acked.elapsed().as_secs_f64() * 1000.0);
                     break;
                 }

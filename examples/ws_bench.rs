@@ -23,16 +23,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyIdMethod, KeyPair, KeyUsagePurpose,
-};
 use rustls_pki_types::ServerName;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
+#[path = "common/pki.rs"]
+mod pki;
+#[path = "common/proc.rs"]
+mod proc;
+#[path = "common/seed.rs"]
+mod seed;
 #[path = "common/tls.rs"]
 mod tls;
-use tokio_tungstenite::tungstenite::Message;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -53,73 +55,17 @@ async fn main() -> Result<(), BoxError> {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn params(cn: &str, ca: bool, server: bool) -> Result<CertificateParams, BoxError> {
-    let mut p = CertificateParams::new(if ca { vec![] } else { vec![cn.to_owned()] })?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p.not_before = time::OffsetDateTime::from_unix_timestamp(now() - 86_400)?;
-    p.not_after = time::OffsetDateTime::from_unix_timestamp(now() + 365 * 86_400)?;
-    if ca {
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        p.key_identifier_method = KeyIdMethod::Sha256;
-    } else {
-        p.is_ca = IsCa::ExplicitNoCa;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        p.use_authority_key_identifier_extension = true;
-    }
-    Ok(p)
-}
-
 async fn setup(dir: &Path, db: &str) -> Result<(), BoxError> {
-    use certgate::domain::{Actor, Scope, SystemClock, ToggleIds};
+    use certgate::domain::SystemClock;
     use certgate::store::{Store, StoreOptions};
-    std::fs::create_dir_all(dir)?;
-    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text);
-    let server_ca_key = KeyPair::generate()?;
-    let server_ca = params("Bench server CA", true, false)?.self_signed(&server_ca_key)?;
-    let server_key = KeyPair::generate()?;
-    let server =
-        params("localhost", false, true)?.signed_by(&server_key, &server_ca, &server_ca_key)?;
-    write("server-ca.pem", &server_ca.pem())?;
-    write("server.pem", &server.pem())?;
-    write("server.key", &server_key.serialize_pem())?;
-    let ca_key = KeyPair::generate()?;
-    let ca = params("Bench client CA", true, false)?.self_signed(&ca_key)?;
-    let client_key = KeyPair::generate()?;
-    let client = params("client", false, false)?.signed_by(&client_key, &ca, &ca_key)?;
-    write("client.pem", &client.pem())?;
-    write("client.key", &client_key.serialize_pem())?;
+    pki::write_server(dir)?;
+    let ca = pki::Ca::new("Bench client CA")?;
+    ca.write_client(dir, "client", None)?;
     let store = Store::open(&StoreOptions::new(db), Arc::new(SystemClock)).await?;
     let (org, _) = store.create_organization("WebSocket bench").await?;
-    let parsed = certgate::x509::parse_ca_pem(&ca.pem(), now())?;
-    let cert = store
-        .upload_certificate(&org.id, None, &ca.pem(), &parsed, None, &Actor::System)
-        .await?;
-    let ids = [cert.id.to_string()];
-    store
-        .toggle_certificates(
-            &org.id,
-            &Scope::Organization,
-            &ToggleIds::parse(&ids)?,
-            true,
-            &Actor::System,
-        )
-        .await?;
-    let info = json!({"organization": org.id.as_str(), "certificate": cert.id.as_str()});
-    write("setup.json", &info.to_string())?;
+    let cert = seed::upload_active(&store, &org.id, &ca.cert.pem(), None).await?;
+    let info = json!({"organization": org.id.as_str(), "certificate": cert});
+    std::fs::write(dir.join("setup.json"), info.to_string())?;
     store.close().await;
     println!("{info}");
     Ok(())
@@ -147,16 +93,7 @@ async fn upstream(addr_file: &Path) -> Result<(), BoxError> {
 }
 
 fn rss_kib(pid: &str) -> Result<u64, BoxError> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or("no VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .ok_or("VmRSS value")?
-        .parse()?)
+    Ok(proc::memory_kib(pid)?.0)
 }
 
 async fn run(

@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Let the CRL fetcher reach non-public addresses (`--fetch-allow-private`).
     pub fetch_allow_private: bool,
+    /// Most bytes of a fetched body read (`--fetch-max-bytes`, decisions.md D70).
+    pub fetch_max_bytes: usize,
     /// When CRLs are fetched again (decisions.md D59).
     pub crl_timing: crate::fetch::CrlTiming,
 }
@@ -63,7 +65,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             crate::fetch::FetchPolicy::new(
                 config.fetch_allow_private,
                 crate::fetch::client::CRL_FETCH_TIMEOUT,
-            ),
+            )
+            .with_max_body_bytes(config.fetch_max_bytes),
             config.crl_timing,
             own.crl_fetch.clone(),
         )

@@ -1,6 +1,7 @@
 //! The benchmarks' HTTP/1.1 client of the gateway: a fresh TLS connection, one request on it,
 //! and the percentile of the latencies measured. Included with `#[path = "common/http1.rs"]
-//! mod http1;` (an example is its own crate).
+//! mod http1;` (an example is its own crate); each example uses part of it.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,14 +32,47 @@ pub(crate) async fn connect(
 
 /// `GET /v1/models` on `send`; the answer's status, its body read whole.
 pub(crate) async fn request(send: &mut Sender) -> Result<u16, BoxError> {
+    request_as(send, None).await
+}
+
+/// [`request`] naming organization `org` (`OpenAI-Organization`) when given.
+pub(crate) async fn request_as(send: &mut Sender, org: Option<&str>) -> Result<u16, BoxError> {
     send.ready().await?;
+    let mut req = hyper::Request::builder()
+        .uri("/v1/models")
+        .header("host", "localhost");
+    if let Some(org) = org {
+        req = req.header("openai-organization", org);
+    }
+    let res = send.send_request(req.body(Empty::<Bytes>::new())?).await?;
+    let status = res.status().as_u16();
+    res.into_body().collect().await?;
+    Ok(status)
+}
+
+/// A whole connection's life: a fresh TLS connection to `addr`, one request asking to close,
+/// and the connection's end awaited; the answer's status.
+pub(crate) async fn once(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<u16, BoxError> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    let driver = tokio::spawn(conn);
     let req = hyper::Request::builder()
         .uri("/v1/models")
         .header("host", "localhost")
+        .header("connection", "close")
         .body(Empty::<Bytes>::new())?;
     let res = send.send_request(req).await?;
     let status = res.status().as_u16();
     res.into_body().collect().await?;
+    drop(send);
+    let _ = driver.await;
     Ok(status)
 }
 

@@ -1,49 +1,18 @@
-//! The hostile tenant's CRLs, written by hand (200,000 entries take milliseconds, where rcgen
-//! takes seconds), and how long certgate takes to parse one.
+//! The hostile tenant's CRLs (made by the benchmarks' shared `pki::crl`, by hand: 200,000
+//! entries take milliseconds, where rcgen takes seconds), and how long certgate takes to parse
+//! one.
 
 use std::path::Path;
 use std::time::Instant;
 
-use rustls_pki_types::PrivateKeyDer;
 use serde_json::json;
 
-use super::{at, hostile_ids, now, read_setup, BoxError, CHURNED};
+use super::pki::{crl, now, CrlSpec};
+use super::{hostile_ids, read_setup, BoxError, CHURNED};
 
-fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = contents.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(contents);
-    out
-}
-
-fn utc_time(unix: i64) -> Result<Vec<u8>, BoxError> {
-    let t = at(unix)?;
-    let text = format!(
-        "{:02}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year() % 100,
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    Ok(tlv(0x17, text.as_bytes()))
-}
-
-/// A complete CRL of the CA in `DIR/hostile/ca-I.*`, revoking `entries` serials, signed with
-/// the CA's key (ECDSA P-256 through rustls's ring signer), with cRLNumber `number`. Both
-/// versions of a CA share `this_update`, so either may replace the other.
+/// A complete CRL of the CA in `DIR/hostile/ca-I.*`, revoking `entries` serials, with
+/// cRLNumber `number`. Both versions of a CA share `this_update`, so either may replace the
+/// other.
 fn hostile_crl(
     dir: &Path,
     i: usize,
@@ -51,53 +20,16 @@ fn hostile_crl(
     number: u8,
     this_update: i64,
 ) -> Result<Vec<u8>, BoxError> {
-    use x509_parser::prelude::FromDer;
     let hdir = dir.join("hostile");
     let ca_der = std::fs::read(hdir.join(format!("ca-{i}.der")))?;
-    let (_, ca) = x509_parser::certificate::X509Certificate::from_der(&ca_der)?;
-    let alg = tlv(
-        0x30,
-        &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]),
-    );
-    let revoked_at = utc_time(this_update - 3600)?;
-    let mut list = Vec::with_capacity(entries * 28);
-    for n in 0..entries as u64 {
-        // Positive 8-byte serials no real client has (rcgen gives leaves 20 random bytes).
-        let mut serial = vec![0x02, 0x08];
-        serial.extend((n | (0x42 << 56)).to_be_bytes());
-        let mut entry = serial;
-        entry.extend_from_slice(&revoked_at);
-        list.extend(tlv(0x30, &entry));
-    }
-    // cRLNumber (2.5.29.20).
-    let crl_number = tlv(
-        0x30,
-        &[
-            tlv(0x06, &[0x55, 0x1d, 0x14]),
-            tlv(0x04, &[0x02, 0x01, number]),
-        ]
-        .concat(),
-    );
-    let tbs = tlv(
-        0x30,
-        &[
-            vec![0x02, 0x01, 0x01],
-            alg.clone(),
-            ca.subject().as_raw().to_vec(),
-            utc_time(this_update)?,
-            utc_time(this_update + 7 * 86_400)?,
-            tlv(0x30, &list),
-            tlv(0xa0, &tlv(0x30, &crl_number)),
-        ]
-        .concat(),
-    );
-    let key = PrivateKeyDer::Pkcs8(std::fs::read(hdir.join(format!("ca-{i}.key")))?.into());
-    let signer = rustls::crypto::ring::sign::any_ecdsa_type(&key)?
-        .choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256])
-        .ok_or("no signer")?;
-    let mut bits = vec![0u8];
-    bits.extend(signer.sign(&tbs)?);
-    Ok(tlv(0x30, &[tbs, alg, tlv(0x03, &bits)].concat()))
+    let key = std::fs::read(hdir.join(format!("ca-{i}.key")))?;
+    let spec = CrlSpec {
+        number,
+        this_update,
+        next_update: this_update + 7 * 86_400,
+        ..CrlSpec::simple(entries)
+    };
+    crl(&ca_der, &key, &spec)
 }
 
 pub(crate) fn crl_path(dir: &Path, i: usize, version: u8) -> std::path::PathBuf {

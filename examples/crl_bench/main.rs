@@ -19,6 +19,8 @@
 //!   for SECONDS the legitimate client's fresh handshake + request, sequentially, while ROUNDS
 //!   deactivations and activations of `toggled` are timed from the API's answer to the first
 //!   request through the gateway that sees them. One JSON line.
+//!
+//! `fetch-pki`, `fetch-crl` and `fetch-measure` serve `bench/crl_fetch/run.sh` (see `fetch`).
 
 #![allow(
     clippy::cast_precision_loss,
@@ -30,16 +32,17 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod,
-    KeyPair, KeyUsagePurpose,
-};
 use serde_json::{json, Value};
 
 mod crls;
+mod fetch;
 #[path = "../common/http1.rs"]
 mod http1;
 mod measure;
+#[path = "../common/pki.rs"]
+mod pki;
+#[path = "../common/proc.rs"]
+mod proc;
 #[path = "../common/tls.rs"]
 mod tls;
 
@@ -75,76 +78,45 @@ async fn main() -> Result<(), BoxError> {
             )
             .await
         }
+        ["fetch-pki", dir] => fetch::pki(Path::new(dir)),
+        ["fetch-crl", dir, entries, out] => {
+            fetch::make_crl(Path::new(dir), entries.parse()?, Path::new(out))
+        }
+        ["fetch-measure", addr, base, key, dir, crl, serve_pid, gateway_pid] => {
+            fetch::measure(fetch::Measure {
+                addr: addr.parse()?,
+                base,
+                key,
+                dir: Path::new(dir),
+                crl: Path::new(crl),
+                serve_pid,
+                gateway_pid,
+            })
+            .await
+        }
         _ => {
             eprintln!(
                 "usage: crl_bench pki DIR | setup BASE KEY_L KEY_H DIR N | crls DIR ENTRIES | \
                  store BASE KEY_H DIR | activate BASE KEY_H DIR | churn BASE KEY_H DIR SECONDS | \
-                 measure ADDR BASE KEY_L DIR SECONDS ROUNDS"
+                 measure ADDR BASE KEY_L DIR SECONDS ROUNDS | fetch-pki DIR | \
+                 fetch-crl DIR ENTRIES OUT | \
+                 fetch-measure ADDR BASE KEY DIR CRL SERVE_PID GATEWAY_PID"
             );
             std::process::exit(2)
         }
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn at(unix: i64) -> Result<time::OffsetDateTime, BoxError> {
-    Ok(time::OffsetDateTime::from_unix_timestamp(unix)?)
-}
-
-fn ca_params(cn: &str) -> Result<CertificateParams, BoxError> {
-    let mut p = CertificateParams::default();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    p.not_before = at(now() - 86_400)?;
-    p.not_after = at(now() + 365 * 86_400)?;
-    p.key_identifier_method = KeyIdMethod::Sha256;
-    Ok(p)
-}
-
-fn leaf_params(cn: &str, server: bool) -> Result<CertificateParams, BoxError> {
-    let mut p = CertificateParams::new(vec![cn.to_owned()])?;
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![if server {
-        ExtendedKeyUsagePurpose::ServerAuth
-    } else {
-        ExtendedKeyUsagePurpose::ClientAuth
-    }];
-    p.use_authority_key_identifier_extension = true;
-    Ok(p)
-}
-
-/// A CA and a client of it, as `DIR/NAME-ca.pem`, `DIR/NAME.pem` and `DIR/NAME.key`.
-fn ca_with_client(dir: &Path, name: &str) -> Result<(), BoxError> {
-    let key = KeyPair::generate()?;
-    let ca = ca_params(&format!("{name} CA"))?.self_signed(&key)?;
-    let client_key = KeyPair::generate()?;
-    let client =
-        leaf_params(&format!("{name}-client"), false)?.signed_by(&client_key, &ca, &key)?;
-    std::fs::write(dir.join(format!("{name}-ca.pem")), ca.pem())?;
-    std::fs::write(dir.join(format!("{name}.pem")), client.pem())?;
-    std::fs::write(dir.join(format!("{name}.key")), client_key.serialize_pem())?;
-    Ok(())
-}
-
+/// The gateway's server certificate, and two CAs each with a client: `legit` and `toggled`
+/// (`DIR/NAME-ca.pem`, `DIR/NAME.pem`, `DIR/NAME.key`).
 fn pki(dir: &Path) -> Result<(), BoxError> {
-    std::fs::create_dir_all(dir)?;
-    let ca_key = KeyPair::generate()?;
-    let ca = ca_params("Bench server CA")?.self_signed(&ca_key)?;
-    let key = KeyPair::generate()?;
-    let server = leaf_params("localhost", true)?.signed_by(&key, &ca, &ca_key)?;
-    std::fs::write(dir.join("server-ca.pem"), ca.pem())?;
-    std::fs::write(dir.join("server.pem"), server.pem())?;
-    std::fs::write(dir.join("server.key"), key.serialize_pem())?;
-    ca_with_client(dir, "legit")?;
-    ca_with_client(dir, "toggled")
+    pki::write_server(dir)?;
+    for name in ["legit", "toggled"] {
+        let ca = pki::Ca::new(&format!("{name} CA"))?;
+        std::fs::write(dir.join(format!("{name}-ca.pem")), ca.cert.pem())?;
+        ca.write_client(dir, name, None)?;
+    }
+    Ok(())
 }
 
 /// The Admin API, as one tenant.
@@ -255,11 +227,10 @@ async fn setup(base: &str, key_l: &str, key_h: &str, dir: &Path, n: usize) -> Re
     std::fs::create_dir_all(&hdir)?;
     let mut hostile_ids = Vec::new();
     for i in 0..n {
-        let key = KeyPair::generate()?;
-        let ca = ca_params(&format!("Hostile CA {i}"))?.self_signed(&key)?;
-        std::fs::write(hdir.join(format!("ca-{i}.der")), ca.der())?;
-        std::fs::write(hdir.join(format!("ca-{i}.key")), key.serialize_der())?;
-        hostile_ids.push(hostile.upload(&ca.pem()).await?);
+        let ca = pki::Ca::new(&format!("Hostile CA {i}"))?;
+        std::fs::write(hdir.join(format!("ca-{i}.der")), ca.cert.der())?;
+        std::fs::write(hdir.join(format!("ca-{i}.key")), ca.key.serialize_der())?;
+        hostile_ids.push(hostile.upload(&ca.cert.pem()).await?);
     }
     let info = json!({"legit": ids[0], "toggled": ids[1], "hostile": hostile_ids});
     std::fs::write(dir.join("setup.json"), info.to_string())?;

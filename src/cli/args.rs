@@ -128,6 +128,12 @@ pub struct FetchArgs {
     /// operator's network through certgate.
     #[arg(long, env = "CERTGATE_FETCH_ALLOW_PRIVATE", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub fetch_allow_private: bool,
+    /// Most bytes of a fetched body (a CRL) read; a longer one is cut there and refused, the
+    /// stored CRL staying. Bytes, or with a KiB/MiB suffix: from 64KiB to 32MiB (an
+    /// organization's stored CRLs are at most 32 MiB). Raise it for CAs whose CRLs pass 8 MiB
+    /// (about 250,000 entries); each of the 4 fetches at once may hold this much.
+    #[arg(long, env = "CERTGATE_FETCH_MAX_BYTES", value_name = "BYTES", value_parser = parse_fetch_max_bytes, default_value = "8MiB")]
+    pub fetch_max_bytes: usize,
     /// Shortest time between two fetches of one CRL URL (also the first retry after a failure,
     /// doubled per failure in a row), e.g. `5m`.
     #[arg(long, env = "CERTGATE_CRL_REFRESH_MIN", value_parser = parse_duration, default_value = "5m")]
@@ -288,6 +294,39 @@ fn parse_header_name(raw: &str) -> Result<axum::http::HeaderName, String> {
         .map_err(|_| format!("'{raw}' is not a valid HTTP header name"))
 }
 
+/// `--fetch-max-bytes`: a byte count, bare or with a `KiB`/`MiB` suffix, within
+/// [`MIN_BODY_BYTES_SETTING`](crate::fetch::MIN_BODY_BYTES_SETTING)..=
+/// [`MAX_BODY_BYTES_SETTING`](crate::fetch::MAX_BODY_BYTES_SETTING).
+pub fn parse_fetch_max_bytes(raw: &str) -> Result<usize, String> {
+    use crate::fetch::{MAX_BODY_BYTES_SETTING as MAX, MIN_BODY_BYTES_SETTING as MIN};
+    let raw = raw.trim();
+    let (num, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => raw.split_at(i),
+        None => (raw, ""),
+    };
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        _ => {
+            return Err(format!(
+                "invalid size '{raw}': use a number of bytes, or e.g. 512KiB or 16MiB"
+            ))
+        }
+    };
+    let bytes = num
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("invalid size '{raw}': use a number of bytes, or e.g. 16MiB"))?;
+    if !(MIN..=MAX).contains(&bytes) {
+        return Err(format!(
+            "size '{raw}' ({bytes} bytes) must be from {MIN} (64KiB) to {MAX} (32MiB) bytes"
+        ));
+    }
+    Ok(bytes)
+}
+
 /// `250ms`, `5s`, `2m`, or a bare number of seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
@@ -323,5 +362,34 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5h").is_err());
+    }
+
+    /// The limit's own bounds, from both sides: 64 KiB and 32 MiB pass, a byte beyond does not.
+    #[test]
+    fn fetch_sizes() {
+        assert_eq!(parse_fetch_max_bytes("8MiB").unwrap(), 8 * 1024 * 1024);
+        assert_eq!(parse_fetch_max_bytes("512KiB").unwrap(), 512 * 1024);
+        assert_eq!(parse_fetch_max_bytes(" 9437185 ").unwrap(), 9_437_185);
+        assert_eq!(parse_fetch_max_bytes("65536").unwrap(), 65_536);
+        assert_eq!(parse_fetch_max_bytes("64KiB").unwrap(), 65_536);
+        assert!(parse_fetch_max_bytes("65535").is_err());
+        assert_eq!(parse_fetch_max_bytes("32MiB").unwrap(), 33_554_432);
+        assert_eq!(parse_fetch_max_bytes("33554432").unwrap(), 33_554_432);
+        let over = parse_fetch_max_bytes("33554433").unwrap_err();
+        assert!(
+            over.contains("from 65536 (64KiB) to 33554432 (32MiB)"),
+            "{over}"
+        );
+        for bad in [
+            "",
+            "MiB",
+            "8 GB",
+            "8mb",
+            "-1",
+            "1.5MiB",
+            "99999999999999999999",
+        ] {
+            assert!(parse_fetch_max_bytes(bad).is_err(), "{bad:?}");
+        }
     }
 }

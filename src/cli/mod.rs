@@ -130,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 trust_change_retention: args.trust_change_retention,
                 metrics_listen: args.metrics.metrics_listen,
                 fetch_allow_private: args.fetch.fetch_allow_private,
+                fetch_max_bytes: args.fetch.fetch_max_bytes,
                 crl_timing: crate::fetch::CrlTiming {
                     min: args.fetch.crl_refresh_min,
                     max: args.fetch.crl_refresh_max,

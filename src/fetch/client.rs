@@ -5,8 +5,9 @@
 //! (spec §13.4): the host is resolved here and every address it resolves to is checked
 //! (loopback, private, link-local, shared and reserved ranges are refused unless the operator
 //! allows them), the connection goes to an address that passed (a second resolution cannot
-//! swap it), redirects are never followed, at most [`MAX_BODY_BYTES`] are read and the whole
-//! exchange has one time limit. A [`FetchError`] is certgate's own words with numbers at most:
+//! swap it), redirects are never followed, at most [`FetchPolicy::max_body_bytes`] are read
+//! ([`MAX_BODY_BYTES`] unless the operator sets `--fetch-max-bytes`, decisions.md D70) and the
+//! whole exchange has one time limit. A [`FetchError`] is certgate's own words with numbers at most:
 //! nothing of what the server sent is ever in an error, an event or a log line.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -20,16 +21,25 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-/// Most bytes of a body read; a longer one is cut there and refused.
+/// Most bytes of a body read by default (spec §13.4); a longer one is cut there and refused.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The least an operator may set the limit to (`--fetch-max-bytes`): below it a CRL of a few
+/// thousand entries could not be fetched, which only a mistake would want.
+pub const MIN_BODY_BYTES_SETTING: usize = 64 * 1024;
+/// The most an operator may set the limit to: an organization's stored CRLs are at most this
+/// many bytes (spec §13.5), so a longer body could never be stored (decisions.md D70).
+pub const MAX_BODY_BYTES_SETTING: usize = 32 * 1024 * 1024;
 /// The time limit of a CRL fetch: resolution, connection, TLS, request and body together.
 pub const CRL_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the operator allows: private targets (`--fetch-allow-private`), the time limit.
+/// What the operator allows: private targets (`--fetch-allow-private`), the time limit, the
+/// most bytes of a body read (`--fetch-max-bytes`).
 #[derive(Clone)]
 pub struct FetchPolicy {
     pub allow_private: bool,
     pub timeout: Duration,
+    /// [`MAX_BODY_BYTES`] unless [`FetchPolicy::with_max_body_bytes`] says otherwise.
+    pub max_body_bytes: usize,
     tls: Arc<rustls::ClientConfig>,
 }
 
@@ -38,6 +48,7 @@ impl std::fmt::Debug for FetchPolicy {
         f.debug_struct("FetchPolicy")
             .field("allow_private", &self.allow_private)
             .field("timeout", &self.timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -63,8 +74,17 @@ impl FetchPolicy {
         FetchPolicy {
             allow_private,
             timeout,
+            max_body_bytes: MAX_BODY_BYTES,
             tls: Arc::new(tls),
         }
+    }
+
+    /// The same policy reading at most `max` bytes of a body. The CLI keeps `max` within
+    /// [`MIN_BODY_BYTES_SETTING`]..=[`MAX_BODY_BYTES_SETTING`]; this takes any value.
+    #[must_use]
+    pub fn with_max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = max;
+        self
     }
 }
 
@@ -88,8 +108,10 @@ pub enum FetchError {
     Redirect(u16),
     #[error("the server answered HTTP status {0}")]
     Status(u16),
-    #[error("the body is larger than {MAX_BODY_BYTES} bytes; reading stopped there")]
-    TooLarge,
+    /// The limit in force (bytes) is said, so that an operator reading the event knows which
+    /// `--fetch-max-bytes` would let it in.
+    #[error("the body is larger than {0} bytes (the fetch limit, --fetch-max-bytes); reading stopped there")]
+    TooLarge(usize),
     #[error("the HTTP exchange with the server failed")]
     Http,
 }
@@ -210,13 +232,13 @@ async fn exchange(request: Request<'_>, policy: &FetchPolicy) -> Result<Bytes, F
             .connect(name, tcp)
             .await
             .map_err(|_| FetchError::Tls)?;
-        http1(tls, request).await
+        http1(tls, request, policy.max_body_bytes).await
     } else {
-        http1(tcp, request).await
+        http1(tcp, request, policy.max_body_bytes).await
     }
 }
 
-async fn http1<S>(stream: S, request: Request<'_>) -> Result<Bytes, FetchError>
+async fn http1<S>(stream: S, request: Request<'_>, max: usize) -> Result<Bytes, FetchError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -227,7 +249,7 @@ where
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let answer = send(&mut sender, request).await;
+    let answer = send(&mut sender, request, max).await;
     driver.abort();
     answer
 }
@@ -235,6 +257,7 @@ where
 async fn send(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     request: Request<'_>,
+    max: usize,
 ) -> Result<Bytes, FetchError> {
     let url = request.url;
     let authority = match url.port() {
@@ -282,15 +305,14 @@ async fn send(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(FetchError::TooLarge);
+    // A body announced longer is refused unread; one without a length (or lying about it) is
+    // cut as it passes the limit: no more than `max` bytes are ever held.
+    if announced.is_some_and(|n| n > max as u64) {
+        return Err(FetchError::TooLarge(max));
     }
-    match Limited::new(response.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+    match Limited::new(response.into_body(), max).collect().await {
         Ok(body) => Ok(body.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(FetchError::TooLarge),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(FetchError::TooLarge(max)),
         Err(_) => Err(FetchError::Http),
     }
 }

@@ -27,7 +27,8 @@ use crate::crl::ParsedCrl;
 use crate::domain::{Actor, CrlFetch, CrlSummary, DomainError};
 use crate::store::{CrlSource, Store, StoreError};
 
-/// Most fetches one replica runs at once (each may hold up to 8 MiB).
+/// Most fetches one replica runs at once (each may hold up to the fetch limit, 8 MiB by
+/// default, `--fetch-max-bytes`).
 const MAX_CONCURRENT_FETCHES: usize = 4;
 /// How long a claimed lease outlives the fetch's own time limit (storing, slow database).
 const LEASE_MARGIN: Duration = Duration::from_secs(30);

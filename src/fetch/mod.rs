@@ -8,5 +8,7 @@
 pub mod client;
 mod crl;
 
-pub use client::{FetchError, FetchPolicy, MAX_BODY_BYTES};
+pub use client::{
+    FetchError, FetchPolicy, MAX_BODY_BYTES, MAX_BODY_BYTES_SETTING, MIN_BODY_BYTES_SETTING,
+};
 pub use crl::{CrlFetchMetrics, CrlFetcher, CrlTiming};

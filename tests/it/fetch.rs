@@ -1,24 +1,31 @@
 //! The guarded HTTP client for tenant-chosen URLs (spec §13.4, decisions.md D60), against a
 //! real HTTP server on loopback: private targets refused unless allowed, redirects not followed,
-//! bodies cut at 8 MiB, one 10 s limit (tested from both sides), and `serve` with and without
+//! bodies cut at 8 MiB or the operator's `--fetch-max-bytes` (decisions.md D70), with a length
+//! or without, one 10 s limit (limits tested from both sides), and `serve` with and without
 //! `--fetch-allow-private`, never echoing a fetched body in its events or logs.
 
 use std::time::{Duration, Instant};
 
 use certgate::fetch::client::{fetch, Request, CRL_FETCH_TIMEOUT};
 use certgate::fetch::{FetchError, FetchPolicy, MAX_BODY_BYTES};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::bounds::assert_on_time;
 use crate::helpers::{db_tests, TestDb};
 use crate::openssl_ca::{CrlServer, OpenSslCa, Publish};
 use crate::process::Process;
 
-db_tests!(serve_refuses_private_targets_unless_allowed_and_never_echoes_a_body);
+db_tests!(
+    serve_refuses_private_targets_unless_allowed_and_never_echoes_a_body,
+    serve_reads_up_to_its_limit_and_the_setting_raises_it,
+);
 
 async fn get(url: &str, allow_private: bool) -> Result<bytes::Bytes, FetchError> {
+    get_with(url, FetchPolicy::new(allow_private, CRL_FETCH_TIMEOUT)).await
+}
+
+async fn get_with(url: &str, policy: FetchPolicy) -> Result<bytes::Bytes, FetchError> {
     let url = url::Url::parse(url).unwrap();
-    let policy = FetchPolicy::new(allow_private, CRL_FETCH_TIMEOUT);
     fetch(
         Request {
             url: &url,
@@ -57,26 +64,75 @@ async fn redirects_are_not_followed() {
     assert!(got.unwrap_err().to_string().contains("not followed"));
 }
 
+/// A server on loopback answering every request with `body` in 64 KiB chunks and no length:
+/// the client cannot refuse it from the head, and must count as it reads. Its URL.
+async fn chunked_server(body: bytes::Bytes) -> String {
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move {
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = body
+                .chunks(64 * 1024)
+                .map(|c| Ok(body.slice_ref(c)))
+                .collect();
+            axum::body::Body::from_stream(futures::stream::iter(chunks))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/x.crl")
+}
+
+/// `limit` from both sides under `policy`, with the length announced (refused from the head)
+/// and without it (cut while read): `limit` bytes pass whole, `limit + 1` are refused naming
+/// the limit.
+async fn assert_cut_at(policy: &FetchPolicy, limit: usize) {
+    let server = CrlServer::start(Publish::Body(vec![b'A'; limit].into())).await;
+    let got = get_with(&server.url("/x.crl"), policy.clone()).await;
+    assert_eq!(got.unwrap().len(), limit, "announced, exactly the limit");
+    server.publish(Publish::Body(vec![b'A'; limit + 1].into()));
+    let got = get_with(&server.url("/x.crl"), policy.clone()).await;
+    assert_eq!(got, Err(FetchError::TooLarge(limit)), "announced, one more");
+    let url = chunked_server(vec![b'A'; limit].into()).await;
+    let got = get_with(&url, policy.clone()).await;
+    assert_eq!(got.unwrap().len(), limit, "no length, exactly the limit");
+    let url = chunked_server(vec![b'A'; limit + 1].into()).await;
+    let got = get_with(&url, policy.clone()).await.unwrap_err();
+    assert_eq!(got, FetchError::TooLarge(limit), "no length, one more");
+    assert!(
+        got.to_string()
+            .contains(&format!("larger than {limit} bytes")),
+        "{got}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_are_cut_at_8_mib() {
+    let policy = FetchPolicy::new(true, CRL_FETCH_TIMEOUT);
+    assert_eq!(policy.max_body_bytes, MAX_BODY_BYTES, "the spec's 8 MiB");
     // An endless body: refused as too large as soon as the limit is passed, not at the timeout.
     let server = CrlServer::start(Publish::Endless).await;
     let started = Instant::now();
     assert_eq!(
         get(&server.url("/x.crl"), true).await,
-        Err(FetchError::TooLarge)
+        Err(FetchError::TooLarge(MAX_BODY_BYTES))
     );
     assert!(started.elapsed() < CRL_FETCH_TIMEOUT);
-    // Exactly the limit passes; one byte more does not.
-    server.publish(Publish::Body(vec![b'A'; MAX_BODY_BYTES].into()));
+    assert_cut_at(&policy, MAX_BODY_BYTES).await;
+}
+
+/// The operator's limit (`--fetch-max-bytes`) replaces 8 MiB, upwards (a 500,000-entry CRL is
+/// about 15 MB) and downwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_limit_replaces_8_mib() {
+    let raised = FetchPolicy::new(true, CRL_FETCH_TIMEOUT).with_max_body_bytes(16 * 1024 * 1024);
+    assert_cut_at(&raised, 16 * 1024 * 1024).await;
+    let lowered = FetchPolicy::new(true, CRL_FETCH_TIMEOUT).with_max_body_bytes(64 * 1024);
+    assert_cut_at(&lowered, 64 * 1024).await;
+    let server = CrlServer::start(Publish::Endless).await;
     assert_eq!(
-        get(&server.url("/x.crl"), true).await.unwrap().len(),
-        MAX_BODY_BYTES
-    );
-    server.publish(Publish::Body(vec![b'A'; MAX_BODY_BYTES + 1].into()));
-    assert_eq!(
-        get(&server.url("/x.crl"), true).await,
-        Err(FetchError::TooLarge)
+        get_with(&server.url("/x.crl"), raised).await,
+        Err(FetchError::TooLarge(16 * 1024 * 1024))
     );
 }
 
@@ -182,4 +238,134 @@ async fn serve_refuses_private_targets_unless_allowed_and_never_echoes_a_body(db
         "{}",
         serve.process.output()
     );
+}
+
+/// `der` (a CRL) as PEM, padded with trailing line breaks to exactly `len` bytes: still the
+/// same CRL to certgate (surrounding white space is ignored), at the length a test needs.
+fn pem_of_length(der: &[u8], len: usize) -> Vec<u8> {
+    let mut text = pem::encode(&pem::Pem::new("X509 CRL", der.to_vec())).into_bytes();
+    assert!(text.len() <= len, "the CRL alone is {} bytes", text.len());
+    text.resize(len, b'\n');
+    text
+}
+
+/// The `certificate.crl_fetched` payloads for `id`, newest first.
+async fn fetch_events(api: &crate::client::Api, id: &str) -> Vec<Value> {
+    let path = format!(
+        "/organization/audit_logs?event_types[]=certificate.crl_fetched&resource_ids[]={id}&limit=100"
+    );
+    api.get(&path).await.ok()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["certificate.crl_fetched"].clone())
+        .collect()
+}
+
+/// Polls (every 50 ms, 20 s at most) until `check` holds.
+macro_rules! within_20_s {
+    ($what:expr, $check:expr) => {{
+        let mut held = false;
+        for _ in 0..400 {
+            if $check {
+                held = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(held, "not within 20 s: {}", $what);
+    }};
+}
+
+/// The binary, its default and its setting: a CRL of exactly 8 MiB is stored; a newer one of
+/// 8 MiB + 1 byte is refused unread, nothing stored and nothing of it in the event or the logs;
+/// `serve` started with `CERTGATE_FETCH_MAX_BYTES` one byte higher stores that same body.
+async fn serve_reads_up_to_its_limit_and_the_setting_raises_it(db: TestDb) {
+    let ca = OpenSslCa::new("Limit CA");
+    let leaf = ca.issue_client("client");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let now = i64::try_from(now).unwrap();
+    let first = pem_of_length(&ca.gencrl(now - 120, now + 3600), MAX_BODY_BYTES);
+    ca.revoke(&leaf);
+    let second = pem_of_length(&ca.gencrl(now - 60, now + 3600), MAX_BODY_BYTES + 1);
+    // A line of the second CRL's base64 (its signature): what would show if any of it leaked.
+    let text = String::from_utf8(second.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let telltale = lines[lines.len() - 3].to_owned();
+    assert_eq!(telltale.len(), 64, "{telltale}");
+
+    let server = CrlServer::start(Publish::Body(first.into())).await;
+    // Fetched again every second, so that each publication is seen at once.
+    let fast = [
+        "--fetch-allow-private",
+        "--crl-refresh-min",
+        "1s",
+        "--crl-refresh-max",
+        "1s",
+    ];
+    let mut serve = Process::serve(&db.url, &fast).await;
+    let key = serve.process.bootstrap_key().expect("bootstrap key");
+    let api = serve.api(&key);
+    let id = api
+        .post(
+            "/organization/certificates",
+            json!({"certificate": ca.pem(), "crl_url": server.url("/ca.crl")}),
+        )
+        .await
+        .id();
+    let crl_path = format!("/organization/certificates/{id}/crl");
+    within_20_s!(
+        "exactly 8 MiB stored",
+        api.get(&crl_path).await.status == 200
+    );
+    let kept = api.get(&crl_path).await.ok().clone();
+    assert_eq!(kept["revoked_count"], 0);
+
+    server.publish(Publish::Body(second.clone().into()));
+    within_20_s!(
+        "the refusal",
+        fetch_events(&api, &id)
+            .await
+            .first()
+            .is_some_and(|e| e["ok"] == false)
+    );
+    let events = fetch_events(&api, &id).await;
+    assert_eq!(
+        events[0]["reason"],
+        format!(
+            "fetch_failed: the body is larger than {MAX_BODY_BYTES} bytes (the fetch limit, \
+             --fetch-max-bytes); reading stopped there."
+        ),
+    );
+    assert_eq!(api.get(&crl_path).await.ok(), &kept, "nothing stored");
+    let all = api.get("/organization/audit_logs?limit=100").await;
+    assert!(!all.ok().to_string().contains(&telltale));
+    serve.process.terminate_and_wait();
+    assert!(!serve.process.output().contains(&telltale));
+
+    // One byte more allowed, from the environment; a new URL, so that its lease row is due.
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--database", &db.url];
+    args.extend_from_slice(&fast);
+    let raised = (MAX_BODY_BYTES + 1).to_string();
+    let mut process = Process::spawn(&args, &[("CERTGATE_FETCH_MAX_BYTES", raised.as_str())]);
+    let addr = process.listening("certgate serve listening").await;
+    let mut serve = crate::process::Server { process, addr };
+    let api = serve.api(&key);
+    api.post(
+        &format!("/organization/certificates/{id}"),
+        json!({"crl_url": server.url("/again.crl")}),
+    )
+    .await
+    .ok();
+    within_20_s!(
+        "8 MiB + 1 stored under the raised limit",
+        api.get(&crl_path).await.ok()["revoked_count"] == 1
+    );
+    let events = fetch_events(&api, &id).await;
+    assert_eq!(events[0]["ok"], true, "{}", events[0]);
+    serve.process.terminate_and_wait();
+    assert!(!serve.process.output().contains(&telltale));
 }

@@ -1,8 +1,9 @@
 //! CRLs fetched from a CA's `crl_url` (spec §13.4, decisions.md D59), with a CA run by
 //! `openssl ca` publishing its CRLs (`-gencrl`) on a test HTTP server: a serial revoked at the
 //! CA is refused within one refresh (open WebSockets closed), a bad or backwards CRL is refused
-//! with the previous one kept, a failing fetch keeps the last CRL and backs off, and replicas
-//! share one fetch per URL per interval through the lease row.
+//! with the previous one kept, a failing fetch keeps the last CRL and backs off, replicas share
+//! one fetch per URL per interval through the lease row, and the fetch limit (decisions.md D70)
+//! holds from both sides: exactly the limit is stored and enforced, a byte more changes nothing.
 //!
 //! The fetchers here run in-process on the test's manual clock, so "one refresh" is the clock
 //! reaching the stored CRL's nextUpdate, not a wait.
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certgate::domain::Clock;
-use certgate::fetch::{CrlFetchMetrics, CrlFetcher, CrlTiming, FetchPolicy};
+use certgate::fetch::{CrlFetchMetrics, CrlFetcher, CrlTiming, FetchPolicy, MAX_BODY_BYTES};
 use certgate::store::{Store, StoreOptions};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
@@ -27,6 +28,7 @@ backend_tests!(
     a_bad_or_backwards_crl_is_refused_and_the_previous_kept,
     a_failing_fetch_keeps_the_last_crl_and_backs_off,
     replicas_share_one_fetch_per_url_per_interval,
+    a_raised_fetch_limit_holds_from_both_sides,
 );
 
 const HOUR: i64 = 3600;
@@ -46,9 +48,18 @@ fn leaf_identity(leaf: &IssuedLeaf) -> Identity {
 /// A fetcher like `serve`'s (default timing: 5 minutes to 1 hour), allowed to reach the test
 /// server on loopback; its metrics registry is returned for scrapes.
 fn start_fetcher(store: Store) -> Arc<std::sync::Mutex<prometheus_client::registry::Registry>> {
+    start_fetcher_reading(store, MAX_BODY_BYTES)
+}
+
+/// [`start_fetcher`] reading at most `max` bytes of a body (`serve --fetch-max-bytes`).
+fn start_fetcher_reading(
+    store: Store,
+    max: usize,
+) -> Arc<std::sync::Mutex<prometheus_client::registry::Registry>> {
     let mut registry = prometheus_client::registry::Registry::with_prefix("certgate");
     let metrics = CrlFetchMetrics::register(&mut registry);
-    let policy = FetchPolicy::new(true, certgate::fetch::client::CRL_FETCH_TIMEOUT);
+    let policy =
+        FetchPolicy::new(true, certgate::fetch::client::CRL_FETCH_TIMEOUT).with_max_body_bytes(max);
     tokio::spawn(CrlFetcher::new(store, policy, CrlTiming::default(), metrics).run());
     Arc::new(std::sync::Mutex::new(registry))
 }
@@ -356,4 +367,73 @@ async fn replicas_share_one_fetch_per_url_per_interval(app: TestApp) {
         tokio::time::sleep(SEVERAL_TICKS).await;
         assert_eq!(server.count(), interval, "one fetch per interval");
     }
+}
+
+/// `der` (a CRL) as PEM, padded with trailing line breaks to exactly `len` bytes: the same CRL
+/// to certgate (surrounding white space is ignored), at the length the test needs.
+fn pem_of_length(der: &[u8], len: usize) -> bytes::Bytes {
+    let mut text = pem::encode(&pem::Pem::new("X509 CRL", der.to_vec())).into_bytes();
+    assert!(text.len() <= len, "the CRL alone is {} bytes", text.len());
+    text.resize(len, b'\n');
+    text.into()
+}
+
+/// A limit raised past 8 MiB (as for a CA with a 500,000-entry CRL): a CRL of exactly the
+/// limit is stored and in force at the gateway; its successor, revoking the client, one byte
+/// over the limit is refused as too large, nothing stored and the client still admitted; the
+/// same successor within the limit revokes it.
+async fn a_raised_fetch_limit_holds_from_both_sides(app: TestApp) {
+    let limit = MAX_BODY_BYTES + 1024 * 1024;
+    clock_ahead(&app);
+    let (gw, _up) = super::setup(&app).await;
+    let ca = OpenSslCa::new("Fetched CA");
+    let leaf = ca.issue_client("client");
+    let now = app.clock.now();
+    let first = pem_of_length(&ca.gencrl(now - 120, now + HOUR), limit);
+    ca.revoke(&leaf);
+    let successor = ca.gencrl(now - 60, now + 2 * HOUR);
+    let server = CrlServer::start(Publish::Body(first)).await;
+    let id = upload_fetched(&app, &ca, &server.url("/ca.crl")).await;
+    let registry = start_fetcher_reading(app.store.clone(), limit);
+    eventually!(
+        "the CRL of exactly the limit",
+        stored_crl(&app, &id).await.is_some()
+    );
+    let kept = stored_crl(&app, &id).await.unwrap();
+    assert_eq!(kept["revoked_count"], 0);
+    caught_up(&app, &gw).await;
+    once(&gw, Some(&leaf_identity(&leaf)), &[]).await.admitted();
+
+    server.publish(Publish::Body(pem_of_length(&successor, limit + 1)));
+    app.clock.advance(HOUR);
+    eventually!("the second fetch", server.count() == 2);
+    eventually!("its event", fetch_events(&app, &id).await.len() == 2);
+    let event = fetch_events(&app, &id).await.pop().unwrap();
+    assert_eq!(event["ok"], false, "{event}");
+    assert_eq!(
+        event["reason"],
+        format!(
+            "fetch_failed: the body is larger than {limit} bytes (the fetch limit, \
+             --fetch-max-bytes); reading stopped there."
+        )
+    );
+    assert_eq!(fetches(&registry, "failed"), 1);
+    assert_eq!(stored_crl(&app, &id).await.unwrap(), kept, "nothing stored");
+    caught_up(&app, &gw).await;
+    once(&gw, Some(&leaf_identity(&leaf)), &[]).await.admitted();
+
+    // The same CRL within the limit: it was refused for its size alone. The next try comes
+    // after the first backoff (5 minutes).
+    server.publish(Publish::Body(pem_of_length(&successor, limit)));
+    app.clock.advance(300);
+    eventually!("the third fetch", server.count() == 3);
+    eventually!(
+        "the successor stored",
+        stored_crl(&app, &id).await.unwrap()["revoked_count"] == 1
+    );
+    assert_eq!(fetches(&registry, "stored"), 2);
+    caught_up(&app, &gw).await;
+    once(&gw, Some(&leaf_identity(&leaf)), &[])
+        .await
+        .refused(403, "client_certificate_revoked");
 }
