@@ -14,7 +14,7 @@
 # (default postgres://postgres@127.0.0.1:5432/test; set to "" to skip PostgreSQL).
 # Results: printed, and kept in $WORK/results.md and $WORK/*.jsonl.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/../lib.sh"
 
 COUNT=${COUNT:-2000}
 CONC=${CONC:-8}
@@ -24,48 +24,14 @@ PG_URL=${CERTGATE_BENCH_POSTGRES_URL-postgres://postgres@127.0.0.1:5432/test}
 
 command -v nginx >/dev/null || { echo "nginx is required (apt-get install -y nginx)" >&2; exit 1; }
 cargo build --release --bin certgate --example handshake_bench
-BIN=$PWD/target/release/certgate
-BENCH=$PWD/target/release/examples/handshake_bench
+TARGET=$(target_dir)
+BIN=$TARGET/release/certgate
+BENCH=$TARGET/release/examples/handshake_bench
 WORK=$(mktemp -d /tmp/certgate-bench.XXXXXX)
 echo "work directory: $WORK"
 
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # URL
-    for _ in $(seq 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done
-    echo "$1 never answered" >&2; return 1
-}
-wait_port() { # PORT
-    for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-    echo "port $1 never opened" >&2; return 1
-}
-
 # ---------------------------------------------------------------- upstream
-UP=$(free_port)
-mkdir -p "$WORK/upstream/logs"
-cat >"$WORK/upstream/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/upstream/nginx.pid;
-error_log $WORK/upstream/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    server {
-        listen 127.0.0.1:$UP;
-        location / { default_type application/json; return 200 '{"object":"list","data":[]}'; }
-    }
-}
-EOF
-nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" &
-PIDS+=($!)
-wait_port "$UP"
+start_upstream "$WORK/upstream"
 
 # ---------------------------------------------------------------- handshakes
 RESULTS=$WORK/handshakes.jsonl
@@ -77,7 +43,7 @@ for N in 1 10000; do
     "$BENCH" setup "$D" "sqlite://$D/certgate.db" "$N" "$ORGS"
 
     GW=$(free_port); HEALTH=$(free_port); NG=$(free_port)
-    ORG=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["organization"])' "$D/setup.json")
+    ORG=$(json_field "$D/setup.json" organization)
     RUST_LOG=warn "$BIN" gateway --listen "127.0.0.1:$GW" --health-listen "127.0.0.1:$HEALTH" \
         --organization "$ORG" --database "sqlite://$D/certgate.db" --tls-cert "$D/server.pem" --tls-key "$D/server.key" \
         --upstream "http://127.0.0.1:$UP" 2>"$D/gateway.log" &
@@ -116,8 +82,7 @@ http {
     }
 }
 EOF
-    nginx -p "$D/nginx" -c "$D/nginx/nginx.conf" &
-    PIDS+=($!)
+    bg_start nginx -p "$D/nginx" -c "$D/nginx/nginx.conf"
     wait_http "http://127.0.0.1:$HEALTH/readyz"
     wait_port "$NG"
     # Warm-up (also checks that both admit the client).
@@ -143,13 +108,13 @@ propagation() { # LABEL DB_URL
     local label=$1 db=$2 P=$WORK/prop-$1
     "$BENCH" setup "$P" "$db" 1 1 >/dev/null
     local key cert serve gw
-    key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_key"])' "$P/setup.json")
-    cert=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_certificate_id"])' "$P/setup.json")
+    key=$(json_field "$P/setup.json" admin_key)
+    cert=$(json_field "$P/setup.json" client_certificate_id)
     serve=$(free_port); gw=$(free_port)
     RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$serve" --database "$db" --no-bootstrap 2>"$P/serve.log" &
     PIDS+=($!)
     local org
-    org=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["organization"])' "$P/setup.json")
+    org=$(json_field "$P/setup.json" organization)
     RUST_LOG=warn "$BIN" gateway --listen "127.0.0.1:$gw" --organization "$org" --database "$db" --tls-cert "$P/server.pem" \
         --tls-key "$P/server.key" --upstream "http://127.0.0.1:$UP" 2>"$P/gateway.log" &
     PIDS+=($!)

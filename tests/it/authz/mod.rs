@@ -6,6 +6,7 @@
 
 mod answers;
 mod binary;
+mod cast;
 mod live;
 mod parity;
 mod proxies;

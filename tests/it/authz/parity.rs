@@ -7,6 +7,7 @@
 use base64::Engine;
 use serde_json::json;
 
+use super::cast::Cast;
 use super::{
     chain_pem, check_request, escape, grpc_check, grpc_outcome, http_check, raw_headers, Outcome,
     Via,
@@ -64,54 +65,22 @@ async fn every_refusal_is_answered_alike_by_every_transport(app: TestApp) {
     let org = app.org_id.clone();
     let now = wall_clock();
 
-    let ours = pki::ca("Our CA");
-    let ours_id = app.api.upload_active(&ours).await;
+    let Cast {
+        ca: ours,
+        ca_id: ours_id,
+        good,
+        project,
+        project_ca,
+        project_ca_id,
+        other_org,
+        other,
+        theirs,
+        denied,
+        listed,
+        filter_ca,
+        ..
+    } = Cast::new(&app).await;
     let stranger = pki::ca("Stranger CA");
-    let (other_org, other) = app.other_org().await;
-    let theirs = pki::ca("Their CA");
-    other.upload_active(&theirs).await;
-    let project = app.api.create_project("one").await;
-    let project_ca = pki::ca("Project CA");
-    let project_ca_id = app.api.upload(&project_ca.pem(), None).await.id();
-    app.api
-        .toggle_project(&project, "activate", &[&project_ca_id])
-        .await;
-    // Deny-listed, in a CRL, filtered.
-    let denied = identity(&pki::leaf(&ours, "denied", now - DAY, now + 30 * DAY), &[]);
-    app.api
-        .post(
-            "/organization/revoked_certificates",
-            json!({"certificate": pem::encode(&pem::Pem::new("CERTIFICATE", denied.chain[0].to_vec()))}),
-        )
-        .await
-        .id();
-    let crl_ca = pki::ca("CRL CA");
-    let crl_ca_id = app.api.upload_active(&crl_ca).await;
-    let crl_leaf = pki::leaf(&crl_ca, "listed", now - DAY, now + 30 * DAY);
-    let crl = pki::crl(
-        &crl_ca,
-        &[pki::serial_of(&crl_leaf.cert)],
-        now - 60,
-        now + 3600,
-    );
-    app.api
-        .put_json(
-            &format!("/organization/certificates/{crl_ca_id}/crl"),
-            json!({"crl": crl.pem().unwrap()}),
-        )
-        .await
-        .ok();
-    let listed = identity(&crl_leaf, &[]);
-    let filter_ca = pki::ca("Filter CA");
-    let filter_ca_id = app
-        .api
-        .post(
-            "/organization/certificates",
-            json!({"certificate": filter_ca.pem(), "client_filter": r#"cert.subject_cn == "allowed""#}),
-        )
-        .await
-        .id();
-    app.api.toggle_org("activate", &[&filter_ca_id]).await;
     let filtered = good_leaf(&filter_ca);
     let expired = identity(&pki::leaf(&ours, "old", now - 30 * DAY, now - DAY), &[]);
     let no_eku = identity(
@@ -123,7 +92,6 @@ async fn every_refusal_is_answered_alike_by_every_transport(app: TestApp) {
         &pki::leaf(&inter, "deep", now - DAY, now + DAY),
         &[&inter, &inter, &inter, &inter, &inter],
     );
-    let good = good_leaf(&ours);
     let via_intermediate = identity(&pki::leaf(&inter, "below", now - DAY, now + DAY), &[&inter]);
     let stranger_leaf = good_leaf(&stranger);
     let theirs_leaf = good_leaf(&theirs);

