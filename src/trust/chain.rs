@@ -132,6 +132,11 @@ impl PeerChain {
         &self.leaf_sha256
     }
 
+    /// Bytes of DER the client sent, every certificate counted.
+    pub fn der_len(&self) -> usize {
+        self.certs.iter().map(|der| der.len()).sum()
+    }
+
     /// How many certificates the client sent besides its leaf.
     pub fn intermediates(&self) -> usize {
         self.certs.len().saturating_sub(1)
