@@ -30,6 +30,10 @@ pub enum CertTextError {
     BadPem,
     #[error("The client certificate is not valid base64.")]
     BadBase64,
+    #[error("The x-forwarded-client-cert header holds more than one element; the proxy must replace what a client sent (Envoy: forward_client_cert_details: SANITIZE_SET) and must not add URI or DNS names a client chooses.")]
+    XfccElements,
+    #[error("The x-forwarded-client-cert chain does not begin with the certificate the proxy's TLS handshake saw (attributes.source.certificate).")]
+    NotThePeer,
 }
 
 /// The DER certificates in `text`, leaf first; empty when `text` holds none (only
@@ -119,16 +123,47 @@ fn percent_decode(text: &str) -> Result<String, CertTextError> {
     String::from_utf8(out).map_err(|_| CertTextError::BadPercent)
 }
 
-/// The `Chain` field of the last element of an `x-forwarded-client-cert` header (the element
-/// the nearest proxy added), unquoted; `None` when it has none.
-pub fn xfcc_chain(header: &str) -> Option<String> {
-    let element = split_unquoted(header, ',').pop()?;
-    split_unquoted(&element, ';').into_iter().find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        key.trim()
-            .eq_ignore_ascii_case("chain")
-            .then(|| unquote(value.trim()))
-    })
+/// The `Chain` field of an `x-forwarded-client-cert` header, unquoted; `None` when it has
+/// none. The header must hold exactly one element with at most one `Chain`: the proxy sets it
+/// afresh (`SANITIZE_SET`), and Envoy writes `URI=` and `DNS=` values unquoted after `Chain=`,
+/// so a client whose certificate names `urn:x,Chain=<someone else's leaf>` would otherwise add
+/// an element, and a chain, of its own choosing.
+pub fn xfcc_chain(header: &str) -> Result<Option<String>, CertTextError> {
+    let mut elements = split_unquoted(header, ',');
+    if elements.len() > 1 {
+        return Err(CertTextError::XfccElements);
+    }
+    let Some(element) = elements.pop() else {
+        return Ok(None);
+    };
+    let mut chains = split_unquoted(&element, ';')
+        .into_iter()
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            key.trim()
+                .eq_ignore_ascii_case("chain")
+                .then(|| unquote(value.trim()))
+        });
+    let chain = chains.next();
+    if chains.next().is_some() {
+        return Err(CertTextError::XfccElements);
+    }
+    Ok(chain)
+}
+
+/// The chain in `text`, refused unless it begins with the leaf in `peer` (the certificate the
+/// proxy's own TLS handshake saw, when the chain came from a forwarded header).
+pub fn parse_bound_chain(
+    text: &str,
+    peer: Option<&str>,
+) -> Result<Vec<CertificateDer<'static>>, CertTextError> {
+    let chain = parse_chain(text)?;
+    if let Some(peer) = peer {
+        if parse_chain(peer)?.first() != chain.first() {
+            return Err(CertTextError::NotThePeer);
+        }
+    }
+    Ok(chain)
 }
 
 /// `text` split at `sep` outside double quotes (a backslash escapes the next character).
@@ -199,6 +234,41 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn xfcc_holds_one_element_with_one_chain() {
+        assert_eq!(
+            xfcc_chain("Hash=00;Chain=\"abc\";Subject=\"CN=a,O=b\"").unwrap(),
+            Some("abc".to_owned()),
+            "a comma inside quotes is no element boundary"
+        );
+        assert_eq!(xfcc_chain("Hash=00;Subject=\"CN=a\"").unwrap(), None);
+        assert_eq!(
+            xfcc_chain("Hash=00;Chain=\"abc\";URI=urn:x,Chain=def"),
+            Err(CertTextError::XfccElements)
+        );
+        assert_eq!(
+            xfcc_chain("Chain=abc;URI=urn:x;Chain=def"),
+            Err(CertTextError::XfccElements)
+        );
+    }
+
+    #[test]
+    fn a_bound_chain_begins_with_the_peer() {
+        let chain = pem(&[der(1), der(2)]);
+        let own = pem(&[der(1)]);
+        let other = pem(&[der(3)]);
+        assert_eq!(parse_bound_chain(&chain, Some(&own)).unwrap().len(), 2);
+        assert_eq!(parse_bound_chain(&chain, None).unwrap().len(), 2);
+        assert_eq!(
+            parse_bound_chain(&chain, Some(&other)),
+            Err(CertTextError::NotThePeer)
+        );
+        assert_eq!(
+            parse_bound_chain("", Some(&own)),
+            Err(CertTextError::NotThePeer)
+        );
+    }
+
     fn ders(chain: &[CertificateDer<'static>]) -> Vec<Vec<u8>> {
         chain.iter().map(|c| c.as_ref().to_vec()).collect()
     }
@@ -255,10 +325,14 @@ mod tests {
     #[test]
     fn xfcc_chain_field() {
         let header = r#"By=spiffe://a;Hash=ab;Cert="x%2Cy";Chain="-----BEGIN%20CERT";Subject="CN=a,O=\"b;c\"";DNS=x"#;
-        assert_eq!(xfcc_chain(header).as_deref(), Some("-----BEGIN%20CERT"));
+        assert_eq!(
+            xfcc_chain(header).unwrap().as_deref(),
+            Some("-----BEGIN%20CERT")
+        );
+        // A second element (another proxy's, or one a client smuggled in): refused.
         let two = format!("Hash=1;Chain=first,{header}");
-        assert_eq!(xfcc_chain(&two).as_deref(), Some("-----BEGIN%20CERT"));
-        assert_eq!(xfcc_chain("Hash=1;Cert=abc"), None);
-        assert_eq!(xfcc_chain(""), None);
+        assert_eq!(xfcc_chain(&two), Err(CertTextError::XfccElements));
+        assert_eq!(xfcc_chain("Hash=1;Cert=abc"), Ok(None));
+        assert_eq!(xfcc_chain(""), Ok(None));
     }
 }

@@ -59,20 +59,30 @@ impl Authorization for Check {
         let attributes = request.into_inner().attributes.unwrap_or_default();
         let http = attributes.request.and_then(|r| r.http).unwrap_or_default();
         let headers = header_map(&http);
-        let certificate = headers
-            .get("x-forwarded-client-cert")
-            .and_then(|v| v.to_str().ok())
-            .and_then(cert::xfcc_chain)
-            .or_else(|| {
-                attributes
-                    .source
-                    .map(|peer| peer.certificate)
-                    .filter(|c| !c.is_empty())
-            });
+        let source = attributes
+            .source
+            .map(|peer| peer.certificate)
+            .filter(|c| !c.is_empty());
+        // The forwarded chain when there is one, bound to the handshake's leaf when Envoy
+        // passed that too; else the handshake's leaf alone.
+        let xfcc = match headers.get("x-forwarded-client-cert").map(|v| v.to_str()) {
+            None => Ok(None),
+            Some(Ok(text)) => cert::xfcc_chain(text),
+            Some(Err(_)) => Err(cert::CertTextError::BadPercent),
+        };
+        let (certificate, peer_leaf) = match xfcc {
+            Ok(Some(chain)) => (Ok(Some(chain)), source.as_deref()),
+            Ok(None) => (Ok(source.clone()), None),
+            Err(why) => (Err(why), None),
+        };
         let context = &attributes.context_extensions;
         let question = Question {
             transport: Transport::Grpc,
-            certificate: certificate.as_deref(),
+            certificate: certificate
+                .as_ref()
+                .map(Option::as_deref)
+                .map_err(Clone::clone),
+            peer_leaf,
             headers: &headers,
             defaults: ScopeDefaults {
                 organization: context.get("organization").map(String::as_str),

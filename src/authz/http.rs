@@ -2,8 +2,10 @@
 //! and path. The certificate is in the header `--cert-header` names; the scope in the
 //! request's `OpenAI-Organization` / `OpenAI-Project`. Admitted: 200, empty body, the identity
 //! headers (nginx takes them with `auth_request_set`). Refused: 401 when no certificate was
-//! passed, 400 when it could not be read, else 403 (nginx's `auth_request` understands only
-//! 2xx, 401 and 403), the code in `X-Certgate-Refusal`, OpenAI's error body.
+//! passed, else 403 (nginx's `auth_request` understands only 2xx, 401 and 403: any other
+//! status becomes a 500 for the client), also for a certificate text that cannot be read; the
+//! code in `X-Certgate-Refusal`, OpenAI's error body (its `type` still says
+//! `invalid_request_error` for an unreadable text, as gRPC's 400 does).
 
 use std::sync::Arc;
 
@@ -42,7 +44,8 @@ pub async fn handle(State(shared): State<Arc<AuthzState>>, req: Request) -> Resp
     };
     let question = Question {
         transport: Transport::Http,
-        certificate,
+        certificate: Ok(certificate),
+        peer_leaf: None,
         headers,
         defaults: ScopeDefaults::default(),
     };
@@ -64,8 +67,6 @@ fn refused(why: &Refused) -> Response {
     let error = why.error();
     let status = if why.no_certificate() {
         StatusCode::UNAUTHORIZED
-    } else if matches!(why, Refused::Unparseable(_)) {
-        StatusCode::BAD_REQUEST
     } else {
         StatusCode::FORBIDDEN
     };

@@ -26,8 +26,12 @@ use crate::trust::{ChainChecks, PeerChain, Rejection};
 /// What a proxy passed about one request.
 pub struct Question<'a> {
     pub transport: Transport,
-    /// The certificate text as passed (see [`cert::parse_chain`]); `None` when none was.
-    pub certificate: Option<&'a str>,
+    /// The certificate text as passed (see [`cert::parse_chain`]); `None` when none was, an
+    /// error when the header that should carry it could not be read.
+    pub certificate: Result<Option<&'a str>, CertTextError>,
+    /// The leaf the proxy's own handshake saw, when `certificate` came from a forwarded header
+    /// that a client may have had a hand in: the chain must begin with it.
+    pub peer_leaf: Option<&'a str>,
     /// The request's headers (the scope headers and what to remove are read from them).
     pub headers: &'a HeaderMap,
     /// The scope when the headers name none (gRPC: the route's `context_extensions`; the
@@ -84,10 +88,30 @@ impl Refused {
     }
 }
 
+/// How long a parsed chain and its chain work are kept for repeated questions.
+pub const PEER_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What an entry costs besides its certificates (key, bookkeeping, chain-work results).
+const KEY_WEIGHT: usize = 1024;
+
 /// A chain as passed, parsed once, and what its chain work found so far.
 pub struct Peer {
     chain: Option<Arc<PeerChain>>,
     checks: tokio::sync::Mutex<ChainChecks>,
+    born: Instant,
+    /// Bytes it holds, roughly: what the chain cache is bounded by.
+    weight: u64,
+}
+
+/// The chain cache's measure: bytes, so a client sending large chains cannot make 10,000
+/// entries cost gigabytes.
+#[derive(Clone, Copy, Default)]
+pub struct PeerWeight;
+
+impl quick_cache::Weighter<[u8; 32], Arc<Peer>> for PeerWeight {
+    fn weight(&self, _key: &[u8; 32], peer: &Arc<Peer>) -> u64 {
+        peer.weight.max(1)
+    }
 }
 
 impl AuthzState {
@@ -111,7 +135,11 @@ impl AuthzState {
     }
 
     async fn answer(&self, question: Question<'_>) -> Answer {
-        let peer = match self.peer(question.certificate).await {
+        let peer = match question.certificate {
+            Ok(text) => self.peer(text, question.peer_leaf).await,
+            Err(why) => Err(why),
+        };
+        let peer = match peer {
             Ok(peer) => peer,
             Err(why) => return Answer::Refused(Refused::Unparseable(why)),
         };
@@ -173,27 +201,49 @@ impl AuthzState {
             .collect()
     }
 
-    /// The parsed chain for a certificate text and its chain work so far: kept per text, so
-    /// a proxy asking again about the same client costs neither.
-    async fn peer(&self, text: Option<&str>) -> Result<Arc<Peer>, CertTextError> {
+    /// The parsed chain for a certificate text and its chain work so far: kept per text (and
+    /// the handshake's leaf it is bound to) for [`PEER_KEPT_FOR`], so a proxy asking again
+    /// about the same client costs neither, while a check that failed on time (a certificate
+    /// not yet valid) or a spent chain-work budget is tried afresh as a reconnect would be at
+    /// the gateway.
+    async fn peer(
+        &self,
+        text: Option<&str>,
+        leaf: Option<&str>,
+    ) -> Result<Arc<Peer>, CertTextError> {
         let text = text.map(str::trim).unwrap_or_default();
         if text.is_empty() {
             return Ok(self.no_certificate.clone());
         }
-        let key: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+        let mut key = sha2::Sha256::new();
+        key.update(text.as_bytes());
+        if let Some(leaf) = leaf {
+            key.update([0]);
+            key.update(leaf.as_bytes());
+        }
+        let key: [u8; 32] = key.finalize().into();
         if let Some(peer) = self.chains.get(&key) {
-            return Ok(peer);
+            if peer.born.elapsed() < PEER_KEPT_FOR {
+                return Ok(peer);
+            }
         }
         let owned = text.to_owned();
+        let leaf = leaf.map(str::to_owned);
         // Decoding and X.509 parsing are CPU work on client-controlled input: on the pool.
         let parsed = self
             .chain_pool
-            .run(move || cert::parse_chain(&owned).map(PeerChain::new))
+            .run(move || cert::parse_bound_chain(&owned, leaf.as_deref()).map(PeerChain::new))
             .await
             .unwrap_or(Err(CertTextError::BadBase64))?;
+        let weight = KEY_WEIGHT
+            + parsed
+                .as_ref()
+                .map_or(0, |chain| 2 * chain.der_len() + chain.leaf_sha256().len());
         let peer = Arc::new(Peer {
             chain: parsed.map(Arc::new),
             checks: tokio::sync::Mutex::new(ChainChecks::default()),
+            born: Instant::now(),
+            weight: weight as u64,
         });
         self.chains.insert(key, peer.clone());
         Ok(peer)
@@ -205,5 +255,7 @@ pub fn no_certificate() -> Arc<Peer> {
     Arc::new(Peer {
         chain: None,
         checks: tokio::sync::Mutex::new(ChainChecks::default()),
+        born: Instant::now(),
+        weight: KEY_WEIGHT as u64,
     })
 }

@@ -80,8 +80,10 @@ impl Default for AuthzOptions {
     }
 }
 
-/// Chains remembered with their chain work (see [`judge`]).
+/// Chains remembered with their chain work (see [`judge`]): about this many, and at most
+/// [`CHAIN_BYTES_KEPT`] of certificates, least recently used dropped first.
 const CHAINS_KEPT: usize = 10_000;
+const CHAIN_BYTES_KEPT: u64 = 64 * 1024 * 1024;
 
 /// Everything a question needs, shared by both listeners.
 pub struct AuthzState {
@@ -92,7 +94,7 @@ pub struct AuthzState {
     chain_pool: ChainPool,
     chain_cache: CheckCache,
     ocsp: OcspChecker,
-    chains: quick_cache::sync::Cache<[u8; 32], Arc<judge::Peer>>,
+    chains: quick_cache::sync::Cache<[u8; 32], Arc<judge::Peer>, judge::PeerWeight>,
     no_certificate: Arc<judge::Peer>,
     default_organization: Option<String>,
     forward_scope_headers: bool,
@@ -138,7 +140,11 @@ impl Authz {
                 chain_pool: ChainPool::for_this_machine(),
                 chain_cache: CheckCache::default(),
                 ocsp: OcspChecker::new(options.fetch_allow_private, ocsp_metrics),
-                chains: quick_cache::sync::Cache::new(CHAINS_KEPT),
+                chains: quick_cache::sync::Cache::with_weighter(
+                    CHAINS_KEPT,
+                    CHAIN_BYTES_KEPT,
+                    judge::PeerWeight,
+                ),
                 no_certificate: judge::no_certificate(),
                 default_organization: options.default_organization,
                 forward_scope_headers: options.forward_scope_headers,

@@ -137,6 +137,20 @@ pub fn is_public(ip: IpAddr) -> bool {
                 );
                 return !v6.is_loopback() && !v6.is_unspecified() && is_public_v4(v4);
             }
+            // 2002::/16 (6to4) routes to the IPv4 address in its next 32 bits.
+            if s[0] == 0x2002 {
+                let v4 = Ipv4Addr::new(
+                    (s[1] >> 8) as u8,
+                    (s[1] & 0xff) as u8,
+                    (s[2] >> 8) as u8,
+                    (s[2] & 0xff) as u8,
+                );
+                return is_public_v4(v4);
+            }
+            // 64:ff9b:1::/48: translation for local use (RFC 8215), never the public internet.
+            if s[..3] == [0x64, 0xff9b, 1] {
+                return false;
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -213,8 +227,11 @@ async fn exchange(request: Request<'_>, policy: &FetchPolicy) -> Result<Bytes, F
     }
     let host = url.host_str().ok_or(FetchError::BadUrl)?.to_owned();
     let mut tcp = None;
+    // Each address gets a share of the time limit, so one that never answers does not use it
+    // all and leave the others untried.
+    let attempt = (policy.timeout / 3).max(std::time::Duration::from_millis(100));
     for addr in addresses(url, policy).await? {
-        if let Ok(stream) = TcpStream::connect(addr).await {
+        if let Ok(Ok(stream)) = tokio::time::timeout(attempt, TcpStream::connect(addr)).await {
             tcp = Some(stream);
             break;
         }
@@ -342,11 +359,22 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
             "2001:db8::1",
+            "2002:7f00:1::",      // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::1",  // 6to4 of 169.254.169.254
+            "64:ff9b:1::a00:1",   // local-use NAT64
+            "64:ff9b:1::808:808", // local-use NAT64, whatever it embeds
         ] {
             let ip: IpAddr = private.parse().unwrap();
             assert!(!is_public(ip), "{private} must be refused");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "2002:808:808::1",  // 6to4 of 8.8.8.8
+            "64:ff9b::808:808", // well-known NAT64 of 8.8.8.8
+        ] {
             let ip: IpAddr = public.parse().unwrap();
             assert!(is_public(ip), "{public} must pass");
         }

@@ -11,7 +11,7 @@
 //! event and a count in `certgate_crl_fetches_total{outcome}`; its reason is certgate's own
 //! words, never anything of the fetched body.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +32,12 @@ use crate::store::{CrlSource, Store, StoreError};
 const MAX_CONCURRENT_FETCHES: usize = 4;
 /// How long a claimed lease outlives the fetch's own time limit (storing, slow database).
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// A lease with less than this many seconds left is extended before the next certificate.
+const LEASE_MARGIN_SECS: i64 = 20;
+
+/// A fetched body parsed and verified against one CA: the CRL and its number, or why not.
+type Checked = Result<Arc<(ParsedCrl, Option<String>)>, String>;
 const ACCEPT: &str = "application/pkix-crl, application/x-pem-file;q=0.9, */*;q=0.5";
 
 /// When CRLs are fetched again: at nextUpdate, clamped to `min..=max`; after failures, `min`
@@ -159,22 +165,16 @@ impl CrlFetcher {
     }
 
     async fn round(self: Arc<Self>) -> Result<(), StoreError> {
-        let mut by_url: BTreeMap<String, Vec<CrlSource>> = BTreeMap::new();
-        for source in self.store.crl_sources().await? {
-            by_url.entry(source.url.clone()).or_default().push(source);
-        }
-        for (url, sources) in by_url {
-            if !sources.iter().any(|s| s.due) || self.is_running(&url) {
+        for url in self.store.due_crl_urls().await? {
+            if self.is_running(&url) {
                 continue;
             }
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 break;
             };
-            let lease = self.store.now()
-                + i64::try_from((self.policy.timeout + LEASE_MARGIN).as_secs()).unwrap_or(60);
             let Some(failures) = self
                 .store
-                .claim_crl_fetch(&url, &self.holder, lease)
+                .claim_crl_fetch(&url, &self.holder, self.lease_end())
                 .await?
             else {
                 continue;
@@ -182,12 +182,23 @@ impl CrlFetcher {
             self.set_running(&url, true);
             let me = self.clone();
             tokio::spawn(async move {
-                me.fetch_url(&url, sources, failures).await;
+                match me.store.crl_sources(&url).await {
+                    Ok(sources) => me.fetch_url(&url, sources, failures).await,
+                    Err(e) => {
+                        tracing::warn!(url = ?url, error = %crate::telemetry::ErrorChain(&e), "CRL fetcher: could not read the certificates naming a URL; its lease runs out by itself");
+                    }
+                }
                 me.set_running(&url, false);
                 drop(slot);
             });
         }
         Ok(())
+    }
+
+    /// When a lease taken now ends: one fetch's time limit and a margin for applying it.
+    fn lease_end(&self) -> i64 {
+        self.store.now()
+            + i64::try_from((self.policy.timeout + LEASE_MARGIN).as_secs()).unwrap_or(60)
     }
 
     fn is_running(&self, url: &str) -> bool {
@@ -235,8 +246,23 @@ impl CrlFetcher {
                 }
             }
             Ok(body) => {
+                let mut checked: HashMap<String, Checked> = HashMap::new();
+                let mut lease_until = self.lease_end();
                 for source in &sources {
-                    match self.apply(source, body.clone()).await {
+                    // Applying to many certificates may outlast the lease: keep it, so no
+                    // other replica fetches the URL again meanwhile.
+                    if lease_until - self.store.now() < LEASE_MARGIN_SECS {
+                        lease_until = self.lease_end();
+                        let kept = self
+                            .store
+                            .extend_crl_fetch(url, &self.holder, lease_until)
+                            .await;
+                        if !matches!(kept, Ok(true)) {
+                            tracing::info!(url = ?url, "CRL fetcher: lost the lease while applying a fetch; the rest waits for the next fetch");
+                            break;
+                        }
+                    }
+                    match self.apply(source, &body, &mut checked).await {
                         Ok((number, summary, outcome)) => {
                             any_good = true;
                             next_update = next_update.or(Some(summary.next_update));
@@ -270,16 +296,28 @@ impl CrlFetcher {
 
     /// Parses and checks `body` as `source`'s CRL (off the async workers) and stores it when it
     /// differs from the stored one. The reason of a refusal names the rule, never the body.
+    ///
+    /// One body is parsed and verified once per distinct CA (`checked`, keyed by its PEM),
+    /// however many certificates of that CA name the URL.
     async fn apply(
         &self,
         source: &CrlSource,
-        body: Bytes,
+        body: &Bytes,
+        checked: &mut HashMap<String, Checked>,
     ) -> Result<(Option<String>, CrlSummary, &'static str), String> {
-        let (pem, now) = (source.pem.clone(), self.store.now());
-        let checked = tokio::task::spawn_blocking(move || check(&body, &pem, now))
-            .await
-            .map_err(|_| "internal: the CRL check did not finish".to_owned())??;
-        let (crl, number) = checked;
+        let result = if let Some(result) = checked.get(&source.pem) {
+            result.clone()
+        } else {
+            let (body, pem, now) = (body.clone(), source.pem.clone(), self.store.now());
+            let result = tokio::task::spawn_blocking(move || check(&body, &pem, now))
+                .await
+                .map_err(|_| "internal: the CRL check did not finish".to_owned())
+                .and_then(|checked| checked.map(Arc::new));
+            checked.insert(source.pem.clone(), result.clone());
+            result
+        };
+        let checked = result?;
+        let (crl, number) = (&checked.0, checked.1.clone());
         let summary = CrlSummary {
             certificate_id: source.certificate_id.clone(),
             this_update: crl.this_update,
@@ -291,7 +329,7 @@ impl CrlFetcher {
         }
         match self
             .store
-            .put_crl(&source.org_id, &source.certificate_id, &crl, &Actor::System)
+            .put_crl(&source.org_id, &source.certificate_id, crl, &Actor::System)
             .await
         {
             Ok(stored) => {

@@ -251,34 +251,40 @@ impl TrustState {
             "the trust snapshot",
         )
         .await?;
-        let (fresh, kept) = off_workers(move || {
+        // Building both and comparing their views costs in proportion to the whole trust
+        // state: all of it off the async workers.
+        let (fresh, differing) = off_workers(move || {
             let fresh = TrustIndex::build(&snapshot, &current);
-            let kept = match changes {
-                TrustChanges::Delta(delta) => Some(current.apply(&delta)),
+            let differing = match changes {
+                TrustChanges::Delta(delta) => {
+                    let kept = current.apply(&delta);
+                    let (want, have) = (fresh.view(), kept.view());
+                    (want != have).then(|| {
+                        want.organizations
+                            .keys()
+                            .chain(have.organizations.keys())
+                            .filter(|org| {
+                                want.organizations.get(*org) != have.organizations.get(*org)
+                            })
+                            .cloned()
+                            .collect::<std::collections::BTreeSet<String>>()
+                    })
+                }
                 TrustChanges::Gap { .. } => None,
             };
-            (fresh, kept)
+            (fresh, differing)
         })
         .await?;
-        if let Some(kept) = kept {
-            let (want, have) = (fresh.view(), kept.view());
-            if want != have {
-                self.counts
-                    .reconcile_repairs
-                    .fetch_add(1, Ordering::Relaxed);
-                let differing: Vec<&String> = want
-                    .organizations
-                    .keys()
-                    .chain(have.organizations.keys())
-                    .filter(|org| want.organizations.get(*org) != have.organizations.get(*org))
-                    .collect();
-                tracing::error!(
-                    generation = ?fresh.generation(),
-                    organizations = ?differing,
-                    "the trust state kept up to date by changes differed from the database's; \
-                     repaired from a full read (a bug: please report it)"
-                );
-            }
+        if let Some(differing) = differing {
+            self.counts
+                .reconcile_repairs
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                generation = ?fresh.generation(),
+                organizations = ?differing,
+                "the trust state kept up to date by changes differed from the database's; \
+                 repaired from a full read (a bug: please report it)"
+            );
         }
         self.swap(fresh);
         Ok(())

@@ -20,29 +20,45 @@ pub struct CrlSource {
     pub pem: String,
     /// SHA-256 (hex) of the CRL stored now, if any: an unchanged fetch stores nothing.
     pub stored_sha256: Option<String>,
-    /// The URL is due for a fetch now (never fetched, or its next fetch is due) and no
-    /// replica holds its lease: worth trying to claim.
-    pub due: bool,
 }
 
 impl Store {
-    /// Every live certificate with a `crl_url`, ordered by URL, and whether its URL is due: one
-    /// read, so that a replica writes (claims) only when there is something to fetch.
-    pub async fn crl_sources(&self) -> Result<Vec<CrlSource>> {
+    /// The URLs worth trying to claim now: named by a live certificate, due for a fetch
+    /// (never fetched, or its next fetch has come) and leased by no replica. The fetcher asks
+    /// every tick, so this reads URLs only, never certificates.
+    pub async fn due_crl_urls(&self) -> Result<Vec<String>> {
         let now = self.now();
         let rows = self
             .read(|pool| {
                 sqlx::query(
-                    "SELECT c.org_id, c.id, c.crl_url, c.content, r.der_sha256,
-                            CAST(CASE WHEN l.url IS NULL OR (l.next_fetch_at <= $1 AND l.lease_until <= $1)
-                                 THEN 1 ELSE 0 END AS BIGINT) AS due
+                    "SELECT DISTINCT c.crl_url
                      FROM certificates c
-                     LEFT JOIN certificate_crls r ON r.certificate_id = c.id
                      LEFT JOIN crl_fetch_leases l ON l.url = c.crl_url
                      WHERE c.deleted_at IS NULL AND c.crl_url IS NOT NULL
-                     ORDER BY c.crl_url, c.id",
+                       AND (l.url IS NULL OR (l.next_fetch_at <= $1 AND l.lease_until <= $1))
+                     ORDER BY c.crl_url",
                 )
                 .bind(now)
+                .fetch_all(pool)
+            })
+            .await?;
+        rows.iter().map(|row| Ok(row.try_get("crl_url")?)).collect()
+    }
+
+    /// Every live certificate naming `url`, with its PEM: read once a replica holds the URL's
+    /// lease.
+    pub async fn crl_sources(&self, url: &str) -> Result<Vec<CrlSource>> {
+        let url = url.to_owned();
+        let rows = self
+            .read(|pool| {
+                sqlx::query(
+                    "SELECT c.org_id, c.id, c.crl_url, c.content, r.der_sha256
+                     FROM certificates c
+                     LEFT JOIN certificate_crls r ON r.certificate_id = c.id
+                     WHERE c.deleted_at IS NULL AND c.crl_url = $1
+                     ORDER BY c.id",
+                )
+                .bind(url.clone())
                 .fetch_all(pool)
             })
             .await?;
@@ -54,7 +70,6 @@ impl Store {
                     url: row.try_get("crl_url")?,
                     pem: row.try_get("content")?,
                     stored_sha256: row.try_get("der_sha256")?,
-                    due: row.try_get::<i64, _>("due")? != 0,
                 })
             })
             .collect()
@@ -94,6 +109,27 @@ impl Store {
                 Some(row) => Some(row.try_get::<i64, _>("failures")?),
                 None => None,
             })
+        })
+    }
+
+    /// Moves `holder`'s lease on `url` to `lease_until`, while its fetch is still being
+    /// applied; `false` when the lease is no longer `holder`'s.
+    pub async fn extend_crl_fetch(
+        &self,
+        url: &str,
+        holder: &str,
+        lease_until: i64,
+    ) -> Result<bool> {
+        in_transaction!(self, |tx| {
+            let done = sqlx::query(
+                "UPDATE crl_fetch_leases SET lease_until = $1 WHERE url = $2 AND holder = $3",
+            )
+            .bind(lease_until)
+            .bind(url)
+            .bind(holder)
+            .execute(&mut *tx)
+            .await?;
+            Ok(done.rows_affected() == 1)
         })
     }
 

@@ -145,6 +145,11 @@ impl PeerChain {
             .find(|c| hex::encode(sha2::Sha256::digest(c.as_ref())) == sha256)
     }
 
+    /// Bytes of DER the client sent, every certificate counted.
+    pub fn der_len(&self) -> usize {
+        self.certs.iter().map(|der| der.len()).sum()
+    }
+
     /// How many certificates the client sent besides its leaf.
     pub fn intermediates(&self) -> usize {
         self.certs.len().saturating_sub(1)

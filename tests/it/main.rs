@@ -16,6 +16,7 @@ mod api;
 mod authz;
 mod cert_cli;
 mod cli;
+mod crl_lease;
 mod deadline;
 mod fetch;
 mod gateway;

@@ -13,7 +13,7 @@ use super::{
     chain_pem, check_request, escape, grpc_check, grpc_outcome, grpc_set_headers, http_check,
     Outcome, Via,
 };
-use crate::gateway::good_leaf;
+use crate::gateway::{good_leaf, Identity};
 use crate::helpers::{backend_tests, TestApp};
 use crate::metrics::Scrape;
 use crate::pki;
@@ -22,7 +22,8 @@ backend_tests!(
     grpc_admission_sets_identity_and_removes_what_the_client_sent,
     grpc_forwards_scope_headers_only_when_told,
     forward_auth_answers,
-    unreadable_certificates_are_bad_requests,
+    unreadable_certificates_are_refused_as_bad_requests,
+    a_forwarded_chain_is_bound_to_the_handshake_leaf,
     decisions_are_counted_and_timed,
 );
 
@@ -197,7 +198,7 @@ async fn forward_auth_answers(app: TestApp) {
     assert_eq!(res.status(), 401, "only the named header is read");
 }
 
-async fn unreadable_certificates_are_bad_requests(app: TestApp) {
+async fn unreadable_certificates_are_refused_as_bad_requests(app: TestApp) {
     let az = super::setup(&app).await;
     let ca = pki::ca("Org CA");
     app.api.upload_active(&ca).await;
@@ -209,7 +210,8 @@ async fn unreadable_certificates_are_bad_requests(app: TestApp) {
         "-----BEGIN PRIVATE KEY----- AAAA -----END PRIVATE KEY-----",
     ] {
         let a = http_check(&az, Some(garbage), &[]).await;
-        assert_eq!(a.status, 400, "{garbage}: {}", a.body);
+        // 403, not 400: nginx's auth_request turns any status but 2xx/401/403 into a 500.
+        assert_eq!(a.status, 403, "{garbage}: {}", a.body);
         assert_eq!(a.body["error"]["type"], "invalid_request_error");
         assert_eq!(
             a.headers["x-certgate-refusal"],
@@ -254,6 +256,60 @@ async fn unreadable_certificates_are_bad_requests(app: TestApp) {
             }
         ),
         "{outcome:?}"
+    );
+}
+
+/// Envoy writes `URI=`/`DNS=` values unquoted after `Chain=`: a client whose own (untrusted)
+/// certificate names `urn:x,Chain=<a trusted client's public chain>` must not be judged as
+/// that client. The header must hold one element, and its chain must begin with the leaf
+/// Envoy's handshake saw (`attributes.source.certificate`).
+async fn a_forwarded_chain_is_bound_to_the_handshake_leaf(app: TestApp) {
+    let az = super::setup(&app).await;
+    let ca = pki::ca("Org CA");
+    app.api.upload_active(&ca).await;
+    let victim = good_leaf(&ca);
+    let attacker = good_leaf(&pki::ca("Attacker's own CA"));
+    super::caught_up(&app, &az).await;
+    let leaf_of = |id: &Identity| {
+        escape(&pem::encode(&pem::Pem::new(
+            "CERTIFICATE",
+            id.chain[0].to_vec(),
+        )))
+    };
+    let ask = |xfcc: String, source: String| {
+        let mut request = check_request(None, Via::Source, &[], &[]);
+        let attributes = request.attributes.as_mut().unwrap();
+        attributes.source.as_mut().unwrap().certificate = source;
+        let http = attributes.request.as_mut().unwrap().http.as_mut().unwrap();
+        http.headers.insert("x-forwarded-client-cert".into(), xfcc);
+        grpc_check(&az, request)
+    };
+    let bad_request = |outcome: &Outcome, says: &str| match outcome {
+        Outcome::Refused {
+            status: 400,
+            code: None,
+            message,
+        } => assert!(message.contains(says), "{message}"),
+        other => panic!("expected a 400 saying {says:?}, got {other:?}"),
+    };
+    // The injection: the attacker's handshake, a second element naming the victim's chain.
+    let injected = format!(
+        "Hash=00;Chain=\"{}\";URI=urn:x,Chain={}",
+        escape(&chain_pem(&attacker)),
+        escape(&chain_pem(&victim))
+    );
+    let res = ask(injected, leaf_of(&attacker)).await;
+    bad_request(&grpc_outcome(&res), "more than one element");
+    // One element naming the victim's chain while the handshake saw the attacker's leaf.
+    let swapped = format!("Hash=00;Chain=\"{}\"", escape(&chain_pem(&victim)));
+    let res = ask(swapped.clone(), leaf_of(&attacker)).await;
+    bad_request(&grpc_outcome(&res), "does not begin with the certificate");
+    // The same chain with its own handshake leaf is admitted: the binding is what refused.
+    let res = ask(swapped, leaf_of(&victim)).await;
+    assert!(
+        matches!(grpc_outcome(&res), Outcome::Admitted(_)),
+        "{:?}",
+        grpc_outcome(&res)
     );
 }
 
