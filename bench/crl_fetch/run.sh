@@ -17,9 +17,11 @@ ROUNDS=${ROUNDS:-5}
 ENTRIES_BIG=${ENTRIES_BIG:-500000}
 ENTRIES_SMALL=${ENTRIES_SMALL:-270000}
 
-cargo build --release --bin certgate --example crl_bench
-BIN=$PWD/target/release/certgate
-BENCH=$PWD/target/release/examples/crl_bench
+# PROFILE=debug (with SKIP_BUILD=1, binaries already built) checks the script itself quickly.
+PROFILE=${PROFILE:-release}
+if [ -z "${SKIP_BUILD:-}" ]; then cargo build --release --bin certgate --example crl_bench; fi
+BIN=$PWD/target/$PROFILE/certgate
+BENCH=$PWD/target/$PROFILE/examples/crl_bench
 WORK=$(mktemp -d /tmp/certgate-crl-fetch.XXXXXX)
 echo "work directory: $WORK"
 PIDS=()
