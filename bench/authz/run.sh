@@ -24,7 +24,8 @@
 #
 # Environment: ENVOY (default: envoy on PATH, else .venv/bin/envoy), PROXIES (default
 # "envoy nginx"), ROUNDS (default 5), SECONDS_PER_ROUND (default 8), CONNS (default 32),
-# THREADS (default 2). Results: printed, and kept in $WORK/results.md and $WORK/rounds.jsonl.
+# THREADS (default 2), PROFILE (default release; "debug" only to check the script itself, its
+# figures mean nothing). Results: printed, and kept in $WORK/results.md and $WORK/rounds.jsonl.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
@@ -40,14 +41,15 @@ fi
 command -v wrk >/dev/null || { echo "wrk is required" >&2; exit 1; }
 command -v nginx >/dev/null || { echo "nginx is required" >&2; exit 1; }
 
-cargo build --release --bin certgate --example handshake_bench --example allow_all_ext_authz
-TARGET=$(target_dir)
-BIN=$TARGET/release/certgate
+PROFILE=${PROFILE:-release}
+cargo build $([[ $PROFILE == release ]] && echo --release) --bin certgate --example handshake_bench --example allow_all_ext_authz
+TARGET=$(target_dir)/$PROFILE
+BIN=$TARGET/certgate
 WORK=$(mktemp -d /tmp/certgate-authz-bench.XXXXXX)
 echo "work directory: $WORK"
 
 # One organization, one active CA, a client leaf it issued.
-"$TARGET/release/examples/handshake_bench" setup "$WORK" "sqlite://$WORK/certgate.db" 1 1 >/dev/null
+"$TARGET/examples/handshake_bench" setup "$WORK" "sqlite://$WORK/certgate.db" 1 1 >/dev/null
 ORG=$(json_field "$WORK/setup.json" organization)
 ESCAPED=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(open(sys.argv[1]).read(), safe=""))' "$WORK/client.pem")
 XFCC="Hash=00;Chain=\"$ESCAPED\""
@@ -56,7 +58,7 @@ start_upstream "$WORK/upstream"
 CG=$(free_port); CGH=$(free_port); MET=$(free_port); BARE=$(free_port); BAREH=$(free_port)
 RUST_LOG=warn bg_start "$BIN" authz --database "sqlite://$WORK/certgate.db" --organization "$ORG" \
     --grpc-listen "127.0.0.1:$CG" --http-listen "127.0.0.1:$CGH" --metrics-listen "127.0.0.1:$MET"
-bg_start "$TARGET/release/examples/allow_all_ext_authz" "127.0.0.1:$BARE" "127.0.0.1:$BAREH" >/dev/null
+bg_start "$TARGET/examples/allow_all_ext_authz" "127.0.0.1:$BARE" "127.0.0.1:$BAREH" >/dev/null
 wait_port "$CG" "$CGH" "$BARE" "$BAREH"
 wait_http "http://127.0.0.1:$MET/readyz"
 
