@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fx=fixtures
-mkdir -p "$fx" seeds/{upload,decide,crl,filter,request_body,gateway_rules,wsframe}
+mkdir -p "$fx" seeds/{upload,decide,crl,filter,request_body,gateway_rules,wsframe,authz_cert}
 
 ca_ext() { # $1 = file; a CA that may sign certificates and CRLs
   printf '%s\n' "basicConstraints=critical,CA:TRUE${2:+,pathlen:$2}" \
@@ -175,4 +175,31 @@ ping = bytes([0x89, 0])
 for name, chunk, stream in [("text", 1, text + ping), ("masked", 7, text + masked + close), ("long", 64, long)]:
     with open(os.path.join(out, name), "wb") as f:
         f.write(bytes([chunk]) + stream)
+PY
+
+# authz_cert: certificate headers as proxies pass them (see fuzz_targets/authz_cert.rs): the
+# text itself, or `[u16 length][DER]…` for the target to encode. Made from the fixtures alone.
+python3 - "$fx" seeds/authz_cert <<'PY'
+import base64, os, subprocess, sys, urllib.parse
+fx, out = sys.argv[1:]
+pems = [open(os.path.join(fx, n + ".pem")).read() for n in ("intermediate", "root", "other")]
+ders = [subprocess.run(["openssl", "x509", "-outform", "DER"], input=p.encode(), check=True,
+                       capture_output=True).stdout for p in pems]
+esc = lambda t: urllib.parse.quote(t, safe="")
+chain = pems[0] + pems[1]
+seeds = {
+    "pem": pems[1],
+    "pem-escaped-chain": esc(chain),
+    "pem-spaces": chain.replace("\n", " "),
+    "pem-tabs": pems[2].replace("\n", "\t"),
+    "traefik-commas": esc(",".join(base64.b64encode(d).decode() for d in ders)),
+    "haproxy-base64": base64.b64encode(ders[2]).decode(),
+    "xfcc": 'By=spiffe://a;Hash=00;Chain="%s";Subject="CN=a,O=\\"b;c\\""' % esc(chain),
+    "short-percent": esc(pems[1])[:40] + "%2",
+}
+for name, text in seeds.items():
+    with open(os.path.join(out, name), "w") as f:
+        f.write(text)
+with open(os.path.join(out, "der-chain"), "wb") as f:
+    f.write(b"".join(len(d).to_bytes(2, "big") + d for d in ders))
 PY

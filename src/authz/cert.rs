@@ -112,6 +112,11 @@ fn percent_decode(text: &str) -> Result<String, CertTextError> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3).ok_or(CertTextError::BadPercent)?;
+            // Two hex digits, checked first: `from_str_radix` alone also takes a sign
+            // (`%+1` would read as byte 1).
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(CertTextError::BadPercent);
+            }
             let hex = std::str::from_utf8(hex).map_err(|_| CertTextError::BadPercent)?;
             out.push(u8::from_str_radix(hex, 16).map_err(|_| CertTextError::BadPercent)?);
             i += 3;
@@ -299,6 +304,15 @@ mod tests {
         assert!(parse_chain("  ").unwrap().is_empty());
         assert_eq!(parse_chain("%zz"), Err(CertTextError::BadPercent));
         assert_eq!(parse_chain("%4"), Err(CertTextError::BadPercent));
+        // A sign is not a hex digit (from_str_radix would take `+1`); found writing the
+        // authz_cert fuzz target's oracle.
+        assert_eq!(parse_chain("%+1"), Err(CertTextError::BadPercent));
+        assert_eq!(parse_chain("MIIB%+AAA"), Err(CertTextError::BadPercent));
+        assert_eq!(
+            parse_chain("%51%51").map(|c| ders(&c)),
+            Ok(vec![vec![0x41]]),
+            "valid escapes are read"
+        );
         assert_eq!(parse_chain("not base64!"), Err(CertTextError::BadBase64));
         assert_eq!(
             parse_chain("-----BEGIN CERTIFICATE----- AAAA"),
