@@ -8,7 +8,9 @@
 #              CPU time (median of ROUNDS changes, each followed by exactly the watcher's refresh)
 #   propagate: from a write's acknowledgement to each watcher's swap of an index holding it
 #              (p50/p99), at 1 and 20 writes/s with one watcher, and at 20 writes/s with
-#              WATCHERS watchers (each its own store and connections) on PostgreSQL
+#              WATCHERS watchers (each its own store and connections) on PostgreSQL; each
+#              "before" (the watcher loop as it was before incremental sync: poll, and a full
+#              read and build per new generation) then "after" (the watcher as it is)
 #
 # Environment: DATABASE (default: a SQLite file in the work directory; a postgres:// URL of an
 # empty database or schema works too), ROUNDS (default 40), PROP_SECONDS (default 20),
@@ -29,11 +31,19 @@ if [ "${SKIP_SETUP:-0}" != 1 ]; then
     echo "setup: $("$BENCH" setup "$DB" "$WORK")"
 fi
 echo "cost: $("$BENCH" cost "$DB" "$WORK" "$ROUNDS")" | tee -a "$WORK/results.txt"
-echo "propagate 1/s: $("$BENCH" propagate "$DB" "$WORK" 1 "$PROP_SECONDS" 1)" | tee -a "$WORK/results.txt"
-echo "propagate 20/s: $("$BENCH" propagate "$DB" "$WORK" 20 "$PROP_SECONDS" 1)" | tee -a "$WORK/results.txt"
+for rate in 1 20; do
+    for mode in before after; do
+        echo "propagate $rate/s $mode: $("$BENCH" propagate "$DB" "$WORK" "$rate" "$PROP_SECONDS" 1 "$mode")" |
+            tee -a "$WORK/results.txt"
+    done
+done
 case "$DB" in
 postgres*)
-    echo "propagate 20/s, $WATCHERS watchers: $("$BENCH" propagate "$DB" "$WORK" 20 "$PROP_SECONDS" "$WATCHERS")" |
-        tee -a "$WORK/results.txt"
+    # Each watcher holds two connections (its store's, and LISTEN's): 50 need a server with
+    # max_connections above 100 (see docs/gateway.md for the one the figures were taken on).
+    for mode in before after; do
+        echo "propagate 20/s, $WATCHERS watchers $mode: $("$BENCH" propagate "$DB" "$WORK" 20 "$PROP_SECONDS" "$WATCHERS" "$mode")" |
+            tee -a "$WORK/results.txt"
+    done
     ;;
 esac

@@ -11,11 +11,15 @@
 //!   the refresh read from the database (`Store::trust_reads`) and this process's CPU time
 //!   during it (every thread's, from `/proc/self/task/*/schedstat`; on SQLite that includes the
 //!   database engine, which runs in the gateway's process). One JSON line.
-//! - `propagate DB DIR RATE SECONDS WATCHERS`: WATCHERS watchers, each with its own store
-//!   (its own connections) running `gateway::reload::spawn_watcher` exactly as `certgate
-//!   gateway` does (poll 100 ms); a writer changes trust RATE times a second for SECONDS; each
-//!   change is timed from the write's acknowledgement to each watcher's swap of an index that
-//!   holds it (after which every request is judged by it). One JSON line.
+//! - `propagate DB DIR RATE SECONDS WATCHERS [after|before]`: WATCHERS watchers, each with its
+//!   own store (its own connections) running `gateway::reload::spawn_watcher` exactly as
+//!   `certgate gateway` does (poll 100 ms); a writer changes trust RATE times a second for
+//!   SECONDS; each change is timed from the write's acknowledgement to each watcher's swap of
+//!   an index that holds it (after which every request is judged by it). One JSON line.
+//!   `before` runs instead the watcher loop as it was before incremental sync (commit
+//!   `e1b484a^1`, `gateway/reload.rs`): the 100 ms poll of the generation (woken sooner by
+//!   LISTEN/NOTIFY on PostgreSQL; SQLite had no file wake-up), and on every new generation the
+//!   full snapshot (held CRLs left out) and a full build of the index.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -50,20 +54,26 @@ async fn main() -> Result<(), BoxError> {
     match a.as_slice() {
         ["setup", db, dir] => setup(db, Path::new(dir)).await,
         ["cost", db, dir, rounds] => cost(db, Path::new(dir), rounds.parse()?).await,
-        ["propagate", db, dir, rate, secs, watchers] => {
+        ["propagate", db, dir, rate, secs, watchers, rest @ ..] => {
+            let before = match rest {
+                [] | ["after"] => false,
+                ["before"] => true,
+                _ => return Err("propagate's last argument is `after` or `before`".into()),
+            };
             propagate(
                 db,
                 Path::new(dir),
                 rate.parse()?,
                 secs.parse()?,
                 watchers.parse()?,
+                before,
             )
             .await
         }
         _ => {
             eprintln!(
                 "usage: sync_bench setup DB DIR | cost DB DIR ROUNDS | \
-                 propagate DB DIR RATE SECONDS WATCHERS"
+                 propagate DB DIR RATE SECONDS WATCHERS [after|before]"
             );
             std::process::exit(2)
         }
@@ -280,6 +290,7 @@ async fn propagate(
     rate: f64,
     secs: f64,
     watchers: usize,
+    before: bool,
 ) -> Result<(), BoxError> {
     let orgs = read_setup(dir)?;
     let writer = open(db, 2).await?;
@@ -292,6 +303,15 @@ async fn propagate(
     let mut handles = Vec::new();
     for w in 0..watchers {
         let store = open(db, 1).await?;
+        if before {
+            let seen = seen_tx.clone();
+            handles.push(tokio::spawn(async move {
+                if let Err(e) = full_read_watcher(w, store, intervals.poll, seen).await {
+                    eprintln!("watcher {w}: {e}");
+                }
+            }));
+            continue;
+        }
         let state = TrustState::new();
         let mut changes = state.changes();
         handles.push(spawn_watcher(state.clone(), store.clone(), intervals).await);
@@ -306,7 +326,17 @@ async fn propagate(
         }));
     }
     drop(seen_tx);
-    // Let every watcher load in full first.
+    // Every watcher loaded in full first (the `before` ones load in their own tasks), then
+    // settled into its wait.
+    let mut early = Vec::new();
+    if before {
+        let mut loaded = std::collections::HashSet::new();
+        while loaded.len() < watchers {
+            let (w, g, at) = seen_rx.recv().await.ok_or("the watchers stopped")?;
+            loaded.insert(w);
+            early.push((w, g, at));
+        }
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut acked_writes: Vec<(i64, Instant)> = Vec::new();
     let period = Duration::from_secs_f64(1.0 / rate);
@@ -329,13 +359,14 @@ async fn propagate(
         h.abort();
     }
     let mut first_seen: HashMap<usize, Vec<(i64, Instant)>> = HashMap::new();
-    while let Ok((w, g, at)) = seen_rx.try_recv() {
+    while let Some((w, g, at)) = early.pop().or_else(|| seen_rx.try_recv().ok()) {
         first_seen.entry(w).or_default().push((g, at));
     }
     let mut times = Vec::new();
     let mut missed = 0;
     for w in 0..watchers {
-        let seen = first_seen.get(&w).cloned().unwrap_or_default();
+        let mut seen = first_seen.get(&w).cloned().unwrap_or_default();
+        seen.sort_by_key(|(_, at)| *at);
         for (g, acked) in &acked_writes {
             match seen.iter().find(|(s, _)| s >= g) {
                 Some((_, at)) => {
@@ -349,6 +380,7 @@ async fn propagate(
     println!(
         "{}",
         json!({"backend": if db.starts_with("postgres") {"postgres"} else {"sqlite"},
+               "watcher": if before {"before (full read per change)"} else {"after (changes)"},
                "rate": rate, "watchers": watchers, "writes": acked_writes.len(), "missed": missed,
                "propagation_p50_ms": percentile(&times, 0.5),
                "propagation_p99_ms": percentile(&times, 0.99),
@@ -356,4 +388,51 @@ async fn propagate(
     );
     writer.close().await;
     Ok(())
+}
+
+/// The watcher loop as it was before incremental sync (commit `e1b484a^1`): a poll of the
+/// generation every `poll` (sooner on a PostgreSQL notification), and for every new generation
+/// the full snapshot and a full build of the index, off the async workers. Sends
+/// (watcher, generation, when swapped) after each build, as `propagate`'s observer does.
+async fn full_read_watcher(
+    w: usize,
+    store: Store,
+    poll: Duration,
+    seen: tokio::sync::mpsc::UnboundedSender<(usize, i64, Instant)>,
+) -> Result<(), BoxError> {
+    let mut index = Arc::new(certgate::trust::TrustIndex::empty());
+    let mut notified = store.listen_trust_changes();
+    let mut first = true;
+    loop {
+        if !first {
+            match notified.as_mut() {
+                Some(rx) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(poll) => {}
+                        changed = rx.changed() => {
+                            if changed.is_err() {
+                                notified = None;
+                            }
+                        }
+                    }
+                }
+                None => tokio::time::sleep(poll).await,
+            }
+        }
+        first = false;
+        let generation = store.trust_generation().await?;
+        if index.generation() == Some(generation) {
+            continue;
+        }
+        let snapshot = store.trust_snapshot(&index.crl_versions()).await?;
+        let previous = index.clone();
+        let next = tokio::task::spawn_blocking(move || {
+            certgate::trust::TrustIndex::build(&snapshot, &previous)
+        })
+        .await?;
+        index = Arc::new(next);
+        if let Some(g) = index.generation() {
+            let _ = seen.send((w, g, Instant::now()));
+        }
+    }
 }
