@@ -23,27 +23,15 @@ ENTRIES=${ENTRIES:-200000}
 SECONDS_PER_PHASE=${PHASE_SECONDS:-10}
 ROUNDS=${ROUNDS:-10}
 
-cargo build --release --bin certgate --example crl_bench
-BIN=$PWD/target/release/certgate
-BENCH=$PWD/target/release/examples/crl_bench
-WORK=$(mktemp -d /tmp/certgate-crls.XXXXXX)
+# shellcheck source=common.sh
+source bench/hostile/common.sh
+hostile_init crls crl_bench
 DB=${DATABASE:-sqlite://$WORK/certgate.db}
-echo "work directory: $WORK"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK/crls"
-}
-trap cleanup EXIT
+hostile_cleanup_extra() { rm -rf "$WORK/crls"; }
 # shellcheck source=../api/common.sh
 source bench/api/common.sh
 
-mkdir -p "$WORK/www/v1" && echo '{"object":"list","data":[]}' >"$WORK/www/v1/models"
-python3 -m http.server --bind 127.0.0.1 0 --directory "$WORK/www" >"$WORK/upstream.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do grep -q "Serving HTTP" "$WORK/upstream.log" && break; sleep 0.05; done
-UP=$(grep -o 'port [0-9]*' "$WORK/upstream.log" | head -1 | cut -d' ' -f2)
+start_upstream
 
 API_PORT=$(free_port)
 start_certgate serve "$API_PORT" "$DB"
@@ -61,13 +49,7 @@ echo "CRLs: $("$BENCH" crls "$WORK" "$ENTRIES")"
 echo "parse: $("$BENCH" parse "$WORK")"
 
 METRICS=$(free_port)
-RUST_LOG=info,sqlx=warn "$BIN" gateway --listen 127.0.0.1:0 --organization "$ORG_L" \
-    --database "$DB" --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" \
-    --upstream "http://127.0.0.1:$UP" --metrics-listen "127.0.0.1:$METRICS" 2>"$WORK/gateway.log" &
-PIDS+=($!)
-GATEWAY_PID=$!
-for _ in $(seq 200); do grep -q "certgate gateway listening" "$WORK/gateway.log" && break; sleep 0.05; done
-ADDR=$(grep 'certgate gateway listening' "$WORK/gateway.log" | grep -o 'listen=[0-9.:]*' | head -1 | cut -d= -f2)
+start_gateway "$DB" --organization "$ORG_L" --metrics-listen "127.0.0.1:$METRICS"
 echo "gateway at $ADDR (metrics :$METRICS), serve at $BASE, upstream at 127.0.0.1:$UP"
 
 mem() { # PID: "VmRSS VmHWM" in MB

@@ -17,32 +17,16 @@ ROUNDS=${ROUNDS:-3}
 SECONDS_PER_ROUND=${ROUND_SECONDS:-5}
 CONNECTIONS=${CONNECTIONS:-4}
 
-cargo build --release --bin certgate --example filter_bench
-BIN=$PWD/target/release/certgate
-BENCH=$PWD/target/release/examples/filter_bench
-WORK=$(mktemp -d /tmp/certgate-filters.XXXXXX)
-echo "work directory: $WORK"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+# shellcheck source=common.sh
+source bench/hostile/common.sh
+hostile_init filters filter_bench
 
 # How long the candidate filters take on A's leaf, in this process; the slowest is A's.
 "$BENCH" calibrate "$WORK" | tee "$WORK/calibration.jsonl"
 
-# The upstream: a static file answers GET /v1/models.
-mkdir -p "$WORK/www/v1" && echo '{"object":"list","data":[]}' >"$WORK/www/v1/models"
-python3 -m http.server --bind 127.0.0.1 0 --directory "$WORK/www" >"$WORK/upstream.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do grep -q "Serving HTTP" "$WORK/upstream.log" && break; sleep 0.05; done
-UP=$(grep -o 'port [0-9]*' "$WORK/upstream.log" | head -1 | cut -d' ' -f2)
-
+start_upstream
 "$BENCH" setup "$WORK" "sqlite://$WORK/certgate.db"
-RUST_LOG=info,sqlx=warn "$BIN" gateway --listen 127.0.0.1:0 \
-    --database "sqlite://$WORK/certgate.db" --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" \
-    --upstream "http://127.0.0.1:$UP" 2>"$WORK/gateway.log" &
-PIDS+=($!)
-for _ in $(seq 200); do grep -q "certgate gateway listening" "$WORK/gateway.log" && break; sleep 0.05; done
-ADDR=$(grep -o 'listen=[0-9.:]*' "$WORK/gateway.log" | head -1 | cut -d= -f2)
+start_gateway "sqlite://$WORK/certgate.db"
 echo "gateway at $ADDR, upstream at 127.0.0.1:$UP"
 "$BENCH" run "$ADDR" "$WORK" "sqlite://$WORK/certgate.db" "$ROUNDS" "$SECONDS_PER_ROUND" \
     "$CONNECTIONS" | tee "$WORK/results.jsonl"
