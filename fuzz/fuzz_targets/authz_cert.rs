@@ -83,7 +83,9 @@ fn round_trips(ders: &[Vec<u8>], expected: &[Vec<u8>]) {
     let commas = ders.iter().map(b64).collect::<Vec<_>>().join(",");
     let escaped_pem = escape(&pem);
     let xfcc = format!("By=spiffe://proxy;Hash=00;Chain=\"{escaped_pem}\";Subject=\"CN=a,O=b\"");
-    let from_xfcc = xfcc_chain(&xfcc).expect("an XFCC element with a Chain field");
+    let from_xfcc = xfcc_chain(&xfcc)
+        .expect("one XFCC element with one Chain field")
+        .expect("a Chain field");
     assert_eq!(from_xfcc, escaped_pem, "XFCC Chain field");
     for (name, text) in [
         ("PEM", pem.clone()),
