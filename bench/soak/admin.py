@@ -3,6 +3,7 @@ entries, CRLs, admin keys) and keeps a model of what every acknowledged write ma
 ledger of the audit event each acknowledged write must have left. The writers share the
 organization's 50-certificate limit, so their uploads race for it on different replicas."""
 
+import contextlib
 import random
 import re
 import threading
@@ -12,6 +13,16 @@ from api import Unserved
 import pki
 
 ID = re.compile(r"\b(?:cert|proj|key|revcert)_[A-Za-z0-9_-]+")
+
+
+def succeeded(r):
+    return r.status == 200
+
+
+def gone(r):
+    """A delete's success: 200, or 404 after an earlier attempt whose outcome is unknown (it
+    went through before the replica went away)."""
+    return r.status == 200 or (r.ambiguous and r.status == 404)
 
 
 class Ledger:
@@ -83,6 +94,32 @@ class Writer(threading.Thread):
                 c.version += 1
                 c.changed = time.monotonic()
 
+    @contextlib.contextmanager
+    def write(self, what, method, path, body=None, certs=(), ok=succeeded):
+        """One admin write, as a `with` block: yields the answer when `ok` judges it a success,
+        else None after reporting it (a violation, unless an earlier attempt's outcome is
+        unknown) and marking CERTS unknown to the model. CERTS are busy (the decision sampler
+        leaves them alone) from before the request until the block has updated the model."""
+        self.touch(certs, True)
+        try:
+            r = self.call(method, path, body)
+            if ok(r):
+                yield r
+            else:
+                for c in certs:
+                    c.unknown = True
+                self.unexpected(what, r)
+                yield None
+        finally:
+            self.touch(certs, False)
+
+    def key_check(self, value, status, what):
+        """A key's answer on every serve replica (reads after a write see it at once)."""
+        for i in range(len(self.api.serves)):
+            g = self.api.call("GET", "/organization/certificates?limit=1", prefer=i, key=value)
+            if g.status != status:
+                self.rec.violation("writer %d: %s answered %d by %s" % (self.n, what, g.status, g.replica.name))
+
     def live(self):
         return [c for c in self.certs.values() if not c.deleted and not c.unknown]
 
@@ -113,22 +150,19 @@ class Writer(threading.Thread):
 
     def op_rename(self, c):
         name = self._fresh("renamed")
-        self.touch([c], True)
-        r = self.call("POST", "/organization/certificates/" + c.id, {"name": name})
-        if r.status == 200 and r.data.get("name") == name:
-            c.name = name
-            self.ledger.add("certificate.updated", c.id, "rename")
-        else:
-            c.unknown = True
-            self.unexpected("rename", r)
-        self.touch([c], False)
+        renamed = lambda r: r.status == 200 and r.data.get("name") == name  # noqa: E731
+        with self.write("rename", "POST", "/organization/certificates/" + c.id, {"name": name}, [c], renamed) as r:
+            if r:
+                c.name = name
+                self.ledger.add("certificate.updated", c.id, "rename")
 
     def op_toggle(self, certs, on, project=None):
         ids = [c.id for c in certs]
         path = "/organization/certificates/" if project is None else "/organization/projects/%s/certificates/" % project
-        self.touch(certs, True)
-        r = self.call("POST", path + ("activate" if on else "deactivate"), {"certificate_ids": ids})
-        if r.status == 200:
+        path += "activate" if on else "deactivate"
+        with self.write("toggle %s %s" % (on, project), "POST", path, {"certificate_ids": ids}, certs) as r:
+            if not r:
+                return
             for c in certs:
                 if project is None:
                     c.org = on
@@ -138,52 +172,49 @@ class Writer(threading.Thread):
                     c.projects.discard(project)
             for cid in ids:
                 self.ledger.add("certificates.activated" if on else "certificates.deactivated", cid, "toggle")
-        else:
-            for c in certs:
-                c.unknown = True
-            self.unexpected("toggle %s %s" % (on, project), r)
-        self.touch(certs, False)
 
     def op_project_create(self):
         name = self._fresh("project")
-        r = self.call("POST", "/organization/projects", {"name": name})
-        if r.status != 200:
-            return self.unexpected("project create", r)
-        self.projects[r.data["id"]] = [name, False]
-        self.ledger.add("project.created", r.data["id"], "project create")
+        with self.write("project create", "POST", "/organization/projects", {"name": name}) as r:
+            if r:
+                self.projects[r.data["id"]] = [name, False]
+                self.ledger.add("project.created", r.data["id"], "project create")
 
     def op_project_rename(self, pid):
         name = self._fresh("project")
-        r = self.call("POST", "/organization/projects/" + pid, {"name": name})
-        if r.status != 200:
-            self.projects.pop(pid)
-            return self.unexpected("project rename", r)
-        self.projects[pid][0] = name
-        self.ledger.add("project.updated", pid, "project rename")
+        with self.write("project rename", "POST", "/organization/projects/" + pid, {"name": name}) as r:
+            if not r:
+                self.projects.pop(pid)
+                return
+            self.projects[pid][0] = name
+            self.ledger.add("project.updated", pid, "project rename")
 
     def op_project_archive(self, pid):
         affected = [c for c in self.live() if pid in c.projects]
+        archived = lambda r: r.status == 200 or (r.ambiguous and r.status == 400)  # noqa: E731
+        # Certificates active in the project are left alone when the archive fails: the
+        # project leaves the model instead.
         self.touch(affected, True)
-        r = self.call("POST", "/organization/projects/%s/archive" % pid)
-        if r.status == 200 or (r.ambiguous and r.status == 400):
+        try:
+            r = self.call("POST", "/organization/projects/%s/archive" % pid)
+            if not archived(r):
+                self.projects.pop(pid)
+                return self.unexpected("project archive", r)
             self.projects[pid][1] = True
             for c in affected:
                 c.projects.discard(pid)
             self.ledger.add("project.archived", pid, "project archive")
-        else:
-            self.projects.pop(pid)
-            self.unexpected("project archive", r)
-        self.touch(affected, False)
+        finally:
+            self.touch(affected, False)
 
     def op_rotate(self, frm, to, retire):
         scopes_org = frm.org
         scopes = set(frm.projects)
-        self.touch([frm, to], True)
-        r = self.call(
-            "POST", "/organization/certificates/rotate", {"from": frm.id, "to": to.id, "retire_from": retire}
-        )
-        done = r.status == 200 or (r.ambiguous and r.code() == "certificate_not_active")
-        if done:
+        body = {"from": frm.id, "to": to.id, "retire_from": retire}
+        done = lambda r: r.status == 200 or (r.ambiguous and r.code() == "certificate_not_active")  # noqa: E731
+        with self.write("rotate", "POST", "/organization/certificates/rotate", body, [frm, to], done) as r:
+            if not r:
+                return
             if scopes_org:
                 to.org = True
             to.projects |= scopes
@@ -195,93 +226,59 @@ class Writer(threading.Thread):
                 self.ledger.add("certificates.deactivated", frm.id, "rotate")
             if r.status == 200 and (r.data.get("organization") != scopes_org or set(r.data.get("projects")) != scopes):
                 self.rec.violation("writer %d: rotate answered scopes %s, expected %s %s" % (self.n, r.data, scopes_org, scopes))
-        else:
-            frm.unknown = to.unknown = True
-            self.unexpected("rotate", r)
-        self.touch([frm, to], False)
 
     def op_delete(self, c):
-        self.touch([c], True)
-        r = self.call("DELETE", "/organization/certificates/" + c.id)
-        if r.status == 200 or (r.ambiguous and r.status == 404):
-            c.deleted = True
-            self.ledger.add("certificate.deleted", c.id, "delete")
-        else:
-            c.unknown = True
-            self.unexpected("delete", r)
-        self.touch([c], False)
+        with self.write("delete", "DELETE", "/organization/certificates/" + c.id, None, [c], gone) as r:
+            if r:
+                c.deleted = True
+                self.ledger.add("certificate.deleted", c.id, "delete")
 
     def op_deny(self, c):
-        self.touch([c], True)
         body = {"sha256_fingerprint": c.leaf.fingerprint, "reason": "soak"}
-        r = self.call("POST", "/organization/revoked_certificates", body)
-        if r.status == 200:
-            c.revoked = r.data["id"]
-            self.revs[c.revoked] = True
-            self.ledger.add("certificate.revoked", c.revoked, "deny-list add")
-        else:
-            c.unknown = True
-            self.unexpected("deny-list add", r)
-        self.touch([c], False)
+        with self.write("deny-list add", "POST", "/organization/revoked_certificates", body, [c]) as r:
+            if r:
+                c.revoked = r.data["id"]
+                self.revs[c.revoked] = True
+                self.ledger.add("certificate.revoked", c.revoked, "deny-list add")
 
     def op_undeny(self, c):
-        self.touch([c], True)
-        r = self.call("DELETE", "/organization/revoked_certificates/" + c.revoked)
-        if r.status == 200 or (r.ambiguous and r.status == 404):
-            self.revs[c.revoked] = False
-            self.ledger.add("certificate.unrevoked", c.revoked, "deny-list remove")
-            c.revoked = None
-        else:
-            c.unknown = True
-            self.unexpected("deny-list remove", r)
-        self.touch([c], False)
+        with self.write("deny-list remove", "DELETE", "/organization/revoked_certificates/" + c.revoked, None, [c], gone) as r:
+            if r:
+                self.revs[c.revoked] = False
+                self.ledger.add("certificate.unrevoked", c.revoked, "deny-list remove")
+                c.revoked = None
 
     def op_crl(self, c):
         serials = {c.leaf.serial} if self.rng.random() < 0.5 else set()
-        self.touch([c], True)
-        r = self.call("PUT", "/organization/certificates/%s/crl" % c.id, {"crl": c.ca.crl(sorted(serials))})
-        if r.status == 200 and r.data.get("revoked_count") == len(serials):
-            c.crl = serials
-            self.ledger.add("certificate.crl_updated", c.id, "crl put")
-        else:
-            c.unknown = True
-            self.unexpected("crl put", r)
-        self.touch([c], False)
+        body = {"crl": c.ca.crl(sorted(serials))}
+        stored = lambda r: r.status == 200 and r.data.get("revoked_count") == len(serials)  # noqa: E731
+        with self.write("crl put", "PUT", "/organization/certificates/%s/crl" % c.id, body, [c], stored) as r:
+            if r:
+                c.crl = serials
+                self.ledger.add("certificate.crl_updated", c.id, "crl put")
 
     def op_crl_delete(self, c):
-        self.touch([c], True)
-        r = self.call("DELETE", "/organization/certificates/%s/crl" % c.id)
-        if r.status == 200 or (r.ambiguous and r.status == 404):
-            c.crl = None
-            self.ledger.add("certificate.crl_deleted", c.id, "crl delete")
-        else:
-            c.unknown = True
-            self.unexpected("crl delete", r)
-        self.touch([c], False)
+        with self.write("crl delete", "DELETE", "/organization/certificates/%s/crl" % c.id, None, [c], gone) as r:
+            if r:
+                c.crl = None
+                self.ledger.add("certificate.crl_deleted", c.id, "crl delete")
 
     def op_key_create(self):
-        r = self.call("POST", "/organization/admin_api_keys", {"name": self._fresh("key")})
-        if r.status != 200:
-            return self.unexpected("key create", r)
-        self.keys[r.data["id"]] = [r.data["value"], True]
-        self.ledger.add("api_key.created", r.data["id"], "key create")
-        # The new key works at once on every replica (reads after a write see it).
-        for i in range(len(self.api.serves)):
-            g = self.api.call("GET", "/organization/certificates?limit=1", prefer=i, key=r.data["value"])
-            if g.status != 200:
-                self.rec.violation("writer %d: new key refused by %s: %d" % (self.n, g.replica.name, g.status))
+        with self.write("key create", "POST", "/organization/admin_api_keys", {"name": self._fresh("key")}) as r:
+            if not r:
+                return
+            self.keys[r.data["id"]] = [r.data["value"], True]
+            self.ledger.add("api_key.created", r.data["id"], "key create")
+        self.key_check(r.data["value"], 200, "new key")
 
     def op_key_delete(self, kid):
-        r = self.call("DELETE", "/organization/admin_api_keys/" + kid)
-        if not (r.status == 200 or (r.ambiguous and r.status == 404)):
-            self.keys.pop(kid)
-            return self.unexpected("key delete", r)
-        self.keys[kid][1] = False
-        self.ledger.add("api_key.deleted", kid, "key delete")
-        for i in range(len(self.api.serves)):
-            g = self.api.call("GET", "/organization/certificates?limit=1", prefer=i, key=self.keys[kid][0])
-            if g.status != 401:
-                self.rec.violation("writer %d: deleted key answered %d by %s" % (self.n, g.status, g.replica.name))
+        with self.write("key delete", "DELETE", "/organization/admin_api_keys/" + kid, None, (), gone) as r:
+            if not r:
+                self.keys.pop(kid)
+                return
+            self.keys[kid][1] = False
+            self.ledger.add("api_key.deleted", kid, "key delete")
+        self.key_check(self.keys[kid][0], 401, "deleted key")
 
     # ------------------------------------------------------------------ the loop
     def step(self):
