@@ -145,9 +145,9 @@ async fn a_reconcile_comes_after_its_interval_and_not_before(app: TestApp) {
             interval * u32::try_from(n).unwrap()
         );
     }
-    let stats = state.sync_stats();
-    assert!(stats.change_reads >= 1, "{stats:?}");
-    assert_eq!(stats.reconcile_repairs, 0);
+    let counts = state.sync_stats();
+    assert!(counts.change_reads >= 1, "{counts:?}");
+    assert_eq!(counts.reconcile_repairs, 0);
     // Every change reached the watcher with the default interval, and only as changes.
     let generation = app.store.trust_generation().await.unwrap();
     let mut steady_swapped = steady.changes();
@@ -158,9 +158,9 @@ async fn a_reconcile_comes_after_its_interval_and_not_before(app: TestApp) {
     })
     .await
     .expect("the last change within 10 s");
-    let stats = steady.sync_stats();
-    assert_eq!(stats.full_reads, 1, "{stats:?}");
-    assert!(stats.change_reads >= 1, "{stats:?}");
+    let counts = steady.sync_stats();
+    assert_eq!(counts.full_reads, 1, "{counts:?}");
+    assert!(counts.change_reads >= 1, "{counts:?}");
     watcher.abort();
     steady_watcher.abort();
 }
