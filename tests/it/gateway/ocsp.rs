@@ -70,10 +70,17 @@ fn leaf_identity(leaf: &IssuedLeaf) -> Identity {
 /// key in the CA's directory); killed on drop.
 struct Responder {
     child: Child,
+    /// Its log, held open (and never read past the start) so that it can keep writing.
+    _log: std::io::BufReader<std::process::ChildStderr>,
 }
 
 impl Responder {
+    /// Started, and listening once this returns. Readiness is read from its log (it says it is
+    /// waiting for connections once bound):
+    /// `openssl ocsp` serves one connection at a time, and a probe connection closed without
+    /// a request would leave it stuck.
     fn start(ca: &OpenSslCa, port: u16, signer: (&str, &str), validity: &[&str]) -> Responder {
+        use std::io::BufRead;
         let port = port.to_string();
         let mut args = vec![
             "ocsp",
@@ -89,22 +96,23 @@ impl Responder {
             "ca.pem",
         ];
         args.extend_from_slice(validity);
-        let child = Command::new("openssl")
+        let mut child = Command::new("openssl")
             .args(&args)
             .current_dir(ca.dir())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("run openssl ocsp");
-        let responder = Responder { child };
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return responder;
+        let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while log.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.contains("waiting for OCSP client connections") {
+                return Responder { child, _log: log };
             }
-            std::thread::sleep(Duration::from_millis(10));
+            line.clear();
         }
-        panic!("openssl ocsp did not listen on {addr}");
+        let _ = child.kill();
+        panic!("openssl ocsp did not start on port {port}");
     }
 }
 
@@ -161,7 +169,13 @@ async fn upload(app: &TestApp, ca: &OpenSslCa, mode: &str) -> String {
     id
 }
 
-async fn set_mode(app: &TestApp, gw: &Gw, id: &str, mode: &str) {
+/// Both edges enforce the store's latest trust generation.
+async fn synced(app: &TestApp, gw: &Gw, az: &Az) {
+    caught_up(app, gw).await;
+    crate::authz::caught_up(app, az).await;
+}
+
+async fn set_mode(app: &TestApp, gw: &Gw, az: &Az, id: &str, mode: &str) {
     app.api
         .post(
             &format!("/organization/certificates/{id}"),
@@ -169,7 +183,7 @@ async fn set_mode(app: &TestApp, gw: &Gw, id: &str, mode: &str) {
         )
         .await
         .ok();
-    caught_up(app, gw).await;
+    synced(app, gw, az).await;
 }
 
 /// What the check endpoint's use case answers for `leaf`, allowed to ask loopback responders.
@@ -204,16 +218,17 @@ async fn good_from_a_delegated_responder_is_admitted_and_reported(app: TestApp) 
     std::fs::write(ca.dir().join("responder.key"), &signer.key_pem).unwrap();
     let _responder = Responder::start(&ca, port, (&signer_file, "responder.key"), &["-ndays", "1"]);
     upload(&app, &ca, "hard_fail").await;
-    caught_up(&app, &gw).await;
+    synced(&app, &gw, &az).await;
 
-    once(&gw, Some(&leaf_identity(&leaf)), &[]).await.admitted();
-    assert_eq!(authz_says(&az, &leaf).await, (200, None));
+    let answer = check(&app, &leaf).await;
     let Check::Admitted {
         ocsp: Some(said), ..
-    } = check(&app, &leaf).await
+    } = answer
     else {
-        panic!("admitted, with what OCSP said");
+        panic!("admitted, with what OCSP said: {answer:?}");
     };
+    once(&gw, Some(&leaf_identity(&leaf)), &[]).await.admitted();
+    assert_eq!(authz_says(&az, &leaf).await, (200, None));
     let answer = said.outcome.expect("a valid answer");
     assert_eq!(answer.state, CertState::Good);
     assert!(answer.delegated, "signed by the delegated responder");
@@ -229,7 +244,7 @@ async fn revoked_is_refused_by_gateway_authz_and_check(app: TestApp) {
     let _responder = Responder::start(&ca, port, ("ca.pem", "ca.key"), &["-ndays", "1"]);
     // soft_fail too: a revoked answer refuses in either mode.
     upload(&app, &ca, "soft_fail").await;
-    caught_up(&app, &gw).await;
+    synced(&app, &gw, &az).await;
 
     once(&gw, Some(&leaf_identity(&leaf)), &[])
         .await
@@ -248,7 +263,7 @@ async fn revoked_is_refused_by_gateway_authz_and_check(app: TestApp) {
 /// why there is no answer), then under `hard_fail` refused by the gateway and by authz.
 async fn no_answer_case(app: &TestApp, gw: &Gw, az: &Az, ca: &OpenSslCa, leaf: &IssuedLeaf) {
     let id = upload(app, ca, "soft_fail").await;
-    caught_up(app, gw).await;
+    synced(app, gw, az).await;
     let who = leaf_identity(leaf);
     once(gw, Some(&who), &[]).await.admitted();
     assert_eq!(authz_says(az, leaf).await, (200, None));
@@ -264,7 +279,7 @@ async fn no_answer_case(app: &TestApp, gw: &Gw, az: &Az, ca: &OpenSslCa, leaf: &
         other => panic!("admitted under soft_fail: {other:?}"),
     }
 
-    set_mode(app, gw, &id, "hard_fail").await;
+    set_mode(app, gw, az, &id, "hard_fail").await;
     once(gw, Some(&who), &[])
         .await
         .refused(403, "client_certificate_revocation_unknown");
@@ -355,7 +370,7 @@ async fn a_ca_with_ocsp_off_never_reaches_the_responder(app: TestApp) {
     let ca = OpenSslCa::new("OCSP off CA");
     let leaf = ca.issue_with("client", &client_ext(&server.url("/ocsp")));
     let id = upload(&app, &ca, "off").await;
-    caught_up(&app, &gw).await;
+    synced(&app, &gw, &az).await;
     let who = leaf_identity(&leaf);
     once(&gw, Some(&who), &[]).await.admitted();
     assert_eq!(authz_says(&az, &leaf).await, (200, None));
@@ -366,7 +381,7 @@ async fn a_ca_with_ocsp_off_never_reaches_the_responder(app: TestApp) {
     assert_eq!(server.count(), 0, "ocsp: off never asks");
 
     // The same leaf under soft_fail does ask (so the count above could have moved).
-    set_mode(&app, &gw, &id, "soft_fail").await;
+    set_mode(&app, &gw, &az, &id, "soft_fail").await;
     once(&gw, Some(&who), &[]).await.admitted();
     assert_eq!(server.count(), 1);
 }
