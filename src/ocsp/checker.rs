@@ -252,22 +252,25 @@ fn no_answer_reason(outcome: &Result<OcspAnswer, OcspError>) -> String {
 mod tests {
     use super::*;
 
-    fn answer(next_update: Option<i64>) -> Result<OcspAnswer, OcspError> {
-        Ok(OcspAnswer {
+    fn answer(next_update: Option<i64>) -> OcspAnswer {
+        OcspAnswer {
             state: CertState::Good,
             this_update: 0,
             next_update,
             delegated: false,
-        })
+        }
     }
 
     #[test]
     fn answers_are_kept_to_next_update_at_most_an_hour_and_failures_briefly() {
         let now = 1_000_000;
         // nextUpdate just inside the hour is honoured; just outside, the hour caps it.
-        assert_eq!(keep_until(&answer(Some(now + 3599)), now), now + 3599);
-        assert_eq!(keep_until(&answer(Some(now + 3601)), now), now + 3600);
-        assert_eq!(keep_until(&answer(None), now), now + NO_NEXT_UPDATE_SECS);
+        assert_eq!(keep_until(&Ok(answer(Some(now + 3599))), now), now + 3599);
+        assert_eq!(keep_until(&Ok(answer(Some(now + 3601))), now), now + 3600);
+        assert_eq!(
+            keep_until(&Ok(answer(None)), now),
+            now + NO_NEXT_UPDATE_SECS
+        );
         assert_eq!(
             keep_until(&Err(OcspError::Stale), now),
             now + FAILURE_CACHE_SECS

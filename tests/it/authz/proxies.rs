@@ -148,15 +148,15 @@ impl Proxy {
             }
             Kind::Haproxy => {
                 let path = dir.path().join("haproxy.cfg");
-                let (lua, crt, ca) = (
+                let (lua, bundle, ca) = (
                     dir.path().join("certgate.lua"),
                     dir.path().join("haproxy.pem"),
                     dir.path().join("ca-names.pem"),
                 );
                 std::fs::write(&lua, HAPROXY_LUA).unwrap();
-                std::fs::write(&crt, leaf.cert.pem() + &leaf.key.serialize_pem()).unwrap();
+                std::fs::write(&bundle, leaf.cert.pem() + &leaf.key.serialize_pem()).unwrap();
                 std::fs::write(&ca, server_ca.cert.pem()).unwrap();
-                let config = haproxy_config(&lua, addr, &crt, &ca, az.http, upstream);
+                let config = haproxy_config(&lua, addr, &bundle, &ca, az.http, upstream);
                 (
                     config,
                     vec!["-db".into(), "-f".into(), path.display().to_string()],
@@ -326,15 +326,15 @@ async fn no_certificate(kind: Kind, proxy: &Proxy) {
 }
 
 async fn envoy_in_front(app: TestApp) {
-    in_front(app, Kind::Envoy).await;
+    Box::pin(in_front(app, Kind::Envoy)).await;
 }
 
 async fn nginx_in_front(app: TestApp) {
-    in_front(app, Kind::Nginx).await;
+    Box::pin(in_front(app, Kind::Nginx)).await;
 }
 
 async fn haproxy_in_front(app: TestApp) {
-    in_front(app, Kind::Haproxy).await;
+    Box::pin(in_front(app, Kind::Haproxy)).await;
 }
 
 /// Every case of spec §13.2 through one proxy.

@@ -183,7 +183,7 @@ pub fn haproxy_config(
     upstream: SocketAddr,
 ) -> String {
     format!(
-        r#"global
+        r"global
   lua-load {lua}
 
 defaults
@@ -205,7 +205,7 @@ frontend mtls
 
 backend upstream
   server upstream {upstream}
-"#,
+",
         lua = lua.display(),
         crt = crt.display(),
         ca = ca.display(),

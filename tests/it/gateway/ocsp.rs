@@ -10,7 +10,6 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use certgate::domain::OrgId;
 use certgate::insight::{check_client, Check, TrustCache};
@@ -112,6 +111,7 @@ impl Responder {
             line.clear();
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("openssl ocsp did not start on port {port}");
     }
 }
