@@ -48,6 +48,8 @@ fn anchor(id: &str, pem: &str, org_wide: bool, filter: Option<&str>) -> TrustAnc
         valid_at: parsed.valid_at,
         expires_at: parsed.expires_at,
         client_filter: filter.map(str::to_owned),
+        // No network in a fuzz run: the decision's OCSP step is the gateway's, not fuzzed here.
+        ocsp: certgate::domain::OcspMode::Off,
     }
 }
 
