@@ -24,6 +24,7 @@
 //! runs in [`crate::admission`].
 
 pub mod chain;
+mod check_cache;
 pub mod decide;
 pub mod filter;
 pub mod index;
@@ -31,7 +32,8 @@ pub mod snapshot;
 
 /// The one list of signature algorithms (kept in `x509`, the lowest module that verifies).
 pub use crate::x509::SIGNATURE_ALGORITHMS;
-pub use chain::{AnchorCheck, ChainChecks, ChainProblem, CheckCache, PeerChain, MAX_INTERMEDIATES};
+pub use chain::{AnchorCheck, ChainChecks, ChainProblem, PeerChain, MAX_INTERMEDIATES};
+pub use check_cache::CheckCache;
 pub use decide::{decide, precheck, Admission, Rejection, RejectionKind, Scope, Untrusted};
 pub use filter::ClientFilter;
 pub use index::{AnchorGroup, AnchorView, IndexView, OrgView, ParsedAnchor, TrustIndex};

@@ -31,3 +31,4 @@ mod replicas;
 mod shutdown;
 mod startup;
 mod trust_sync;
+mod trust_sync_timing;
