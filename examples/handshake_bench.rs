@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use rcgen::KeyIdMethod;
 use serde_json::json;
 
-use http1::{connect, once, percentile, request};
+use http1::{connect, percentile, request};
 use pki::{now, Ca};
 
 #[path = "common/http1.rs"]
@@ -194,47 +194,7 @@ async fn load(
     concurrency: usize,
 ) -> Result<(), BoxError> {
     let config = tls::client_files(dir, "client", false)?;
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (config, next) = (config.clone(), next.clone());
-        workers.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
-                let t = Instant::now();
-                let status = once(addr, config.clone()).await.map_err(|e| e.to_string());
-                out.push((t.elapsed().as_secs_f64() * 1000.0, status));
-            }
-            out
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
-    for w in workers {
-        for (ms, status) in w.await? {
-            latencies.push(ms);
-            let key = match status {
-                Ok(s) => s.to_string(),
-                Err(e) => format!("error: {e}"),
-            };
-            *statuses.entry(key).or_default() += 1;
-        }
-    }
-    let secs = started.elapsed().as_secs_f64();
-    latencies.sort_by(f64::total_cmp);
-    println!(
-        "{}",
-        json!({
-            "connections": latencies.len(),
-            "seconds": secs,
-            "connections_per_second": latencies.len() as f64 / secs,
-            "p50_ms": percentile(&latencies, 0.5),
-            "p90_ms": percentile(&latencies, 0.9),
-            "p99_ms": percentile(&latencies, 0.99),
-            "statuses": statuses,
-        })
-    );
+    println!("{}", http1::load(addr, vec![config], count, concurrency).await?);
     Ok(())
 }
 

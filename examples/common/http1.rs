@@ -76,6 +76,63 @@ pub(crate) async fn once(
     Ok(status)
 }
 
+/// COUNT whole connections ([`once`]) to `addr` from CONCURRENCY tasks, connection `k` presenting
+/// `identities[k % len]`; throughput, latency percentiles (milliseconds, each connection from its
+/// TCP connect to its end) and the count of each status, as a JSON object.
+pub(crate) async fn load(
+    addr: SocketAddr,
+    identities: Vec<Arc<rustls::ClientConfig>>,
+    count: usize,
+    concurrency: usize,
+) -> Result<serde_json::Value, BoxError> {
+    let identities = Arc::new(identities);
+    if identities.is_empty() {
+        return Err("no client identity".into());
+    }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (identities, next) = (identities.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if k >= count {
+                    break out;
+                }
+                let config = identities[k % identities.len()].clone();
+                let t = std::time::Instant::now();
+                let status = once(addr, config).await.map_err(|e| e.to_string());
+                out.push((t.elapsed().as_secs_f64() * 1000.0, status));
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for w in workers {
+        for (ms, status) in w.await? {
+            latencies.push(ms);
+            let key = match status {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            *statuses.entry(key).or_default() += 1;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "connections": latencies.len(),
+        "seconds": secs,
+        "connections_per_second": latencies.len() as f64 / secs,
+        "p50_ms": percentile(&latencies, 0.5),
+        "p90_ms": percentile(&latencies, 0.9),
+        "p99_ms": percentile(&latencies, 0.99),
+        "statuses": statuses,
+    }))
+}
+
 /// The `p` percentile (0 to 1, nearest rank) of `sorted`; NaN when it is empty.
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

@@ -97,7 +97,6 @@ impl Ca {
         sans: Vec<SanType>,
         serial: Option<&[u8]>,
     ) -> Result<(String, String), BoxError> {
-        let key = KeyPair::generate()?;
         let mut p = leaf_params(cn, server)?;
         if !sans.is_empty() {
             p.subject_alt_names = sans;
@@ -105,7 +104,14 @@ impl Ca {
         if let Some(serial) = serial {
             p.serial_number = Some(rcgen::SerialNumber::from_slice(serial));
         }
-        let cert = p.signed_by(&key, &self.cert, &self.key)?;
+        self.sign(p)
+    }
+
+    /// A certificate made from `params`, signed by this CA, with a new key: PEM certificate
+    /// and PEM key.
+    pub(crate) fn sign(&self, params: CertificateParams) -> Result<(String, String), BoxError> {
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 
@@ -153,9 +159,10 @@ fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
     out
 }
 
-fn utc_time(unix: i64) -> Result<Vec<u8>, BoxError> {
+/// `YYMMDDHHMMSSZ` for `unix`: X.509's UTCTime, and the date column of `openssl ca`'s index.
+pub(crate) fn utc_text(unix: i64) -> Result<String, BoxError> {
     let t = at(unix)?;
-    let text = format!(
+    Ok(format!(
         "{:02}{:02}{:02}{:02}{:02}{:02}Z",
         t.year() % 100,
         u8::from(t.month()),
@@ -163,8 +170,22 @@ fn utc_time(unix: i64) -> Result<Vec<u8>, BoxError> {
         t.hour(),
         t.minute(),
         t.second()
-    );
-    Ok(tlv(0x17, text.as_bytes()))
+    ))
+}
+
+fn utc_time(unix: i64) -> Result<Vec<u8>, BoxError> {
+    Ok(tlv(0x17, utc_text(unix)?.as_bytes()))
+}
+
+/// The Authority Information Access extension naming `url` as the certificate's OCSP responder
+/// (RFC 5280 4.2.2.1: one `AccessDescription`, `id-ad-ocsp` and a URI).
+pub(crate) fn aia_ocsp(url: &str) -> rcgen::CustomExtension {
+    const ID_AD_OCSP: [u8; 8] = [0x2b, 6, 1, 5, 5, 7, 0x30, 1];
+    let access = [tlv(0x06, &ID_AD_OCSP), tlv(0x86, url.as_bytes())].concat();
+    rcgen::CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+        tlv(0x30, &tlv(0x30, &access)),
+    )
 }
 
 /// The serial of a CRL's `n`th generated entry, `len` bytes long (8 to 20): `0x42`, zeros,
