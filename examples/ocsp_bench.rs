@@ -11,6 +11,15 @@
 //!   request each, presenting `client` when PREFIX is `client`, else `PREFIX-0`, `PREFIX-1`, …
 //!   in turn; one JSON line (throughput, latency percentiles, statuses).
 
+// Benchmark arithmetic on counts and durations: precision loss is irrelevant here.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
+use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::json;
@@ -78,10 +87,11 @@ fn make_pki(dir: &Path, url: &str, leaves: u32) -> Result<(), BoxError> {
         std::fs::write(dir.join(format!("{name}.pem")), cert)?;
         std::fs::write(dir.join(format!("{name}.key")), key)?;
         // `openssl ocsp` looks a serial up as upper-case hex, whole bytes.
-        index.push_str(&format!(
-            "V\t{expiry}\t\t{}\tunknown\t/CN={name}\n",
+        writeln!(
+            index,
+            "V\t{expiry}\t\t{}\tunknown\t/CN={name}",
             hex::encode_upper(serial)
-        ));
+        )?;
     }
     std::fs::write(dir.join("index.txt"), index)?;
     println!("{}", json!({"leaves": leaves, "responder": url}));
@@ -96,9 +106,20 @@ async fn seed_org(dir: &Path, db: &str, mode: &str) -> Result<(), BoxError> {
     let (org, _key) = store.create_organization(&format!("OCSP {mode}")).await?;
     let pem = std::fs::read_to_string(dir.join("client-ca.pem"))?;
     let parsed = certgate::x509::parse_ca_pem(&pem, pki::now())?;
-    let sources = RevocationSources { crl_url: None, ocsp };
+    let sources = RevocationSources {
+        crl_url: None,
+        ocsp,
+    };
     let stored = store
-        .upload_certificate_with_sources(&org.id, None, &pem, &parsed, None, sources, &Actor::System)
+        .upload_certificate_with_sources(
+            &org.id,
+            None,
+            &pem,
+            &parsed,
+            None,
+            sources,
+            &Actor::System,
+        )
         .await?;
     seed::activate(&store, &org.id, &[stored.id.into_string()]).await?;
     store.close().await;

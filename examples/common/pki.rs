@@ -159,7 +159,7 @@ fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `YYMMDDHHMMSSZ` for `unix`: X.509's UTCTime, and the date column of `openssl ca`'s index.
+/// `YYMMDDHHMMSSZ` for `unix`: X.509's `UTCTime`, and the date column of `openssl ca`'s index.
 pub(crate) fn utc_text(unix: i64) -> Result<String, BoxError> {
     let t = at(unix)?;
     Ok(format!(
