@@ -194,7 +194,10 @@ async fn load(
     concurrency: usize,
 ) -> Result<(), BoxError> {
     let config = tls::client_files(dir, "client", false)?;
-    println!("{}", http1::load(addr, vec![config], count, concurrency).await?);
+    println!(
+        "{}",
+        http1::load(addr, vec![config], count, concurrency).await?
+    );
     Ok(())
 }
 

@@ -96,9 +96,20 @@ async fn seed_org(dir: &Path, db: &str, mode: &str) -> Result<(), BoxError> {
     let (org, _key) = store.create_organization(&format!("OCSP {mode}")).await?;
     let pem = std::fs::read_to_string(dir.join("client-ca.pem"))?;
     let parsed = certgate::x509::parse_ca_pem(&pem, pki::now())?;
-    let sources = RevocationSources { crl_url: None, ocsp };
+    let sources = RevocationSources {
+        crl_url: None,
+        ocsp,
+    };
     let stored = store
-        .upload_certificate_with_sources(&org.id, None, &pem, &parsed, None, sources, &Actor::System)
+        .upload_certificate_with_sources(
+            &org.id,
+            None,
+            &pem,
+            &parsed,
+            None,
+            sources,
+            &Actor::System,
+        )
         .await?;
     seed::activate(&store, &org.id, &[stored.id.into_string()]).await?;
     store.close().await;

@@ -6,6 +6,7 @@
 
 mod answers;
 mod binary;
+mod cache;
 mod cast;
 mod live;
 mod parity;
