@@ -47,7 +47,9 @@ fn leaf_identity(leaf: &IssuedLeaf) -> Identity {
 
 /// A fetcher like `serve`'s (default timing: 5 minutes to 1 hour), allowed to reach the test
 /// server on loopback; its metrics registry is returned for scrapes.
-fn start_fetcher(store: Store) -> Arc<std::sync::Mutex<prometheus_client::registry::Registry>> {
+pub(crate) fn start_fetcher(
+    store: Store,
+) -> Arc<std::sync::Mutex<prometheus_client::registry::Registry>> {
     start_fetcher_reading(store, MAX_BODY_BYTES)
 }
 
@@ -64,7 +66,7 @@ fn start_fetcher_reading(
     Arc::new(std::sync::Mutex::new(registry))
 }
 
-fn fetches(
+pub(crate) fn fetches(
     registry: &std::sync::Mutex<prometheus_client::registry::Registry>,
     outcome: &str,
 ) -> u64 {
@@ -96,7 +98,7 @@ async fn upload_fetched(app: &TestApp, ca: &OpenSslCa, url: &str) -> String {
     id
 }
 
-async fn stored_crl(app: &TestApp, id: &str) -> Option<Value> {
+pub(crate) async fn stored_crl(app: &TestApp, id: &str) -> Option<Value> {
     let got = app
         .api
         .get(&format!("/organization/certificates/{id}/crl"))
