@@ -27,19 +27,11 @@ async fn leases_are_held_by_one_replica_and_extended_only_by_it(app: TestApp) {
     let ca = pki::ca("Fetched CA");
     let ours = app
         .api
-        .post(
-            "/organization/certificates",
-            json!({"certificate": ca.pem(), "crl_url": url}),
-        )
-        .await
-        .id();
+        .upload_active_with(&ca.pem(), json!({"crl_url": url}))
+        .await;
     let (_, them) = app.other_org().await;
-    them.post(
-        "/organization/certificates",
-        json!({"certificate": ca.pem(), "crl_url": url}),
-    )
-    .await
-    .id();
+    them.upload_active_with(&ca.pem(), json!({"crl_url": url}))
+        .await;
     let store = &app.store;
     // Two certificates name it: one URL, due at once.
     assert_eq!(store.due_crl_urls().await.unwrap(), vec![url.to_owned()]);
@@ -120,14 +112,14 @@ async fn a_fetcher_whose_lease_was_taken_while_fetching_applies_nothing(app: Tes
         }
     });
     tokio::spawn(async move { axum::serve(listener, server).await });
-    let fields = json!({"certificate": ca.pem(), "crl_url": url});
     let ours = app
         .api
-        .post("/organization/certificates", fields.clone())
-        .await
-        .id();
+        .upload_active_with(&ca.pem(), json!({"crl_url": url}))
+        .await;
     let (_, them) = app.other_org().await;
-    let theirs = them.post("/organization/certificates", fields).await.id();
+    let theirs = them
+        .upload_active_with(&ca.pem(), json!({"crl_url": url}))
+        .await;
 
     let registry = start_fetcher(app.store.clone());
     eventually!("both certificates given up", {
