@@ -25,18 +25,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyIdMethod, KeyPair, KeyUsagePurpose,
-};
+use rcgen::KeyPair;
 use serde_json::json;
 
 #[path = "common/http1.rs"]
 mod http1;
+#[path = "common/pki.rs"]
+mod pki;
 #[path = "common/tls.rs"]
 mod tls;
 
 use http1::{connect, percentile, request};
+use pki::{ca_params, leaf_params, now};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -62,39 +62,6 @@ async fn main() -> Result<(), BoxError> {
             std::process::exit(2)
         }
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn ca_params(cn: &str) -> Result<CertificateParams, BoxError> {
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    p.not_before = time::OffsetDateTime::from_unix_timestamp(now() - 86_400)?;
-    p.not_after = time::OffsetDateTime::from_unix_timestamp(now() + 365 * 86_400)?;
-    p.key_identifier_method = KeyIdMethod::Sha256;
-    Ok(p)
-}
-
-fn leaf_params(cn: &str, server: bool) -> Result<CertificateParams, BoxError> {
-    let mut p = CertificateParams::new(vec![cn.to_owned()])?;
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![if server {
-        ExtendedKeyUsagePurpose::ServerAuth
-    } else {
-        ExtendedKeyUsagePurpose::ClientAuth
-    }];
-    p.use_authority_key_identifier_extension = true;
-    Ok(p)
 }
 
 async fn setup(dir: &Path, db: &str) -> Result<(), BoxError> {

@@ -128,6 +128,21 @@ fn percent_decode(text: &str) -> Result<String, CertTextError> {
     String::from_utf8(out).map_err(|_| CertTextError::BadPercent)
 }
 
+/// `text` as nginx's `$ssl_client_escaped_cert` and Envoy's XFCC pass it: every byte but the
+/// unreserved ones (RFC 3986) as `%XX`. What [`parse_chain`] reads back; certgate itself never
+/// encodes, so this is for tests and tools that stand in for a proxy.
+pub fn escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The `Chain` field of an `x-forwarded-client-cert` header, unquoted; `None` when it has
 /// none. The header must hold exactly one element with at most one `Chain`: the proxy sets it
 /// afresh (`SANITIZE_SET`), and Envoy writes `URI=` and `DNS=` values unquoted after `Chain=`,
@@ -225,18 +240,6 @@ mod tests {
             .map(|d| pem::Pem::new("CERTIFICATE", d.clone()))
             .collect();
         pem::encode_many(&blocks)
-    }
-
-    fn escape(text: &str) -> String {
-        text.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
     }
 
     #[test]

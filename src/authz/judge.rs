@@ -88,7 +88,8 @@ impl Refused {
     }
 }
 
-/// How long a parsed chain and its chain work are kept for repeated questions.
+/// How long a parsed chain and its chain work are kept for repeated questions, by the store's
+/// clock (the replaceable clock of spec §11.5, as the decision's own `now`).
 pub const PEER_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What an entry costs besides its certificates (key, bookkeeping, chain-work results).
@@ -98,7 +99,8 @@ const KEY_WEIGHT: usize = 1024;
 pub struct Peer {
     chain: Option<Arc<PeerChain>>,
     checks: tokio::sync::Mutex<ChainChecks>,
-    born: Instant,
+    /// When it was parsed, by the store's clock (Unix seconds).
+    born: i64,
     /// Bytes it holds, roughly: what the chain cache is bounded by.
     weight: u64,
 }
@@ -222,8 +224,11 @@ impl AuthzState {
             key.update(leaf.as_bytes());
         }
         let key: [u8; 32] = key.finalize().into();
+        let now = self.store.now();
         if let Some(peer) = self.chains.get(&key) {
-            if peer.born.elapsed() < PEER_KEPT_FOR {
+            // A clock set back makes the age negative: judged afresh too, never kept longer.
+            let age = u64::try_from(now.saturating_sub(peer.born)).ok();
+            if age.is_some_and(|age| age < PEER_KEPT_FOR.as_secs()) {
                 return Ok(peer);
             }
         }
@@ -242,7 +247,7 @@ impl AuthzState {
         let peer = Arc::new(Peer {
             chain: parsed.map(Arc::new),
             checks: tokio::sync::Mutex::new(ChainChecks::default()),
-            born: Instant::now(),
+            born: now,
             weight: weight as u64,
         });
         self.chains.insert(key, peer.clone());
@@ -255,7 +260,7 @@ pub fn no_certificate() -> Arc<Peer> {
     Arc::new(Peer {
         chain: None,
         checks: tokio::sync::Mutex::new(ChainChecks::default()),
-        born: Instant::now(),
+        born: 0,
         weight: KEY_WEIGHT as u64,
     })
 }

@@ -1,5 +1,6 @@
 //! `certgate authz`'s own metric families (spec §13.2), beside the HTTP ones of
-//! [`crate::metrics::Metrics`]: decisions by transport and outcome, and how long each took.
+//! [`crate::metrics::Metrics`]: decisions by transport and outcome, how long each took, and
+//! what the chain cache holds.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -50,6 +51,8 @@ pub struct AuthzMetrics {
     decisions: Family<DecisionLabels, Counter>,
     seconds: Family<TransportLabels, Histogram>,
     trust_generation: Gauge,
+    chains: Gauge,
+    chain_bytes: Gauge,
 }
 
 impl AuthzMetrics {
@@ -74,10 +77,24 @@ impl AuthzMetrics {
             "The trust generation this process enforces (-1 before the first load)",
             trust_generation.clone(),
         );
+        let chains = Gauge::default();
+        registry.register(
+            "authz_chains_kept",
+            "Certificate texts whose parsed chain and chain work are kept for repeated questions",
+            chains.clone(),
+        );
+        let chain_bytes = Gauge::default();
+        registry.register(
+            "authz_chains_kept_bytes",
+            "What the kept chains weigh (their certificates and bookkeeping), at most 64 MiB",
+            chain_bytes.clone(),
+        );
         AuthzMetrics {
             decisions,
             seconds,
             trust_generation,
+            chains,
+            chain_bytes,
         }
     }
 
@@ -97,5 +114,12 @@ impl AuthzMetrics {
         self.trust_generation
             .set(trust.readiness().generation.unwrap_or(-1));
         metrics.set_database_up(trust.database_answering());
+    }
+
+    /// What a scrape reads from the chain cache: entries and their weight in bytes.
+    pub fn chains_kept(&self, entries: usize, bytes: u64) {
+        self.chains.set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.chain_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 }

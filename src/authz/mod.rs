@@ -65,6 +65,10 @@ pub struct AuthzOptions {
     /// Let OCSP requests reach loopback, private and link-local responders
     /// (`--fetch-allow-private`; decisions.md D60).
     pub fetch_allow_private: bool,
+    /// Most bytes of certificate texts' parsed chains kept for repeated questions
+    /// ([`CHAIN_BYTES_KEPT`]; decisions.md D46). Not a flag: tests set it low to see the bound
+    /// hold.
+    pub chain_bytes_kept: u64,
 }
 
 impl Default for AuthzOptions {
@@ -76,6 +80,7 @@ impl Default for AuthzOptions {
             trust_poll: Duration::from_millis(100),
             trust_reconcile: reload::DEFAULT_RECONCILE,
             fetch_allow_private: false,
+            chain_bytes_kept: CHAIN_BYTES_KEPT,
         }
     }
 }
@@ -83,7 +88,7 @@ impl Default for AuthzOptions {
 /// Chains remembered with their chain work (see [`judge`]): about this many, and at most
 /// [`CHAIN_BYTES_KEPT`] of certificates, least recently used dropped first.
 const CHAINS_KEPT: usize = 10_000;
-const CHAIN_BYTES_KEPT: u64 = 64 * 1024 * 1024;
+pub const CHAIN_BYTES_KEPT: u64 = 64 * 1024 * 1024;
 
 /// Everything a question needs, shared by both listeners.
 pub struct AuthzState {
@@ -142,7 +147,7 @@ impl Authz {
                 ocsp: OcspChecker::new(options.fetch_allow_private, ocsp_metrics),
                 chains: quick_cache::sync::Cache::with_weighter(
                     CHAINS_KEPT,
-                    CHAIN_BYTES_KEPT,
+                    options.chain_bytes_kept,
                     judge::PeerWeight,
                 ),
                 no_certificate: judge::no_certificate(),
@@ -192,6 +197,9 @@ impl Authz {
             crate::gateway::health_routes(self.shared.trust.clone()),
             move || {
                 shared.metrics.refresh(&metrics, &shared.trust);
+                shared
+                    .metrics
+                    .chains_kept(shared.chains.len(), shared.chains.weight());
                 std::future::ready(())
             },
         )

@@ -86,7 +86,8 @@ impl CrlTiming {
 
 /// `certgate_crl_fetches_total{outcome}`: `stored` (a new CRL), `unchanged` (the one stored),
 /// `refused` (not stored: invalid, not the CA's, older, over the limit), `failed` (nothing
-/// fetched). One per certificate and fetch.
+/// fetched), `lease_lost` (not applied: another replica took the URL's lease meanwhile and
+/// fetches it again). One per certificate and fetch.
 #[derive(Clone)]
 pub struct CrlFetchMetrics {
     fetches: Family<OutcomeLabel, Counter>,
@@ -102,7 +103,7 @@ impl CrlFetchMetrics {
         let fetches = Family::default();
         registry.register(
             "crl_fetches",
-            "Fetches of CA certificates' crl_url, by outcome (stored, unchanged, refused, failed)",
+            "Fetches of CA certificates' crl_url, by outcome (stored, unchanged, refused, failed, lease_lost)",
             fetches.clone(),
         );
         CrlFetchMetrics { fetches }
@@ -172,9 +173,10 @@ impl CrlFetcher {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 break;
             };
+            let lease_until = self.lease_end();
             let Some(failures) = self
                 .store
-                .claim_crl_fetch(&url, &self.holder, self.lease_end())
+                .claim_crl_fetch(&url, &self.holder, lease_until)
                 .await?
             else {
                 continue;
@@ -183,7 +185,7 @@ impl CrlFetcher {
             let me = self.clone();
             tokio::spawn(async move {
                 match me.store.crl_sources(&url).await {
-                    Ok(sources) => me.fetch_url(&url, sources, failures).await,
+                    Ok(sources) => me.fetch_url(&url, sources, failures, lease_until).await,
                     Err(e) => {
                         tracing::warn!(url = ?url, error = %crate::telemetry::ErrorChain(&e), "CRL fetcher: could not read the certificates naming a URL; its lease runs out by itself");
                     }
@@ -215,9 +217,16 @@ impl CrlFetcher {
         }
     }
 
-    /// One fetch of `url`, applied to every certificate that names it, then the lease ended
-    /// with the time of the next fetch.
-    async fn fetch_url(&self, url: &str, sources: Vec<CrlSource>, failures: i64) {
+    /// One fetch of `url`, applied to every certificate that names it while the lease claimed
+    /// until `lease_until` is still this replica's, then the lease ended with the time of the
+    /// next fetch.
+    async fn fetch_url(
+        &self,
+        url: &str,
+        sources: Vec<CrlSource>,
+        failures: i64,
+        mut lease_until: i64,
+    ) {
         // Intervals run from when the fetch was made.
         let started = self.store.now();
         let fetched = match url::Url::parse(url) {
@@ -247,10 +256,9 @@ impl CrlFetcher {
             }
             Ok(body) => {
                 let mut checked: HashMap<String, Checked> = HashMap::new();
-                let mut lease_until = self.lease_end();
-                for source in &sources {
-                    // Applying to many certificates may outlast the lease: keep it, so no
-                    // other replica fetches the URL again meanwhile.
+                for (n, source) in sources.iter().enumerate() {
+                    // The fetch itself, then applying to many certificates, may outlast the
+                    // lease: keep it, so no other replica fetches the URL again meanwhile.
                     if lease_until - self.store.now() < LEASE_MARGIN_SECS {
                         lease_until = self.lease_end();
                         let kept = self
@@ -259,6 +267,9 @@ impl CrlFetcher {
                             .await;
                         if !matches!(kept, Ok(true)) {
                             tracing::info!(url = ?url, "CRL fetcher: lost the lease while applying a fetch; the rest waits for the next fetch");
+                            for _ in &sources[n..] {
+                                self.metrics.count("lease_lost");
+                            }
                             break;
                         }
                     }

@@ -207,6 +207,16 @@ impl Api {
         id
     }
 
+    /// Uploads the CA `pem` with more `fields` (`crl_url`, `ocsp`, …) and activates it for the
+    /// whole organization; returns its id.
+    pub async fn upload_active_with(&self, pem: &str, fields: Value) -> String {
+        let mut body = fields;
+        body["certificate"] = json!(pem);
+        let id = self.post("/organization/certificates", body).await.id();
+        self.toggle_org("activate", &[&id]).await;
+        id
+    }
+
     /// `POST /organization/certificates/{activate|deactivate}` of `ids`; asserts success.
     pub async fn toggle_org(&self, verb: &str, ids: &[&str]) {
         self.post(

@@ -1,8 +1,9 @@
 //! The guarded HTTP client for tenant-chosen URLs (spec §13.4, decisions.md D60), against a
 //! real HTTP server on loopback: private targets refused unless allowed, redirects not followed,
 //! bodies cut at 8 MiB or the operator's `--fetch-max-bytes` (decisions.md D70), with a length
-//! or without, one 10 s limit (limits tested from both sides), and `serve` with and without
-//! `--fetch-allow-private`, never echoing a fetched body in its events or logs.
+//! or without, one 10 s limit (limits tested from both sides) of which an address that never
+//! connects takes a third, and `serve` with and without `--fetch-allow-private`, never echoing a
+//! fetched body in its events or logs.
 
 use std::time::{Duration, Instant};
 
@@ -155,6 +156,45 @@ async fn errors_never_carry_the_body() {
     assert_eq!(got, FetchError::Status(500));
     assert!(!got.to_string().contains(marker));
     assert!(!format!("{got:?}").contains(marker));
+}
+
+/// A name whose first address never completes the TCP handshake and whose second answers:
+/// the first gets its share of the limit (a third), not all of it, so the fetch succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_never_connects_leaves_time_for_the_next() {
+    let server = CrlServer::start(Publish::Body("crl".into())).await;
+    let port = server.addr.port();
+    let silent = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let _held = unanswered_listener(std::net::SocketAddr::from((silent, port))).await;
+    let policy = FetchPolicy::new(true, Duration::from_secs(3))
+        .resolving("two.test", vec![silent.into(), server.addr.ip()]);
+    let got = get_with(&format!("http://two.test:{port}/x.crl"), policy).await;
+    assert_eq!(got.unwrap(), "crl");
+    assert_eq!(server.count(), 1);
+}
+
+/// A listener at `addr` that accepts nothing and whose backlog is full: further SYNs are
+/// dropped, so a connection to it never completes (what a firewall dropping packets does).
+/// It stays so while what it returns is held.
+async fn unanswered_listener(
+    addr: std::net::SocketAddr,
+) -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(addr).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(stream) => queued.push(stream.unwrap()),
+            Err(_) => return (listener, queued),
+        }
+    }
+    panic!("the backlog of {addr} never filled");
 }
 
 async fn serve_refuses_private_targets_unless_allowed_and_never_echoes_a_body(db: TestDb) {

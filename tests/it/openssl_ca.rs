@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sha2::Digest;
 
 /// A CA in a temporary directory, driven by `openssl ca`.
 pub struct OpenSslCa {
@@ -20,6 +21,19 @@ pub struct IssuedLeaf {
     pub pem: String,
     pub key_pem: String,
     pub path: PathBuf,
+}
+
+impl IssuedLeaf {
+    /// The leaf and its key as a TLS client presents them.
+    pub fn identity(&self) -> crate::gateway::Identity {
+        let der = pem::parse(&self.pem).unwrap().into_contents();
+        let key = pem::parse(&self.key_pem).unwrap().into_contents();
+        crate::gateway::Identity {
+            leaf_sha256: hex::encode(sha2::Sha256::digest(&der)),
+            chain: vec![rustls_pki_types::CertificateDer::from(der)],
+            key: rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()),
+        }
+    }
 }
 
 fn openssl(dir: &Path, args: &[&str]) {

@@ -6,6 +6,7 @@
 
 mod answers;
 mod binary;
+mod cache;
 mod cast;
 mod live;
 mod parity;
@@ -15,6 +16,7 @@ mod proxy_configs;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+pub use certgate::authz::cert::escape;
 use certgate::authz::listen::{Bound, ListenAddr};
 use certgate::authz::{Authz, AuthzOptions};
 use certgate::runtime::ConnectionLimits;
@@ -92,20 +94,6 @@ pub fn chain_pem(id: &Identity) -> String {
         .map(|der| pem::Pem::new("CERTIFICATE", der.as_ref().to_vec()))
         .collect();
     pem::encode_many(&blocks)
-}
-
-/// Percent-encodes everything but unreserved characters, as nginx's
-/// `$ssl_client_escaped_cert` and Envoy's XFCC do.
-pub fn escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// Where a gRPC question carries the certificate.

@@ -65,37 +65,23 @@ async fn every_refusal_is_answered_alike_by_every_transport(app: TestApp) {
     let org = app.org_id.clone();
     let now = wall_clock();
 
-    let Cast {
-        ca: ours,
-        ca_id: ours_id,
-        good,
-        project,
-        project_ca,
-        project_ca_id,
-        other_org,
-        other,
-        theirs,
-        denied,
-        listed,
-        filter_ca,
-        ..
-    } = Cast::new(&app).await;
+    let cast = Cast::new(&app).await;
     let stranger = pki::ca("Stranger CA");
-    let filtered = good_leaf(&filter_ca);
-    let expired = identity(&pki::leaf(&ours, "old", now - 30 * DAY, now - DAY), &[]);
+    let filtered = good_leaf(&cast.filter_ca);
+    let expired = identity(&pki::leaf(&cast.ca, "old", now - 30 * DAY, now - DAY), &[]);
     let no_eku = identity(
-        &pki::leaf_without_eku(&ours, "no-eku", now - DAY, now + DAY),
+        &pki::leaf_without_eku(&cast.ca, "no-eku", now - DAY, now + DAY),
         &[],
     );
-    let inter = pki::intermediate(&ours, "Issuing CA", now - DAY, now + 100 * DAY);
+    let inter = pki::intermediate(&cast.ca, "Issuing CA", now - DAY, now + 100 * DAY);
     let too_long = identity(
         &pki::leaf(&inter, "deep", now - DAY, now + DAY),
         &[&inter, &inter, &inter, &inter, &inter],
     );
     let via_intermediate = identity(&pki::leaf(&inter, "below", now - DAY, now + DAY), &[&inter]);
     let stranger_leaf = good_leaf(&stranger);
-    let theirs_leaf = good_leaf(&theirs);
-    let project_leaf = good_leaf(&project_ca);
+    let theirs_leaf = good_leaf(&cast.theirs);
+    let project_leaf = good_leaf(&cast.project_ca);
     super::caught_up(&app, &az).await;
     super::caught_up(&app, &bare).await;
     crate::gateway::caught_up(&app, &gw).await;
@@ -104,7 +90,7 @@ async fn every_refusal_is_answered_alike_by_every_transport(app: TestApp) {
     let cases = vec![
         Case {
             name: "admitted",
-            id: Some(&good),
+            id: Some(&cast.good),
             headers: vec![],
             check: Some((&app.api, None)),
             expect: None,
@@ -119,8 +105,8 @@ async fn every_refusal_is_answered_alike_by_every_transport(app: TestApp) {
         Case {
             name: "admitted for its project",
             id: Some(&project_leaf),
-            headers: vec![("openai-project", &project)],
-            check: Some((&app.api, Some(&project))),
+            headers: vec![("openai-project", &cast.project)],
+            check: Some((&app.api, Some(&cast.project))),
             expect: None,
         },
         Case {
@@ -146,9 +132,9 @@ async fn every_refusal_is_answered_alike_by_every_transport(app: TestApp) {
         },
         Case {
             name: "ours, asking for another organization",
-            id: Some(&good),
-            headers: vec![("openai-organization", &other_org)],
-            check: Some((&other, None)),
+            id: Some(&cast.good),
+            headers: vec![("openai-organization", &cast.other_org)],
+            check: Some((&cast.other, None)),
             expect: Some("client_certificate_untrusted"),
         },
         Case {
@@ -160,14 +146,14 @@ async fn every_refusal_is_answered_alike_by_every_transport(app: TestApp) {
         },
         Case {
             name: "deny-listed",
-            id: Some(&denied),
+            id: Some(&cast.denied),
             headers: vec![],
             check: Some((&app.api, None)),
             expect: Some("client_certificate_revoked"),
         },
         Case {
             name: "in a CRL",
-            id: Some(&listed),
+            id: Some(&cast.listed),
             headers: vec![],
             check: Some((&app.api, None)),
             expect: Some("client_certificate_revoked"),
@@ -202,29 +188,32 @@ async fn every_refusal_is_answered_alike_by_every_transport(app: TestApp) {
         },
         Case {
             name: "unknown project",
-            id: Some(&good),
+            id: Some(&cast.good),
             headers: vec![("openai-project", "proj_nope")],
             check: Some((&app.api, Some("proj_nope"))),
             expect: Some("unknown_project"),
         },
         Case {
             name: "unknown organization",
-            id: Some(&good),
+            id: Some(&cast.good),
             headers: vec![("openai-organization", "org-nope")],
             check: None,
             expect: Some("unknown_organization"),
         },
         Case {
             name: "duplicate organization header",
-            id: Some(&good),
+            id: Some(&cast.good),
             headers: vec![org_h, org_h],
             check: None,
             expect: Some(""),
         },
         Case {
             name: "duplicate project header",
-            id: Some(&good),
-            headers: vec![("openai-project", &project), ("openai-project", &project)],
+            id: Some(&cast.good),
+            headers: vec![
+                ("openai-project", &cast.project),
+                ("openai-project", &cast.project),
+            ],
             check: None,
             expect: Some(""),
         },
@@ -250,9 +239,9 @@ async fn every_refusal_is_answered_alike_by_every_transport(app: TestApp) {
             ) if code == got => {}
             _ => panic!("{name}: the gateway answered {gateway:?}"),
         }
-        if let (Some((api, project)), Some(id)) = (case.check, case.id) {
+        if let (Some((api, scoped)), Some(id)) = (case.check, case.id) {
             assert_eq!(
-                check_outcome(api, id, project).await,
+                check_outcome(api, id, scoped).await,
                 gateway,
                 "{name}: check endpoint"
             );
@@ -286,12 +275,13 @@ async fn every_refusal_is_answered_alike_by_every_transport(app: TestApp) {
     let gw_bare =
         crate::gateway::gateway(app.store.clone(), &format!("http://{}", up.addr), |_| {}).await;
     crate::gateway::caught_up(&app, &gw_bare).await;
-    let gateway = Outcome::from_reply(&once(&gw_bare, Some(&good), &[]).await);
+    let gateway = Outcome::from_reply(&once(&gw_bare, Some(&cast.good), &[]).await);
     assert_eq!(gateway.code(), Some("organization_required"));
-    let grpc =
-        grpc_outcome(&grpc_check(&bare, check_request(Some(&good), Via::Xfcc, &[], &[])).await);
+    let grpc = grpc_outcome(
+        &grpc_check(&bare, check_request(Some(&cast.good), Via::Xfcc, &[], &[])).await,
+    );
     assert_eq!(grpc, gateway, "gRPC without a default organization");
-    let http = http_check(&bare, Some(&escape(&chain_pem(&good))), &[]).await;
+    let http = http_check(&bare, Some(&escape(&chain_pem(&cast.good))), &[]).await;
     assert_eq!(
         http.outcome(),
         gateway,
@@ -300,17 +290,20 @@ async fn every_refusal_is_answered_alike_by_every_transport(app: TestApp) {
     // The route's context names the scope when the headers do not.
     let ctx = [
         ("organization", org.as_str()),
-        ("project", project.as_str()),
+        ("project", cast.project.as_str()),
     ];
     let r = grpc_check(
         &bare,
         check_request(Some(&project_leaf), Via::Xfcc, &[], &ctx),
     )
     .await;
-    assert_eq!(grpc_outcome(&r), Outcome::Admitted(project_ca_id.clone()));
+    assert_eq!(
+        grpc_outcome(&r),
+        Outcome::Admitted(cast.project_ca_id.clone())
+    );
     assert_eq!(
         gateway_outcome(&gw, &cases[0]).await,
-        Outcome::Admitted(ours_id)
+        Outcome::Admitted(cast.ca_id)
     );
 }
 

@@ -14,14 +14,12 @@ use std::time::Duration;
 use certgate::domain::Clock;
 use certgate::fetch::{CrlFetchMetrics, CrlFetcher, CrlTiming, FetchPolicy, MAX_BODY_BYTES};
 use certgate::store::{Store, StoreOptions};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
-use sha2::Digest;
 
 use super::websocket::{closed_with, echoes, open, setup_ws};
-use super::{caught_up, eventually, once, Identity, PROPAGATION};
+use super::{caught_up, eventually, once, PROPAGATION};
 use crate::helpers::{backend_tests, TestApp};
-use crate::openssl_ca::{CrlServer, IssuedLeaf, OpenSslCa, Publish};
+use crate::openssl_ca::{CrlServer, OpenSslCa, Publish};
 
 backend_tests!(
     a_serial_revoked_at_the_ca_is_refused_within_one_refresh,
@@ -35,19 +33,11 @@ const HOUR: i64 = 3600;
 /// Long enough for several rounds of a fetcher (it looks every second at most).
 const SEVERAL_TICKS: Duration = Duration::from_millis(2500);
 
-fn leaf_identity(leaf: &IssuedLeaf) -> Identity {
-    let der = pem::parse(&leaf.pem).unwrap().into_contents();
-    let key = pem::parse(&leaf.key_pem).unwrap().into_contents();
-    Identity {
-        leaf_sha256: hex::encode(sha2::Sha256::digest(&der)),
-        chain: vec![CertificateDer::from(der)],
-        key: PrivateKeyDer::Pkcs8(key.into()),
-    }
-}
-
 /// A fetcher like `serve`'s (default timing: 5 minutes to 1 hour), allowed to reach the test
 /// server on loopback; its metrics registry is returned for scrapes.
-fn start_fetcher(store: Store) -> Arc<std::sync::Mutex<prometheus_client::registry::Registry>> {
+pub(crate) fn start_fetcher(
+    store: Store,
+) -> Arc<std::sync::Mutex<prometheus_client::registry::Registry>> {
     start_fetcher_reading(store, MAX_BODY_BYTES)
 }
 
@@ -64,7 +54,7 @@ fn start_fetcher_reading(
     Arc::new(std::sync::Mutex::new(registry))
 }
 
-fn fetches(
+pub(crate) fn fetches(
     registry: &std::sync::Mutex<prometheus_client::registry::Registry>,
     outcome: &str,
 ) -> u64 {
@@ -84,19 +74,12 @@ fn clock_ahead(app: &TestApp) {
 
 /// Uploads `ca` with `crl_url` and activates it for the organization.
 async fn upload_fetched(app: &TestApp, ca: &OpenSslCa, url: &str) -> String {
-    let id = app
-        .api
-        .post(
-            "/organization/certificates",
-            json!({"certificate": ca.pem(), "crl_url": url}),
-        )
+    app.api
+        .upload_active_with(&ca.pem(), json!({"crl_url": url}))
         .await
-        .id();
-    app.api.toggle_org("activate", &[&id]).await;
-    id
 }
 
-async fn stored_crl(app: &TestApp, id: &str) -> Option<Value> {
+pub(crate) async fn stored_crl(app: &TestApp, id: &str) -> Option<Value> {
     let got = app
         .api
         .get(&format!("/organization/certificates/{id}/crl"))
@@ -143,9 +126,7 @@ async fn a_serial_revoked_at_the_ca_is_refused_within_one_refresh(app: TestApp) 
     let leaf = ca.issue_client("client");
     let sibling = ca.issue_client("sibling");
     caught_up(&app, &gw).await;
-    let (mut ws, _) = open(&gw, Some(&leaf_identity(&leaf)), &[])
-        .await
-        .expect("open");
+    let (mut ws, _) = open(&gw, Some(&leaf.identity()), &[]).await.expect("open");
     assert!(echoes(&mut ws, "hi").await);
 
     // Revoked at the CA, which publishes its next CRL. certgate fetches it when the stored
@@ -168,10 +149,10 @@ async fn a_serial_revoked_at_the_ca_is_refused_within_one_refresh(app: TestApp) 
     let (code, _) = closed_with(&mut ws, PROPAGATION).await.expect("closed");
     assert_eq!(code, 1008);
     caught_up(&app, &gw).await;
-    once(&gw, Some(&leaf_identity(&leaf)), &[])
+    once(&gw, Some(&leaf.identity()), &[])
         .await
         .refused(403, "client_certificate_revoked");
-    let (mut sibling_ws, _) = open(&gw, Some(&leaf_identity(&sibling)), &[])
+    let (mut sibling_ws, _) = open(&gw, Some(&sibling.identity()), &[])
         .await
         .expect("the sibling is admitted");
     assert!(echoes(&mut sibling_ws, "still here").await);
@@ -251,7 +232,7 @@ async fn a_bad_or_backwards_crl_is_refused_and_the_previous_kept(app: TestApp) {
         // The previous CRL stays, and stays enforced.
         assert_eq!(stored_crl(&app, &id).await.unwrap(), kept);
         caught_up(&app, &gw).await;
-        once(&gw, Some(&leaf_identity(&leaf)), &[])
+        once(&gw, Some(&leaf.identity()), &[])
             .await
             .refused(403, "client_certificate_revoked");
     }
@@ -308,7 +289,7 @@ async fn a_failing_fetch_keeps_the_last_crl_and_backs_off(app: TestApp) {
         .await;
     assert_eq!(got.ok()["certificate_details"]["crl"]["stale"], true);
     caught_up(&app, &gw).await;
-    once(&gw, Some(&leaf_identity(&leaf)), &[])
+    once(&gw, Some(&leaf.identity()), &[])
         .await
         .refused(403, "client_certificate_revoked");
     // Back up: the next fetch succeeds and the backoff ends.
@@ -334,12 +315,8 @@ async fn replicas_share_one_fetch_per_url_per_interval(app: TestApp) {
     // Another organization names the same URL for the same CA: still one fetch per interval.
     let (_, them) = app.other_org().await;
     let theirs = them
-        .post(
-            "/organization/certificates",
-            json!({"certificate": ca.pem(), "crl_url": url}),
-        )
-        .await
-        .id();
+        .upload_active_with(&ca.pem(), json!({"crl_url": url}))
+        .await;
     // Two replicas: two stores on the one database, each with its fetcher.
     let mut options = StoreOptions::new(&app.db.url);
     options.timeout = Duration::from_secs(60);
@@ -402,7 +379,7 @@ async fn a_raised_fetch_limit_holds_from_both_sides(app: TestApp) {
     let kept = stored_crl(&app, &id).await.unwrap();
     assert_eq!(kept["revoked_count"], 0);
     caught_up(&app, &gw).await;
-    once(&gw, Some(&leaf_identity(&leaf)), &[]).await.admitted();
+    once(&gw, Some(&leaf.identity()), &[]).await.admitted();
 
     server.publish(Publish::Body(pem_of_length(&successor, limit + 1)));
     app.clock.advance(HOUR);
@@ -420,7 +397,7 @@ async fn a_raised_fetch_limit_holds_from_both_sides(app: TestApp) {
     assert_eq!(fetches(&registry, "failed"), 1);
     assert_eq!(stored_crl(&app, &id).await.unwrap(), kept, "nothing stored");
     caught_up(&app, &gw).await;
-    once(&gw, Some(&leaf_identity(&leaf)), &[]).await.admitted();
+    once(&gw, Some(&leaf.identity()), &[]).await.admitted();
 
     // The same CRL within the limit: it was refused for its size alone. The next try comes
     // after the first backoff (5 minutes).
@@ -433,7 +410,7 @@ async fn a_raised_fetch_limit_holds_from_both_sides(app: TestApp) {
     );
     assert_eq!(fetches(&registry, "stored"), 2);
     caught_up(&app, &gw).await;
-    once(&gw, Some(&leaf_identity(&leaf)), &[])
+    once(&gw, Some(&leaf.identity()), &[])
         .await
         .refused(403, "client_certificate_revoked");
 }

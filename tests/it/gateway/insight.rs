@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::{
     caught_up, connect, good_leaf, identity, once, setup, Endpoint, Gw, Identity, Reply, DAY,
 };
+use crate::authz::chain_pem;
 use crate::client::Api;
 use crate::helpers::{backend_tests, TestApp};
 use crate::pki;
@@ -25,16 +26,6 @@ backend_tests!(
     check_agrees_with_the_gateway_on_chain_shape,
     rotation_with_traffic_flowing,
 );
-
-/// The chain as PEM, leaf first: what a person would paste into the check endpoint.
-fn chain_pem(id: &Identity) -> String {
-    let blocks: Vec<pem::Pem> = id
-        .chain
-        .iter()
-        .map(|der| pem::Pem::new("CERTIFICATE", der.as_ref().to_vec()))
-        .collect();
-    pem::encode_many(&blocks)
-}
 
 /// One request to the gateway with `id` for `org` (and `project`) on a fresh connection, and
 /// the same question to the check endpoint as `api` (an admin of `org`); asserts they agree

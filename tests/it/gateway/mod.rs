@@ -7,7 +7,7 @@ mod admission;
 mod binary;
 mod bounds;
 mod client_cert_headers;
-mod crl_fetch;
+pub(crate) mod crl_fetch;
 mod filters;
 mod hostile;
 mod insight;

@@ -15,11 +15,9 @@ use certgate::domain::OrgId;
 use certgate::insight::{check_client, Check, TrustCache};
 use certgate::ocsp::CertState;
 use certgate::trust::Rejection;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
-use sha2::Digest;
 
-use super::{caught_up, gateway, once, upstream, Gw, Identity, Upstream};
+use super::{caught_up, gateway, once, upstream, Gw, Upstream};
 use crate::authz::{authz, http_check, Az};
 use crate::helpers::{backend_tests, TestApp};
 use crate::openssl_ca::{CrlServer, IssuedLeaf, OpenSslCa, Publish};
@@ -54,16 +52,6 @@ fn client_ext(url: &str) -> String {
 /// A delegated OCSP responder's extensions (RFC 6960 §4.2.2.2).
 const RESPONDER_EXT: &str =
     "basicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = OCSPSigning";
-
-fn leaf_identity(leaf: &IssuedLeaf) -> Identity {
-    let der = pem::parse(&leaf.pem).unwrap().into_contents();
-    let key = pem::parse(&leaf.key_pem).unwrap().into_contents();
-    Identity {
-        leaf_sha256: hex::encode(sha2::Sha256::digest(&der)),
-        chain: vec![CertificateDer::from(der)],
-        key: PrivateKeyDer::Pkcs8(key.into()),
-    }
-}
 
 /// `openssl ocsp` answering for `ca` on `port`, signing with `signer` (a PEM certificate and
 /// key in the CA's directory); killed on drop.
@@ -157,16 +145,9 @@ async fn edges(app: &TestApp) -> (Gw, Upstream, Az) {
 
 /// Uploads `ca` with OCSP `mode` and activates it for the organization.
 async fn upload(app: &TestApp, ca: &OpenSslCa, mode: &str) -> String {
-    let id = app
-        .api
-        .post(
-            "/organization/certificates",
-            json!({"certificate": ca.pem(), "ocsp": mode}),
-        )
+    app.api
+        .upload_active_with(&ca.pem(), json!({"ocsp": mode}))
         .await
-        .id();
-    app.api.toggle_org("activate", &[&id]).await;
-    id
 }
 
 /// Both edges enforce the store's latest trust generation.
@@ -227,7 +208,7 @@ async fn good_from_a_delegated_responder_is_admitted_and_reported(app: TestApp) 
     else {
         panic!("admitted, with what OCSP said: {answer:?}");
     };
-    once(&gw, Some(&leaf_identity(&leaf)), &[]).await.admitted();
+    once(&gw, Some(&leaf.identity()), &[]).await.admitted();
     assert_eq!(authz_says(&az, &leaf).await, (200, None));
     let answer = said.outcome.expect("a valid answer");
     assert_eq!(answer.state, CertState::Good);
@@ -246,7 +227,7 @@ async fn revoked_is_refused_by_gateway_authz_and_check(app: TestApp) {
     upload(&app, &ca, "soft_fail").await;
     synced(&app, &gw, &az).await;
 
-    once(&gw, Some(&leaf_identity(&leaf)), &[])
+    once(&gw, Some(&leaf.identity()), &[])
         .await
         .refused(403, "client_certificate_revoked");
     assert_eq!(
@@ -264,7 +245,7 @@ async fn revoked_is_refused_by_gateway_authz_and_check(app: TestApp) {
 async fn no_answer_case(app: &TestApp, gw: &Gw, az: &Az, ca: &OpenSslCa, leaf: &IssuedLeaf) {
     let id = upload(app, ca, "soft_fail").await;
     synced(app, gw, az).await;
-    let who = leaf_identity(leaf);
+    let who = leaf.identity();
     once(gw, Some(&who), &[]).await.admitted();
     assert_eq!(authz_says(az, leaf).await, (200, None));
     match check(app, leaf).await {
@@ -349,7 +330,7 @@ async fn the_cache_honours_next_update(app: TestApp) {
     let responder = Responder::start(&ca, port, ("ca.pem", "ca.key"), &["-nmin", "5"]);
     upload(&app, &ca, "hard_fail").await;
     caught_up(&app, &gw).await;
-    let who = leaf_identity(&leaf);
+    let who = leaf.identity();
     once(&gw, Some(&who), &[]).await.admitted();
     drop(responder);
 
@@ -371,7 +352,7 @@ async fn a_ca_with_ocsp_off_never_reaches_the_responder(app: TestApp) {
     let leaf = ca.issue_with("client", &client_ext(&server.url("/ocsp")));
     let id = upload(&app, &ca, "off").await;
     synced(&app, &gw, &az).await;
-    let who = leaf_identity(&leaf);
+    let who = leaf.identity();
     once(&gw, Some(&who), &[]).await.admitted();
     assert_eq!(authz_says(&az, &leaf).await, (200, None));
     assert!(matches!(
