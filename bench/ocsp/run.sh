@@ -37,6 +37,8 @@ PROXY=$(free_port)
 "$BENCH" pki "$WORK" "http://127.0.0.1:$PROXY/" $((FIRST * 2))
 bg_start openssl ocsp -index "$WORK/index.txt" -port "$RESP" -rsigner "$WORK/client-ca.pem" \
     -rkey "$WORK/client-ca.key" -CA "$WORK/client-ca.pem" -nmin 60 -multi 4 >"$WORK/responder.log" 2>&1
+# `-multi` forks: its processes are found by their index's path (killing the parent leaves them).
+trap 'pkill -f "$WORK/index.txt"; sleep 0.5; pkill -9 -f "$WORK/index.txt"; cleanup' EXIT
 # Not probed: a connection closed without a request leaves an `openssl ocsp` process stuck.
 for _ in $(seq 200); do grep -q "waiting for OCSP client connections" "$WORK/responder.log" && break; sleep 0.05; done
 bg_start python3 bench/ocsp/delay_proxy.py "$PROXY" "$RESP" "$DELAY_MS" >"$WORK/proxy.log"
