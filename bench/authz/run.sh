@@ -9,7 +9,9 @@
 #    only in what their `auth_request` location asks: certgate's HTTP forward auth, the bare
 #    allow-all HTTP server (same example, same connection loop), and nothing (the location
 #    answers 200 itself: nginx with no auth server at all); a fourth asks certgate as
-#    docs/proxies.md once showed, without keep-alive to it (a new connection per request).
+#    docs/proxies.md once showed, without keep-alive to it (a new connection per request);
+#    a fifth asks a second `certgate authz` (same database) over a Unix socket, keep-alive
+#    (nginx/certgate-unix: `--http-listen unix:/path`, as docs/proxies.md shows).
 #
 # Rounds alternate the order of the servers; medians and the ratios to each baseline are
 # printed, plus the p50/p99 each server adds, and certgate's own decision time
@@ -61,6 +63,17 @@ RUST_LOG=warn bg_start "$BIN" authz --database "sqlite://$WORK/certgate.db" --or
 bg_start "$TARGET/examples/allow_all_ext_authz" "127.0.0.1:$BARE" "127.0.0.1:$BAREH" >/dev/null
 wait_port "$CG" "$CGH" "$BARE" "$BAREH"
 wait_http "http://127.0.0.1:$MET/readyz"
+if [[ " $PROXIES " == *" nginx "* ]]; then
+    # The same, on a Unix socket. nginx's worker runs as nobody:nogroup when the bench runs
+    # as root: the socket (mode 0660) is given that group, as docs/proxies.md says.
+    SOCK=$WORK/certgate-authz.sock
+    CGU=$(free_port); METU=$(free_port)
+    RUST_LOG=warn bg_start "$BIN" authz --database "sqlite://$WORK/certgate.db" --organization "$ORG" \
+        --grpc-listen "127.0.0.1:$CGU" --http-listen "unix:$SOCK" --metrics-listen "127.0.0.1:$METU"
+    wait_http "http://127.0.0.1:$METU/readyz"
+    NGINX_GROUP=nogroup
+    [[ $(id -u) == 0 ]] && chgrp "$NGINX_GROUP" "$SOCK" && chmod o+x "$WORK"
+fi
 
 # ---------------------------------------------------------------- Envoy
 envoy_listener() { # NAME PORT CLUSTER
@@ -178,9 +191,10 @@ if [[ " $PROXIES " == *" envoy "* ]]; then
 fi
 if [[ " $PROXIES " == *" nginx "* ]]; then
     PORT[nginx/static]=$(free_port); PORT[nginx/bare]=$(free_port); PORT[nginx/certgate]=$(free_port)
-    PORT[nginx/certgate-no-keepalive]=$(free_port)
+    PORT[nginx/certgate-no-keepalive]=$(free_port); PORT[nginx/certgate-unix]=$(free_port)
     mkdir -p "$WORK/nginx/logs"
     cat >"$WORK/nginx/nginx.conf" <<NGINX
+$([[ $(id -u) == 0 ]] && echo "user nobody $NGINX_GROUP;")
 worker_processes 1;
 daemon off;
 pid $WORK/nginx/nginx.pid;
@@ -191,14 +205,16 @@ http {
     upstream api { server 127.0.0.1:$UP; keepalive 64; }
     upstream certgate_authz { server 127.0.0.1:$CGH; keepalive 64; }
     upstream bare_authz { server 127.0.0.1:$BAREH; keepalive 64; }
+    upstream certgate_authz_unix { server unix:$SOCK; keepalive 64; }
 $(nginx_server "${PORT[nginx/static]}" "            return 200;")
 $(nginx_server "${PORT[nginx/bare]}" "$(ask bare_authz)")
 $(nginx_server "${PORT[nginx/certgate]}" "$(ask certgate_authz)")
 $(nginx_server "${PORT[nginx/certgate-no-keepalive]}" "$(ask "127.0.0.1:$CGH" close)")
+$(nginx_server "${PORT[nginx/certgate-unix]}" "$(ask certgate_authz_unix)")
 }
 NGINX
     bg_start nginx -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
-    SERVERS+=(nginx/static nginx/bare nginx/certgate nginx/certgate-no-keepalive)
+    SERVERS+=(nginx/static nginx/bare nginx/certgate nginx/certgate-no-keepalive nginx/certgate-unix)
 fi
 for s in "${SERVERS[@]}"; do
     wait_port "${PORT[$s]}"

@@ -90,7 +90,10 @@ impl Authorization for Check {
             },
         };
         let response = match self.0.judge(question).await {
-            Answer::Admitted { set, remove } => admitted(set, &remove),
+            Answer::Admitted { set } => {
+                let remove = self.0.to_remove(&headers, &set);
+                admitted(set, &remove)
+            }
             Answer::Refused(why) => denied(&why),
         };
         Ok(tonic::Response::new(response))

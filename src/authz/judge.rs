@@ -6,13 +6,20 @@
 //! A proxy asks again for every request of a keep-alive connection with the same chain, so
 //! what the chain work found is kept per chain (the gateway keeps it per connection), keyed
 //! by the certificate text as passed: a repeated question costs no parsing and no chain work,
-//! only the decision against the trust state in force (decisions.md D46).
+//! only the decision against the trust state in force (decisions.md D46). The text itself is
+//! the key (hashed by the cache's keyed hasher, compared in full on a hit), not a digest of
+//! it: no SHA-256 over kilobytes per request (decisions.md D82).
+//!
+//! And the last admission of a chain is remembered with the trust index, scope and second it
+//! was decided for: the same question again under the very same index (a deactivation, any
+//! trust change, swaps in another one), in the same second, for the same scope, is answered
+//! from it with no lock and no lookup beyond a comparison (decisions.md D82). Refusals, and
+//! admissions that asked OCSP, are always decided afresh.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use axum::http::{HeaderMap, HeaderName};
-use sha2::Digest;
 
 use super::cert::{self, CertTextError};
 use super::metrics::Transport;
@@ -21,7 +28,7 @@ use crate::gateway::handler::{self, Decider, Refusal, ScopeDefaults};
 use crate::gateway::proxy::{
     is_reserved, is_scope_header, X_CERTIFICATE_ID, X_CLIENT_CERT_SHA256, X_ORGANIZATION, X_PROJECT,
 };
-use crate::trust::{ChainChecks, PeerChain, Rejection};
+use crate::trust::{Admission, ChainChecks, PeerChain, Rejection, Scope, TrustIndex};
 
 /// What a proxy passed about one request.
 pub struct Question<'a> {
@@ -43,11 +50,10 @@ pub struct Question<'a> {
 #[derive(Debug)]
 pub enum Answer {
     Admitted {
-        /// Identity headers for the upstream, replacing any the request carries.
+        /// Identity headers for the upstream, replacing any the request carries (what the
+        /// upstream must not see of the request is [`AuthzState::to_remove`], which only gRPC
+        /// answers with: a forward-auth proxy drops those headers itself).
         set: Vec<(HeaderName, String)>,
-        /// Request headers the upstream must not see (reserved names, scope headers unless
-        /// forwarded), as the request spelled them.
-        remove: Vec<HeaderName>,
     },
     Refused(Refused),
 }
@@ -99,10 +105,71 @@ const KEY_WEIGHT: usize = 1024;
 pub struct Peer {
     chain: Option<Arc<PeerChain>>,
     checks: tokio::sync::Mutex<ChainChecks>,
+    /// The last admission of this chain and what it was decided under.
+    last: Mutex<Option<Remembered>>,
     /// When it was parsed, by the store's clock (Unix seconds).
     born: i64,
     /// Bytes it holds, roughly: what the chain cache is bounded by.
     weight: u64,
+}
+
+/// An admission and exactly what it was decided under: the trust index (held weakly: the
+/// allocation stays, so its address is never another index's, while the index itself is
+/// freed when replaced), the second, and the scope. [`handler::decide`] reads nothing else
+/// that can change: the chain is this peer's, and its checks only grow.
+struct Remembered {
+    index: Weak<TrustIndex>,
+    now: i64,
+    organization: String,
+    project: Option<String>,
+    admission: Admission,
+}
+
+impl Peer {
+    /// The admission remembered for exactly this index, second and scope.
+    fn remembered(&self, index: &Arc<TrustIndex>, now: i64, scope: Scope<'_>) -> Option<Admission> {
+        let last = self.last.lock().ok()?;
+        let r = last.as_ref()?;
+        (std::ptr::eq(r.index.as_ptr(), Arc::as_ptr(index))
+            && r.now == now
+            && r.organization == scope.organization
+            && r.project.as_deref() == scope.project)
+            .then(|| r.admission.clone())
+    }
+
+    fn remember(&self, index: &Arc<TrustIndex>, now: i64, scope: Scope<'_>, admission: &Admission) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(Remembered {
+                index: Arc::downgrade(index),
+                now,
+                organization: scope.organization.to_owned(),
+                project: scope.project.map(str::to_owned),
+                admission: admission.clone(),
+            });
+        }
+    }
+}
+
+/// The chain cache's key: the certificate text as passed, and the handshake's leaf it must
+/// begin with (gRPC, when the chain came from a forwarded header).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ChainKey {
+    text: Box<str>,
+    leaf: Option<Box<str>>,
+}
+
+/// A [`ChainKey`] borrowed from the request, for lookups without copying the text: hashes
+/// as `ChainKey` does (its fields, in order, as `str` and `Option<str>`).
+#[derive(Hash)]
+struct ChainKeyRef<'a> {
+    text: &'a str,
+    leaf: Option<&'a str>,
+}
+
+impl quick_cache::Equivalent<ChainKey> for ChainKeyRef<'_> {
+    fn equivalent(&self, key: &ChainKey) -> bool {
+        *self.text == *key.text && self.leaf == key.leaf.as_deref()
+    }
 }
 
 /// The chain cache's measure: bytes, so a client sending large chains cannot make 10,000
@@ -110,8 +177,8 @@ pub struct Peer {
 #[derive(Clone, Copy, Default)]
 pub struct PeerWeight;
 
-impl quick_cache::Weighter<[u8; 32], Arc<Peer>> for PeerWeight {
-    fn weight(&self, _key: &[u8; 32], peer: &Arc<Peer>) -> u64 {
+impl quick_cache::Weighter<ChainKey, Arc<Peer>> for PeerWeight {
+    fn weight(&self, _key: &ChainKey, peer: &Arc<Peer>) -> u64 {
         peer.weight.max(1)
     }
 }
@@ -156,16 +223,10 @@ impl AuthzState {
             Ok(scope) => scope,
             Err(refusal) => return Answer::Refused(Refused::Refusal(refusal)),
         };
-        let decider = Decider {
-            trust: &self.trust,
-            now: self.store.now(),
-            algs: self.algs,
-            pool: &self.chain_pool,
-            paths: &self.chain_cache,
-            ocsp: &self.ocsp,
-        };
+        let scope = requested.scope();
         let chain = peer.chain.as_ref();
-        match handler::decide(decider, chain, &peer.checks, requested.scope()).await {
+        let decided = self.decide(&peer, scope).await;
+        match decided {
             Ok(admission) => {
                 let mut set = vec![
                     (X_ORGANIZATION, admission.organization),
@@ -177,18 +238,54 @@ impl AuthzState {
                 if let Some(chain) = chain {
                     set.push((X_CLIENT_CERT_SHA256, chain.leaf_sha256().to_owned()));
                 }
-                let remove = self.to_remove(question.headers, &set);
-                Answer::Admitted { set, remove }
+                Answer::Admitted { set }
             }
             Err(rejection) => Answer::Refused(Refused::Refusal(Refusal::Rejected(rejection))),
         }
+    }
+
+    /// The decision for `peer` in `scope`: its remembered admission when the question and
+    /// the state are the same (decisions.md D82), else [`handler::decide`], whose admission is
+    /// then remembered unless it asked OCSP (whose answers have lifetimes of their own).
+    async fn decide(&self, peer: &Peer, scope: Scope<'_>) -> Result<Admission, Rejection> {
+        let now = self.store.now();
+        // The index `decide` reads is this one or a newer one: remembered under this one, an
+        // admission can only be found again while this one is still in force.
+        let index = self.trust.index_arc();
+        if let Some(admission) = peer.remembered(&index, now, scope) {
+            self.remembered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(admission);
+        }
+        let decider = Decider {
+            trust: &self.trust,
+            now,
+            algs: self.algs,
+            pool: &self.chain_pool,
+            paths: &self.chain_cache,
+            ocsp: &self.ocsp,
+        };
+        let chain = peer.chain.as_ref();
+        let decision = handler::decide(decider, chain, &peer.checks, scope).await;
+        if let (Ok(admission), Some(chain)) = (&decision, chain) {
+            if let Ok(checks) = peer.checks.try_lock() {
+                if index.ocsp_subject(admission, chain, &checks).is_none() {
+                    peer.remember(&index, now, scope, admission);
+                }
+            }
+        }
+        decision
     }
 
     /// The request's headers the upstream must not see, as the gateway strips them: reserved
     /// names in any spelling, and the scope headers unless `--forward-scope-headers` (then
     /// only their exact spelling passes). Names set by the answer are replaced, not removed
     /// (a proxy removes after it sets).
-    fn to_remove(&self, headers: &HeaderMap, set: &[(HeaderName, String)]) -> Vec<HeaderName> {
+    pub(super) fn to_remove(
+        &self,
+        headers: &HeaderMap,
+        set: &[(HeaderName, String)],
+    ) -> Vec<HeaderName> {
         headers
             .keys()
             .filter(|name| {
@@ -217,21 +314,18 @@ impl AuthzState {
         if text.is_empty() {
             return Ok(self.no_certificate.clone());
         }
-        let mut key = sha2::Sha256::new();
-        key.update(text.as_bytes());
-        if let Some(leaf) = leaf {
-            key.update([0]);
-            key.update(leaf.as_bytes());
-        }
-        let key: [u8; 32] = key.finalize().into();
         let now = self.store.now();
-        if let Some(peer) = self.chains.get(&key) {
+        if let Some(peer) = self.chains.get(&ChainKeyRef { text, leaf }) {
             // A clock set back makes the age negative: judged afresh too, never kept longer.
             let age = u64::try_from(now.saturating_sub(peer.born)).ok();
             if age.is_some_and(|age| age < PEER_KEPT_FOR.as_secs()) {
                 return Ok(peer);
             }
         }
+        let key = ChainKey {
+            text: text.into(),
+            leaf: leaf.map(Into::into),
+        };
         let owned = text.to_owned();
         let leaf = leaf.map(str::to_owned);
         // Decoding and X.509 parsing are CPU work on client-controlled input: on the pool.
@@ -241,12 +335,15 @@ impl AuthzState {
             .await
             .unwrap_or(Err(CertTextError::BadBase64))?;
         let weight = KEY_WEIGHT
+            + key.text.len()
+            + key.leaf.as_ref().map_or(0, |leaf| leaf.len())
             + parsed
                 .as_ref()
                 .map_or(0, |chain| 2 * chain.der_len() + chain.leaf_sha256().len());
         let peer = Arc::new(Peer {
             chain: parsed.map(Arc::new),
             checks: tokio::sync::Mutex::new(ChainChecks::default()),
+            last: Mutex::new(None),
             born: now,
             weight: weight as u64,
         });
@@ -260,6 +357,7 @@ pub fn no_certificate() -> Arc<Peer> {
     Arc::new(Peer {
         chain: None,
         checks: tokio::sync::Mutex::new(ChainChecks::default()),
+        last: Mutex::new(None),
         born: 0,
         weight: KEY_WEIGHT as u64,
     })

@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use std::sync::{Arc, OnceLock};
+
 use crate::gateway::reload::TrustState;
 use crate::metrics::Metrics;
 
@@ -53,6 +55,10 @@ pub struct AuthzMetrics {
     trust_generation: Gauge,
     chains: Gauge,
     chain_bytes: Gauge,
+    /// Each transport's `admitted` counter and histogram, looked up in their families once
+    /// (at the first decision, so the series appear as before): most answers are admissions,
+    /// and a family lookup hashes its labels under a lock.
+    hot: Arc<[OnceLock<(Counter, Histogram)>; 2]>,
 }
 
 impl AuthzMetrics {
@@ -95,11 +101,28 @@ impl AuthzMetrics {
             trust_generation,
             chains,
             chain_bytes,
+            hot: Arc::default(),
         }
     }
 
     /// One answer: `admitted` or a refusal's code (a fixed set, so the label stays bounded).
     pub fn decided(&self, transport: Transport, outcome: &'static str, seconds: f64) {
+        if outcome == "admitted" {
+            let (count, time) = self.hot[transport as usize].get_or_init(|| {
+                let transport = transport.label();
+                (
+                    self.decisions
+                        .get_or_create(&DecisionLabels { transport, outcome })
+                        .clone(),
+                    self.seconds
+                        .get_or_create(&TransportLabels { transport })
+                        .clone(),
+                )
+            });
+            count.inc();
+            time.observe(seconds);
+            return;
+        }
         let transport = transport.label();
         self.decisions
             .get_or_create(&DecisionLabels { transport, outcome })

@@ -99,13 +99,15 @@ pub struct AuthzState {
     chain_pool: ChainPool,
     chain_cache: CheckCache,
     ocsp: OcspChecker,
-    chains: quick_cache::sync::Cache<[u8; 32], Arc<judge::Peer>, judge::PeerWeight>,
+    chains: quick_cache::sync::Cache<judge::ChainKey, Arc<judge::Peer>, judge::PeerWeight>,
     no_certificate: Arc<judge::Peer>,
     default_organization: Option<String>,
     forward_scope_headers: bool,
     cert_header: HeaderName,
     refusals: RefusalLog,
     metrics: metrics::AuthzMetrics,
+    /// Questions answered from a chain's remembered admission (see [`judge`]).
+    remembered: std::sync::atomic::AtomicU64,
 }
 
 /// A running trust watcher and the two routers. Dropping it stops the watcher (the last
@@ -156,6 +158,7 @@ impl Authz {
                 cert_header: options.cert_header,
                 refusals: RefusalLog::default(),
                 metrics: own,
+                remembered: std::sync::atomic::AtomicU64::new(0),
             }),
             metrics,
             watcher,
@@ -169,6 +172,14 @@ impl Authz {
     /// Anchor checks (chain verifications against one anchor group) run since start.
     pub fn chain_checks_run(&self) -> u64 {
         self.shared.chain_pool.checks_run()
+    }
+
+    /// Questions answered from a chain's remembered admission, without deciding again
+    /// (same chain, scope, second and trust index; see [`judge`]).
+    pub fn decisions_remembered(&self) -> u64 {
+        self.shared
+            .remembered
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Envoy's `Authorization/Check` (gRPC over HTTP/2 without TLS).

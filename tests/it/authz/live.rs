@@ -17,16 +17,29 @@ use crate::helpers::{backend_tests, Db, TestApp};
 use crate::pki;
 use crate::process::CuttableProxy;
 
-backend_tests!(a_deactivation_reaches_the_next_question_on_an_open_connection);
+backend_tests!(
+    a_deactivation_reaches_the_next_question_on_an_open_connection,
+    a_remembered_admission_answers_only_the_same_question_under_the_same_state,
+);
 
 /// One forward-auth question on an open HTTP/1.1 connection; the status.
 async fn ask(send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, cert: &str) -> u16 {
+    ask_with(send, cert, &[]).await
+}
+
+async fn ask_with(
+    send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    cert: &str,
+    headers: &[(&str, &str)],
+) -> u16 {
     send.ready().await.unwrap();
-    let req = hyper::Request::get("/auth")
+    let mut req = hyper::Request::get("/auth")
         .header("host", "authz")
-        .header("x-ssl-client-cert", cert)
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+        .header("x-ssl-client-cert", cert);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Full::new(Bytes::new())).unwrap();
     send.send_request(req).await.unwrap().status().as_u16()
 }
 
@@ -157,4 +170,73 @@ async fn outcome(
         .outcome();
     assert_eq!(g, h, "both transports agree");
     g
+}
+
+/// The fast path of a repeated question (decisions.md D82): the same chain, scope, second and
+/// trust index is answered from the chain's remembered admission, with no chain work; any
+/// other question is decided afresh: a new chain (its chain work runs), another scope, the
+/// next second, and, above all, the first question after a trust change, which is refused at
+/// once (not "eventually") on the same keep-alive connection.
+async fn a_remembered_admission_answers_only_the_same_question_under_the_same_state(app: TestApp) {
+    let az = super::setup(&app).await;
+    let ca = pki::ca("Project CA");
+    let ca_id = app.api.upload(&ca.pem(), None).await.id();
+    let project = app.api.create_project("Payments").await;
+    let elsewhere = app.api.create_project("Elsewhere").await;
+    app.api
+        .toggle_project(&project, "activate", &[&ca_id])
+        .await;
+    let id = good_leaf(&ca);
+    super::caught_up(&app, &az).await;
+    let cert = escape(&chain_pem(&id));
+    let mut http = keep_alive(&az).await;
+    let remembered = || az.authz.decisions_remembered();
+    let checks = || az.authz.chain_checks_run();
+    let scope = [("openai-project", project.as_str())];
+
+    assert_eq!(ask_with(&mut http, &cert, &scope).await, 200);
+    let (r0, c0) = (remembered(), checks());
+    assert_eq!(c0, 1, "the first question did the chain work");
+    assert_eq!(ask_with(&mut http, &cert, &scope).await, 200);
+    assert_eq!(ask_with(&mut http, &cert, &scope).await, 200);
+    assert_eq!(
+        remembered(),
+        r0 + 2,
+        "the same question again is remembered"
+    );
+    assert_eq!(checks(), c0);
+
+    // A new chain of the same CA: decided, with its own chain work.
+    let other = escape(&chain_pem(&good_leaf(&ca)));
+    assert_eq!(ask_with(&mut http, &other, &scope).await, 200);
+    assert_eq!((remembered(), checks()), (r0 + 2, c0 + 1));
+
+    // Another scope, the same chain: the CA is active for neither, so both are refused.
+    assert_eq!(ask(&mut http, &cert).await, 403, "no project");
+    let elsewhere = [("openai-project", elsewhere.as_str())];
+    assert_eq!(ask_with(&mut http, &cert, &elsewhere).await, 403);
+    assert_eq!(remembered(), r0 + 2);
+
+    // The next second: decided again (validity is judged at the second), then remembered.
+    app.clock.set(app.clock.now() + 1);
+    assert_eq!(ask_with(&mut http, &cert, &scope).await, 200);
+    assert_eq!(remembered(), r0 + 2);
+    assert_eq!(ask_with(&mut http, &cert, &scope).await, 200);
+    assert_eq!(remembered(), r0 + 3);
+
+    // A deactivation: the first question once the new index is in force is refused.
+    app.api
+        .toggle_project(&project, "deactivate", &[&ca_id])
+        .await;
+    super::caught_up(&app, &az).await;
+    assert_eq!(ask_with(&mut http, &cert, &scope).await, 403);
+    // A refusal is never remembered; the activation is seen at once too.
+    assert_eq!(ask_with(&mut http, &cert, &scope).await, 403);
+    assert_eq!(remembered(), r0 + 3);
+    app.api
+        .toggle_project(&project, "activate", &[&ca_id])
+        .await;
+    super::caught_up(&app, &az).await;
+    assert_eq!(ask_with(&mut http, &cert, &scope).await, 200);
+    assert_eq!(remembered(), r0 + 3);
 }
