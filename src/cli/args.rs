@@ -22,14 +22,10 @@ pub struct DbArgs {
         hide_env_values = true
     )]
     pub url: String,
-    /// Most database connections this process opens [default: 4 per CPU core, 4 to 16].
-    #[arg(
-        long = "db-max-connections",
-        env = "CERTGATE_DB_MAX_CONNECTIONS",
-        default_value_t = crate::store::default_max_connections(),
-        hide_default_value = true
-    )]
-    pub max_connections: u32,
+    /// Most database connections this process opens [default: `serve` and the commands 4 per
+    /// CPU core, 4 to 16; `gateway` and `authz` 2, their one reader being the trust watcher].
+    #[arg(long = "db-max-connections", env = "CERTGATE_DB_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
     /// The most a request waits for the database, all its waits together (its turn to write,
     /// a connection, its statements, retries), e.g. `5s` or `500ms`; past it, 503.
     #[arg(long = "db-timeout", env = "CERTGATE_DB_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -41,10 +37,23 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
+    /// For `serve` and the commands: concurrent requests share the pool.
     pub fn options(&self) -> StoreOptions {
+        self.options_or(crate::store::default_max_connections())
+    }
+
+    /// For `gateway` and `authz`, whose only reader of the database is the trust watcher, one
+    /// read at a time (decisions.md D80): a larger pool only gathers idle connections (on
+    /// SQLite a thread and a page cache each, on PostgreSQL a server process each, times the
+    /// replicas).
+    pub fn watcher_options(&self) -> StoreOptions {
+        self.options_or(crate::store::WATCHER_MAX_CONNECTIONS)
+    }
+
+    fn options_or(&self, default_max_connections: u32) -> StoreOptions {
         StoreOptions {
             url: self.url.clone(),
-            max_connections: self.max_connections,
+            max_connections: self.max_connections.unwrap_or(default_max_connections),
             timeout: self.timeout,
             connect_timeout: self.connect_timeout,
         }

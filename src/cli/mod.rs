@@ -212,7 +212,7 @@ pub(crate) fn say_if_created(store: &Store) {
 fn gateway_config(args: GatewayArgs) -> GatewayConfig {
     GatewayConfig {
         listen: args.listen,
-        store: args.db.options(),
+        store: args.db.watcher_options(),
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         upstream: args.upstream,
@@ -233,7 +233,7 @@ fn gateway_config(args: GatewayArgs) -> GatewayConfig {
 
 fn authz_config(args: AuthzArgs) -> crate::authz::AuthzConfig {
     crate::authz::AuthzConfig {
-        store: args.db.options(),
+        store: args.db.watcher_options(),
         grpc_listen: args.grpc_listen,
         http_listen: args.http_listen,
         options: crate::authz::AuthzOptions {
@@ -286,6 +286,38 @@ mod tests {
                 command: keys::KeyCommand::Revoke { force: true, .. }
             }
         ));
+    }
+
+    /// decisions.md D80: a gateway's and an authz process's pool is sized for their one
+    /// reader, the trust watcher; serve's for concurrent requests; the flag wins for all.
+    #[test]
+    fn watchers_pool_two_connections_unless_told() {
+        let parse = |extra: &[&str], role: &str| {
+            let mut line = vec!["certgate", role];
+            if role == "gateway" {
+                line.extend([
+                    "--tls-cert",
+                    "c",
+                    "--tls-key",
+                    "k",
+                    "--upstream",
+                    "http://u",
+                ]);
+            }
+            line.extend_from_slice(extra);
+            match Cli::try_parse_from(line).unwrap().command {
+                Command::Serve(args) => args.db.options().max_connections,
+                Command::Gateway(args) => gateway_config(args).store.max_connections,
+                Command::Authz(args) => authz_config(args).store.max_connections,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(parse(&[], "gateway"), crate::store::WATCHER_MAX_CONNECTIONS);
+        assert_eq!(parse(&[], "authz"), crate::store::WATCHER_MAX_CONNECTIONS);
+        assert_eq!(parse(&[], "serve"), crate::store::default_max_connections());
+        for role in ["gateway", "authz", "serve"] {
+            assert_eq!(parse(&["--db-max-connections", "7"], role), 7, "{role}");
+        }
     }
 
     #[test]

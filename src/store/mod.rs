@@ -111,6 +111,13 @@ pub struct StoreOptions {
 /// backends idle (each is a process there, and `max_connections` is 100 by default, shared
 /// by every replica); fewer than 4 would leave the detector, the flusher and a writer
 /// waiting behind a slow list.
+/// The default of `--db-max-connections` for `gateway` and `authz`: their trust watcher reads
+/// one query at a time (its refreshes are serialized), and the second connection covers the
+/// moment a released connection is not yet back in the pool (sqlx returns it from a task: an
+/// acquire just then would open another, and with a larger bound such openings accumulate, each
+/// connection kept busy enough never to idle out). LISTEN/NOTIFY has its own connection.
+pub const WATCHER_MAX_CONNECTIONS: u32 = 2;
+
 pub fn default_max_connections() -> u32 {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     u32::try_from(cores.saturating_mul(4)).map_or(16, |n| n.clamp(4, 16))
