@@ -10,7 +10,10 @@
 //!   watcher's refresh (`TrustState::refresh`, as its loop runs it). Per change: rows and bytes
 //!   the refresh read from the database (`Store::trust_reads`) and this process's CPU time
 //!   during it (every thread's, from `/proc/self/task/*/schedstat`; on SQLite that includes the
-//!   database engine, which runs in the gateway's process). One JSON line.
+//!   database engine, which runs in the gateway's process). Then ROUNDS more changes, each
+//!   measuring instead what a watcher did before incremental sync (the full snapshot and a
+//!   full build); they come after, so that their hundreds of MiB allocated and freed do not
+//!   land in a refresh's figure (`SYNC_BENCH_SKIP_FULL=1` leaves them out). One JSON line.
 //! - `propagate DB DIR RATE SECONDS WATCHERS [after|before]`: WATCHERS watchers, each with its
 //!   own store (its own connections) running `gateway::reload::spawn_watcher` exactly as
 //!   `certgate gateway` does (poll 100 ms); a writer changes trust RATE times a second for
@@ -235,10 +238,32 @@ async fn cost(db: &str, dir: &Path, rounds: usize) -> Result<(), BoxError> {
     let anchors = state.readiness().anchors;
     let (mut rows, mut bytes, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
     let (mut full_rows, mut full_bytes, mut full_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    // What the watcher does per change: its refresh, right after the change. These rounds
+    // come first and alone, as in a gateway: the full reads measured below allocate and free
+    // hundreds of MiB, and a refresh measured right after one would pay for the allocator
+    // taking that memory back (page faults) rather than for its own work.
     for k in 0..rounds {
         change(&writer, &orgs, k).await?;
-        // What a watcher did per change before incremental sync, in the same run: the
-        // generation, the full snapshot (CRLs held left out) and a rebuild of the index.
+        let before = Store::trust_reads();
+        let cpu_before = process_cpu_ns();
+        state.refresh(&gateway, false).await?;
+        let cpu_after = process_cpu_ns();
+        let after = Store::trust_reads();
+        rows.push((after.rows - before.rows) as f64);
+        bytes.push((after.bytes - before.bytes) as f64);
+        cpu.push((cpu_after - cpu_before) as f64 / 1e6);
+    }
+    // What a watcher did per change before incremental sync, in the same run: the
+    // generation, the full snapshot (CRLs held left out) and a rebuild of the index; then the
+    // watcher's refresh, unmeasured, so the next change starts from the index in force.
+    // `SYNC_BENCH_SKIP_FULL=1` leaves these rounds out (to profile the refresh alone).
+    let full_rounds = if std::env::var_os("SYNC_BENCH_SKIP_FULL").is_some() {
+        0
+    } else {
+        rounds
+    };
+    for k in rounds..rounds + full_rounds {
+        change(&writer, &orgs, k).await?;
         let before = Store::trust_reads();
         let cpu_before = process_cpu_ns();
         gateway.trust_generation().await?;
@@ -254,15 +279,7 @@ async fn cost(db: &str, dir: &Path, rounds: usize) -> Result<(), BoxError> {
         full_rows.push((after.rows - before.rows) as f64);
         full_bytes.push((after.bytes - before.bytes) as f64);
         full_cpu.push((cpu_after - cpu_before) as f64 / 1e6);
-        // What the watcher does: its refresh.
-        let before = Store::trust_reads();
-        let cpu_before = process_cpu_ns();
         state.refresh(&gateway, false).await?;
-        let cpu_after = process_cpu_ns();
-        let after = Store::trust_reads();
-        rows.push((after.rows - before.rows) as f64);
-        bytes.push((after.bytes - before.bytes) as f64);
-        cpu.push((cpu_after - cpu_before) as f64 / 1e6);
     }
     let watched = state.sync_stats();
     println!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyRow;
-use sqlx::{Executor, Row};
+use sqlx::Row;
 
 use super::revocations::LEGACY_SIZE;
 use super::{Backend, Result, Store, StoreError};
@@ -263,18 +263,32 @@ async fn listen_until_error(
     }
 }
 
+/// On PostgreSQL, what opens a trust read: REPEATABLE READ (each statement would otherwise
+/// see its own state), read only, in the `BEGIN` itself (one round trip, not two).
+const BEGIN_READ_PG: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
 /// A read transaction that sees one state throughout (REPEATABLE READ on PostgreSQL, where
 /// each statement would otherwise see its own).
 pub(super) async fn begin_read(
     pool: &sqlx::AnyPool,
     backend: Backend,
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-    let mut tx = pool.begin().await?;
-    if backend == Backend::Postgres {
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
-    }
-    Ok(tx)
+    Ok(match backend {
+        Backend::Postgres => pool.begin_with(BEGIN_READ_PG).await?,
+        Backend::Sqlite => pool.begin().await?,
+    })
+}
+
+/// [`begin_read`] on a connection the caller holds.
+pub(super) async fn begin_read_on(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'_, sqlx::Any>> {
+    use sqlx::Connection as _;
+    Ok(match backend {
+        Backend::Postgres => conn.begin_with(BEGIN_READ_PG).await?,
+        Backend::Sqlite => conn.begin().await?,
+    })
 }
 
 /// [`Store::trust_snapshot`]'s reads, in one read transaction.

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use sqlx::Row;
 
 use super::trust::{
-    active_crls, anchor_from_row, begin_read, counted, counted_one, snapshot_in, ACTIVE,
-    ANCHOR_COLUMNS,
+    active_crls, anchor_from_row, begin_read, begin_read_on, counted, counted_one, snapshot_in,
+    ACTIVE, ANCHOR_COLUMNS,
 };
 use super::{Result, Store};
 use crate::trust::{
@@ -30,10 +30,38 @@ impl Store {
     /// [`Store::trust_snapshot`] instead.
     pub async fn trust_changes(&self, since: i64, held: HeldCrl<'_>) -> Result<TrustChanges> {
         self.read(|pool| async move {
-            let mut tx = begin_read(pool, self.backend).await?;
+            let mut conn = pool.acquire().await?;
+            let mut tx = begin_read_on(&mut conn, self.backend).await?;
             let changes = changes_in(&mut tx, since, held).await?;
             tx.commit().await?;
             Ok::<_, super::StoreError>(changes)
+        })
+        .await
+    }
+
+    /// [`Store::trust_changes`] when the generation moved from `since`, else `None`: the
+    /// generation first (one row, what an idle poll costs), then the changes on the same
+    /// connection (one acquisition, and on PostgreSQL one liveness check, instead of two).
+    pub async fn trust_changes_if_moved(
+        &self,
+        since: i64,
+        held: HeldCrl<'_>,
+    ) -> Result<Option<TrustChanges>> {
+        self.read(|pool| async move {
+            let mut conn = pool.acquire().await?;
+            let generation: i64 = counted_one(
+                sqlx::query("SELECT generation FROM trust_state WHERE id = 1")
+                    .fetch_one(&mut *conn)
+                    .await?,
+            )
+            .try_get("generation")?;
+            if generation == since {
+                return Ok::<_, super::StoreError>(None);
+            }
+            let mut tx = begin_read_on(&mut conn, self.backend).await?;
+            let changes = changes_in(&mut tx, since, held).await?;
+            tx.commit().await?;
+            Ok(Some(changes))
         })
         .await
     }
@@ -79,12 +107,23 @@ async fn changes_in(
     since: i64,
     held: HeldCrl<'_>,
 ) -> Result<TrustChanges> {
-    let generation: i64 = counted_one(
-        sqlx::query("SELECT generation FROM trust_state WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?,
-    )
-    .try_get("generation")?;
+    // The generation and the records since `since` up to it, in one statement (one round
+    // trip): one row with no record when nothing is recorded in between.
+    let rows = counted(
+        sqlx::query(
+            "SELECT s.generation AS current, c.generation, c.org_id, c.kind, c.target
+             FROM trust_state s
+             LEFT JOIN trust_changes c ON c.generation > $1 AND c.generation <= s.generation
+             WHERE s.id = 1",
+        )
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?,
+    );
+    let generation: i64 = rows
+        .first()
+        .ok_or_else(|| super::StoreError::Internal("no trust_state row".into()))?
+        .try_get("current")?;
     let mut delta = TrustDelta {
         since,
         generation,
@@ -97,24 +136,23 @@ async fn changes_in(
         // The database went back (a restore): only a full read says what holds now.
         return Ok(TrustChanges::Gap { generation });
     }
-    let records = counted(
-        sqlx::query(
-            "SELECT generation, org_id, kind, target FROM trust_changes
-             WHERE generation > $1 AND generation <= $2",
-        )
-        .bind(since)
-        .bind(generation)
-        .fetch_all(&mut *tx)
-        .await?,
-    );
+    let mut records = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let Some(g) = r.try_get::<Option<i64>, _>("generation")? {
+            records.push((
+                g,
+                r.try_get::<String, _>("org_id")?,
+                r.try_get::<String, _>("kind")?,
+                r.try_get::<String, _>("target")?,
+            ));
+        }
+    }
     delta.records = records.len();
     let mut generations = HashSet::new();
     let mut touched = Touched::default();
-    for r in &records {
-        generations.insert(r.try_get::<i64, _>("generation")?);
-        let org: String = r.try_get("org_id")?;
-        let target: String = r.try_get("target")?;
-        match r.try_get::<String, _>("kind")?.as_str() {
+    for (g, org, kind, target) in records {
+        generations.insert(g);
+        match kind.as_str() {
             "organization" => {
                 touched.organizations.insert(target);
             }

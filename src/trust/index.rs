@@ -457,7 +457,8 @@ impl OrgTrust {
         self.by_subject.clear();
         self.by_ski.clear();
         self.crls.clear();
-        let mut by_der: HashMap<&CertificateDer<'static>, usize> = HashMap::new();
+        // Same certificate: same SHA-256 of its DER (hashing 32 bytes' hex, not the DER).
+        let mut by_der: HashMap<&str, usize> = HashMap::new();
         for (id, e) in &self.stored {
             let a = &e.stored;
             let activation = Activation {
@@ -467,12 +468,12 @@ impl OrgTrust {
                 projects: a.projects.clone(),
                 filter: e.filter.clone(),
             };
-            if let Some(&i) = by_der.get(&e.parsed.der) {
+            if let Some(&i) = by_der.get(e.parsed.sha256.as_str()) {
                 self.anchors[i].activations.push(activation);
                 continue;
             }
             let i = self.anchors.len();
-            by_der.insert(&e.parsed.der, i);
+            by_der.insert(e.parsed.sha256.as_str(), i);
             self.by_subject
                 .entry(a.subject_der.clone())
                 .or_default()

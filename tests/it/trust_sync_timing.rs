@@ -12,6 +12,7 @@ use crate::trust_sync::{fresh, watcher};
 
 backend_tests!(
     a_change_wakes_the_watcher_before_its_poll,
+    a_file_wake_up_comes_once_the_commit_can_be_read,
     a_watcher_behind_by_the_retention_reads_changes_and_one_second_more_reads_all,
     a_reconcile_comes_after_its_interval_and_not_before,
 );
@@ -178,4 +179,65 @@ async fn a_change_wakes_the_watcher_before_its_poll(app: TestApp) {
     }
     assert_eq!(state.sync_stats().full_reads, 1);
     watcher.abort();
+}
+
+/// SQLite (decisions.md D84): the file wake-up comes when a commit can be read, not when its
+/// frames are written. Another connection (as another process would) writes frames to the
+/// `-wal` file without committing (a transaction larger than its page cache spills them);
+/// no wake-up comes while it stays open, however long; once it commits, the wake-up comes and
+/// a read begun then sees the commit. On PostgreSQL there are no files to watch.
+async fn a_file_wake_up_comes_once_the_commit_can_be_read(app: TestApp) {
+    let Some((mut woken, on_commit)) = app.store.watch_database_files() else {
+        assert!(
+            app.db.url.starts_with("postgres"),
+            "SQLite files are watched"
+        );
+        return;
+    };
+    assert!(on_commit, "the WAL-index header is readable");
+    let path = app
+        .db
+        .url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let wal = format!("{path}-wal");
+    let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let writer = rusqlite::Connection::open(&path).unwrap();
+    writer
+        .execute_batch("PRAGMA cache_size = 16; CREATE TABLE spill (x BLOB)")
+        .unwrap();
+    // That commit's wake-up, out of the way.
+    tokio::time::timeout(Duration::from_secs(5), woken.changed())
+        .await
+        .expect("woken by the table's creation")
+        .unwrap();
+    woken.borrow_and_update();
+    writer
+        .execute_batch("BEGIN IMMEDIATE; INSERT INTO spill VALUES (zeroblob(2000000))")
+        .unwrap();
+    let before = wal_size();
+    // More than the page cache holds: frames reach the -wal file before any commit.
+    writer
+        .execute("INSERT INTO spill VALUES (zeroblob(2000000))", [])
+        .unwrap();
+    assert!(wal_size() > before, "the open transaction wrote frames");
+    // Longer than the wake-up thread watches after a write.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !woken.has_changed().unwrap(),
+        "woken by frames no reader can see yet"
+    );
+    writer.execute_batch("COMMIT").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), woken.changed())
+        .await
+        .expect("woken once the commit is visible")
+        .unwrap();
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    let rows: i64 = reader
+        .query_row("SELECT count(*) FROM spill", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2);
 }
