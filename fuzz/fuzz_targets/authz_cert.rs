@@ -18,7 +18,7 @@
 #![no_main]
 
 use base64::Engine as _;
-use certgate::authz::cert::{parse_chain, xfcc_chain, CertTextError, MAX_CERT_TEXT};
+use certgate::authz::cert::{escape, parse_chain, xfcc_chain, CertTextError, MAX_CERT_TEXT};
 use certgate::trust::MAX_INTERMEDIATES;
 use certgate_fuzz::frames;
 use libfuzzer_sys::fuzz_target;
@@ -110,18 +110,4 @@ fn round_trips(ders: &[Vec<u8>], expected: &[Vec<u8>]) {
 
 fn der_list(chain: &[CertificateDer<'static>]) -> Vec<Vec<u8>> {
     chain.iter().map(|c| c.as_ref().to_vec()).collect()
-}
-
-/// As nginx's `$ssl_client_escaped_cert` and Envoy's XFCC: every byte but the unreserved ones
-/// as `%XX`.
-fn escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
