@@ -51,7 +51,7 @@ pub struct Question<'a> {
 pub enum Answer {
     Admitted {
         /// Identity headers for the upstream, replacing any the request carries (what the
-        /// upstream must not see of the request is [`AuthzState::to_remove`], which only gRPC
+        /// upstream must not see of the request is `AuthzState::to_remove`, which only gRPC
         /// answers with: a forward-auth proxy drops those headers itself).
         set: Vec<(HeaderName, String)>,
     },
