@@ -30,6 +30,7 @@
 # figures mean nothing). Results: printed, and kept in $WORK/results.md and $WORK/rounds.jsonl.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
+source bench/authz/envoy.sh
 
 ROUNDS=${ROUNDS:-5}
 DUR=${SECONDS_PER_ROUND:-8}
@@ -74,52 +75,6 @@ if [[ " $PROXIES " == *" nginx "* ]]; then
     NGINX_GROUP=nogroup
     [[ $(id -u) == 0 ]] && chgrp "$NGINX_GROUP" "$SOCK" && chmod o+x "$WORK"
 fi
-
-# ---------------------------------------------------------------- Envoy
-envoy_listener() { # NAME PORT CLUSTER
-cat <<YAML
-  - name: $1
-    address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: $1
-          forward_client_cert_details: ALWAYS_FORWARD_ONLY
-          route_config:
-            virtual_hosts:
-            - { name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: upstream } }] }
-          http_filters:
-          - name: envoy.filters.http.ext_authz
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-              transport_api_version: V3
-              encode_raw_headers: true
-              failure_mode_allow: false
-              grpc_service: { envoy_grpc: { cluster_name: $3 }, timeout: 2s }
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-YAML
-}
-envoy_cluster() { # NAME PORT h1|h2
-cat <<YAML
-  - name: $1
-    type: STATIC
-YAML
-[[ $3 == h2 ]] && cat <<YAML
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: { http2_protocol_options: {} }
-YAML
-cat <<YAML
-    load_assignment:
-      cluster_name: $1
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } } }] }]
-YAML
-}
 
 # ---------------------------------------------------------------- nginx
 nginx_server() { # PORT AUTH_LOCATION_BODY
@@ -176,16 +131,7 @@ declare -A PORT HEADER
 SERVERS=()
 if [[ " $PROXIES " == *" envoy "* ]]; then
     PORT[envoy/bare]=$(free_port); PORT[envoy/certgate]=$(free_port)
-    {
-        echo "static_resources:"
-        echo "  listeners:"
-        envoy_listener bare "${PORT[envoy/bare]}" bare_authz
-        envoy_listener certgate "${PORT[envoy/certgate]}" certgate_authz
-        echo "  clusters:"
-        envoy_cluster upstream "$UP" h1
-        envoy_cluster certgate_authz "$CG" h2
-        envoy_cluster bare_authz "$BARE" h2
-    } >"$WORK/envoy.yaml"
+    envoy_config "$UP" "bare:${PORT[envoy/bare]}:$BARE" "certgate:${PORT[envoy/certgate]}:$CG" >"$WORK/envoy.yaml"
     bg_start "$ENVOY" -c "$WORK/envoy.yaml" --disable-hot-restart --concurrency 1 -l warning 2>"$WORK/envoy.log"
     SERVERS+=(envoy/bare envoy/certgate)
 fi
