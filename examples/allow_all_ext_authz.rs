@@ -45,6 +45,9 @@ async fn serve(addr: &str, router: axum::Router) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // certgate's own log subscriber (RUST_LOG): without one, every span of the connection
+    // loop would be handed to the `log` facade, a cost certgate does not pay.
+    certgate::telemetry::init().map_err(anyhow::Error::msg)?;
     let mut args = std::env::args().skip(1);
     let grpc_addr = args.next().unwrap_or_else(|| "127.0.0.1:9291".into());
     let grpc = tonic::service::Routes::new(AuthorizationServer::new(AllowAll)).into_axum_router();
