@@ -15,6 +15,7 @@
 //! status and OpenAI's error body, gRPC status `PERMISSION_DENIED` (403), `INVALID_ARGUMENT`
 //! (400) or `UNAVAILABLE` (503).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue as HttpHeaderValue, StatusCode};
@@ -35,6 +36,7 @@ use super::judge::{Answer, Question, Refused};
 use super::metrics::Transport;
 use super::AuthzState;
 use crate::gateway::handler::{ScopeDefaults, ORGANIZATION_HEADER, PROJECT_HEADER};
+use crate::gateway::proxy::{is_reserved, is_scope_header};
 
 /// gRPC status codes (google.rpc.Code) the answers use.
 const OK: i32 = 0;
@@ -72,7 +74,7 @@ impl Authorization for Check {
         };
         let (certificate, peer_leaf) = match xfcc {
             Ok(Some(chain)) => (Ok(Some(chain)), source.as_deref()),
-            Ok(None) => (Ok(source.clone()), None),
+            Ok(None) => (Ok(source.as_deref().map(Cow::Borrowed)), None),
             Err(why) => (Err(why), None),
         };
         let context = &attributes.context_extensions;
@@ -100,16 +102,26 @@ impl Authorization for Check {
     }
 }
 
-/// The request's headers as the gateway would see them.
+/// The request's headers the answer depends on, as the gateway would see them: the scope
+/// headers and the reserved ones (every repetition kept).
 fn header_map(
     http: &envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
 ) -> HeaderMap {
     let mut out = HeaderMap::new();
     let mut add = |key: &str, value: &[u8]| {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HttpHeaderValue::from_bytes(value),
-        ) {
+        // Pseudo-headers (`:path`) are never header names.
+        if key.starts_with(':') {
+            return;
+        }
+        let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
+            return;
+        };
+        // Only what the answer reads: the scope headers, and the reserved names it asks
+        // Envoy to remove (the forwarded chain's among them); other values are not copied.
+        if !(is_reserved(&name) || is_scope_header(&name)) {
+            return;
+        }
+        if let Ok(value) = HttpHeaderValue::from_bytes(value) {
             out.append(name, value);
         }
     };
