@@ -266,7 +266,9 @@ impl AuthzState {
             ocsp: &self.ocsp,
         };
         let chain = peer.chain.as_ref();
-        let decision = handler::decide(decider, chain, &peer.checks, scope).await;
+        // Boxed: the decision's future (chain work, OCSP requests) is large, and every
+        // question's future would otherwise carry, and be copied with, its space.
+        let decision = Box::pin(handler::decide(decider, chain, &peer.checks, scope)).await;
         if let (Ok(admission), Some(chain)) = (&decision, chain) {
             if let Ok(checks) = peer.checks.try_lock() {
                 if index.ocsp_subject(admission, chain, &checks).is_none() {
@@ -322,6 +324,17 @@ impl AuthzState {
                 return Ok(peer);
             }
         }
+        Box::pin(self.parse_peer(text, leaf, now)).await
+    }
+
+    /// A certificate text not seen (or no longer kept): parsed on the chain-work pool, and
+    /// kept. Apart from [`Self::peer`] so the common question's future holds none of it.
+    async fn parse_peer(
+        &self,
+        text: &str,
+        leaf: Option<&str>,
+        now: i64,
+    ) -> Result<Arc<Peer>, CertTextError> {
         let key = ChainKey {
             text: text.into(),
             leaf: leaf.map(Into::into),
