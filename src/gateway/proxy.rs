@@ -9,6 +9,7 @@
 //! headers reach the upstream only with `--forward-scope-headers`, and then only in their
 //! checked form. Paths are checked by [`check_path`] and forwarded byte for byte.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -360,9 +361,9 @@ const CLIENT_CERT_FAMILIES: [&str; 4] = [
 /// such headers are always removed, since an upstream (a WSGI one, say) may read
 /// `X_Certgate_Project` as `X-Certgate-Project`, and upstreams trust those conventions.
 pub fn is_reserved(name: &HeaderName) -> bool {
-    let normalized = name.as_str().replace('_', "-");
+    let normalized = dashed(name);
     normalized.starts_with("x-certgate-")
-        || CLIENT_CERT_HEADERS.contains(&normalized.as_str())
+        || CLIENT_CERT_HEADERS.contains(&&*normalized)
         || CLIENT_CERT_FAMILIES
             .iter()
             .any(|family| normalized.starts_with(family))
@@ -371,8 +372,19 @@ pub fn is_reserved(name: &HeaderName) -> bool {
 /// Whether a header is, read the same way, a scope header (`OpenAI-Organization`,
 /// `OpenAI-Project`).
 pub fn is_scope_header(name: &HeaderName) -> bool {
-    let normalized = name.as_str().replace('_', "-");
+    let normalized = dashed(name);
     normalized == ORGANIZATION_HEADER || normalized == PROJECT_HEADER
+}
+
+/// A header name (lowercase already) with `_` read as `-`; copied only when it has a `_`
+/// (these run for every header of every request).
+fn dashed(name: &HeaderName) -> Cow<'_, str> {
+    let name = name.as_str();
+    if name.contains('_') {
+        Cow::Owned(name.replace('_', "-"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 #[cfg(test)]
