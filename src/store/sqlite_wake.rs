@@ -51,7 +51,7 @@ impl Store {
         wal.push("-wal");
         let files: [OsString; 2] = [name, wal];
         let (tx, rx) = tokio::sync::watch::channel(0u64);
-        let (written_tx, written_rx) = mpsc::channel::<()>();
+        let (written_tx, written_rx) = mpsc::channel::<Instant>();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
             let written = matches!(
@@ -63,7 +63,7 @@ impl Store {
                 .iter()
                 .any(|p| p.file_name().is_some_and(|f| files.iter().any(|n| n == f)));
             if written && ours {
-                let _ = written_tx.send(());
+                let _ = written_tx.send(Instant::now());
             }
         });
         let mut watcher = match watcher {
@@ -87,7 +87,8 @@ impl Store {
             .spawn(move || {
                 // The inotify watch lives as long as this thread: until the receiver is gone.
                 let _watcher = watcher;
-                wake_on_commits(detector.as_ref(), &written_rx, &tx);
+                let marker = || detector.as_ref().and_then(ChangeDetector::wal_index_marker);
+                wake_on_commits(marker, &written_rx, &tx);
             });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the database wake-up thread; trust changes are noticed by the poll alone");
@@ -96,66 +97,150 @@ impl Store {
         Some((rx, on_commit))
     }
 }
-/// Until `tx` has no receiver: on each write reported on `written`, waits for the WAL-index
-/// header to move (see the module's comment) and bumps `tx`. Without a readable header, bumps
-/// on every write.
+/// Until `tx` has no receiver: on each write reported on `written` (when it was seen), waits
+/// for the WAL-index header (`marker`) to move (see the module's comment) and bumps `tx`.
+/// Without a readable header, bumps on every write.
+///
+/// A write reported while a commit was being waited for may be the next commit's: SQLite lets
+/// the next writer append only once the previous commit is visible, so a write seen after the
+/// last read that found the header unmoved may belong to a commit after the one just seen, and
+/// gets a watch of its own. Writes seen before that read came before the commit just seen and
+/// need no further look. (Dropping them all once a commit was seen missed about one wake-up
+/// in 200 at 20 commits a second, left to the poll.)
 fn wake_on_commits(
-    detector: Option<&ChangeDetector>,
-    written: &mpsc::Receiver<()>,
+    marker: impl Fn() -> Option<Marker>,
+    written: &mpsc::Receiver<Instant>,
     tx: &tokio::sync::watch::Sender<u64>,
 ) {
-    let marker = || detector.and_then(ChangeDetector::wal_index_marker);
     let mut last = marker();
+    // When the header was last read and found at `last` (the read's start).
+    let mut last_read = Instant::now();
+    let mut pending = false;
     loop {
-        // Woken now and then without writes, to notice that the receiver is gone.
-        match written.recv_timeout(Duration::from_secs(1)) {
-            Ok(()) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if tx.is_closed() {
-                    return;
+        if !pending {
+            // Woken now and then without writes, to notice that the receiver is gone.
+            match written.recv_timeout(Duration::from_secs(1)) {
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    continue;
                 }
-                continue;
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
+        pending = false;
         if last.is_some() {
-            let seen = await_commit(last, &marker);
-            if seen == last {
+            let watched = await_commit(last, last_read, &marker);
+            // Writes seen after the last read that found the header unmoved may be a later
+            // commit's.
+            while let Ok(seen) = written.try_recv() {
+                pending |= seen >= watched.unmoved_since;
+            }
+            if watched.marker == last {
                 // Nothing committed within the watch: no wake-up (the poll looks anyway).
-                while written.try_recv().is_ok() {}
+                last_read = watched.unmoved_since;
                 continue;
             }
-            last = seen;
+            last = watched.marker;
+            last_read = watched.read_at;
+        } else {
+            while written.try_recv().is_ok() {}
         }
         if tx.is_closed() {
             return;
         }
         tx.send_modify(|n| *n = n.wrapping_add(1));
-        // The writes reported so far came before the commit just seen: they need no
-        // further look.
-        while written.try_recv().is_ok() {}
     }
 }
 
-/// Reads the WAL-index header until it differs from `last` or [`WATCH_FOR`] has passed;
-/// returns the last value read (`last` when it never moved or could not be read).
-fn await_commit(last: Option<Marker>, marker: &impl Fn() -> Option<Marker>) -> Option<Marker> {
+/// What [`await_commit`] saw.
+struct Watched {
+    /// The last value read (the one it started from when the header never moved).
+    marker: Option<Marker>,
+    /// When the read that gave `marker` started.
+    read_at: Instant,
+    /// When the last read that still found the starting value started: every commit seen
+    /// became visible after it.
+    unmoved_since: Instant,
+}
+
+/// Reads the WAL-index header until it differs from `last` (last read at `last_read`) or
+/// [`WATCH_FOR`] has passed.
+fn await_commit(
+    last: Option<Marker>,
+    last_read: Instant,
+    marker: &impl Fn() -> Option<Marker>,
+) -> Watched {
     let started = Instant::now();
+    let mut unmoved_since = last_read;
     loop {
+        let read_at = Instant::now();
         // `None`: the header is being rewritten (its two copies differ); look again.
-        if let Some(now) = marker() {
-            if Some(now) != last {
-                return Some(now);
+        match marker() {
+            Some(now) if Some(now) != last => {
+                return Watched {
+                    marker: Some(now),
+                    read_at,
+                    unmoved_since,
+                }
             }
+            Some(_) => unmoved_since = read_at,
+            None => {}
         }
         let elapsed = started.elapsed();
         if elapsed >= WATCH_FOR {
-            return last;
+            return Watched {
+                marker: last,
+                read_at: unmoved_since,
+                unmoved_since,
+            };
         }
         std::thread::sleep(if elapsed < FINE_FOR {
             FINE_STEP
         } else {
             COARSE_STEP
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::SeqCst};
+    use std::sync::Mutex;
+
+    /// Two commits back to back: the second writer may write only once the first commit is
+    /// visible, so its write is reported just as that commit is seen, before its wake-up is
+    /// sent. Both commits wake the watcher.
+    #[test]
+    fn a_write_reported_as_a_commit_is_seen_gets_a_watch_of_its_own() {
+        let (written_tx, written_rx) = mpsc::channel::<Instant>();
+        let (tx, rx) = tokio::sync::watch::channel(0u64);
+        let header = AtomicI64::new(0);
+        let reads = AtomicUsize::new(0);
+        let second_writer = Mutex::new(Some(written_tx.clone()));
+        let marker = || {
+            match reads.fetch_add(1, SeqCst) {
+                // Read 0 is the thread's first look; reads 1-3 find the first commit not yet
+                // visible; read 4 finds it, as the second writer's write is reported.
+                4 => {
+                    header.store(1, SeqCst);
+                    let writer = second_writer.lock().unwrap().take().unwrap();
+                    writer.send(Instant::now()).unwrap();
+                }
+                // The second commit, visible a few reads later.
+                20 => header.store(2, SeqCst),
+                _ => {}
+            }
+            Some(Marker::WalIndex(header.load(SeqCst)))
+        };
+        // The first commit's write; once every writer is gone, the loop returns.
+        written_tx.send(Instant::now()).unwrap();
+        drop(written_tx);
+        wake_on_commits(marker, &written_rx, &tx);
+        assert_eq!(*rx.borrow(), 2, "one wake-up per commit");
+        assert!(reads.load(SeqCst) > 20, "the second commit was watched for");
     }
 }
