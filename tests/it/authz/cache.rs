@@ -12,7 +12,7 @@ use certgate::domain::Clock;
 
 backend_tests!(
     a_kept_refusal_is_judged_afresh_once_its_entry_has_lived,
-    the_chains_kept_never_weigh_more_than_their_bound,
+    the_chains_kept_fill_toward_their_bound_and_never_past_it,
 );
 
 async fn a_kept_refusal_is_judged_afresh_once_its_entry_has_lived(app: TestApp) {
@@ -53,7 +53,7 @@ async fn a_kept_refusal_is_judged_afresh_once_its_entry_has_lived(app: TestApp) 
     assert!(az.authz.chain_checks_run() > checks, "checked afresh");
 }
 
-async fn the_chains_kept_never_weigh_more_than_their_bound(app: TestApp) {
+async fn the_chains_kept_fill_toward_their_bound_and_never_past_it(app: TestApp) {
     const BOUND: u64 = 128 * 1024;
     const CHAINS: i64 = 100;
     let org = app.org_id.clone();
@@ -94,10 +94,17 @@ async fn the_chains_kept_never_weigh_more_than_their_bound(app: TestApp) {
     let scrape = Scrape::of(metrics).await;
     let kept = scrape.value("certgate_authz_chains_kept", &[]);
     let bytes = scrape.value("certgate_authz_chains_kept_bytes", &[]);
-    assert!(kept >= 1, "some chains are kept");
     assert!(kept < CHAINS, "not all of them: {kept}");
     assert!(
-        u64::try_from(bytes).is_ok_and(|b| b > 0 && b <= BOUND),
+        u64::try_from(bytes).is_ok_and(|b| b <= BOUND),
+        "{bytes} bytes kept, bound {BOUND}"
+    );
+    // The other side: the bound is used, not only respected. quick_cache admits an entry
+    // asked for once into its probation part only (each chain here is asked once), so about
+    // half of the bound fills (55 % measured, 8 chains); a quarter, and 3 chains, must.
+    assert!(kept >= 3, "{kept} chains kept");
+    assert!(
+        u64::try_from(bytes).is_ok_and(|b| b >= BOUND / 4),
         "{bytes} bytes kept, bound {BOUND}"
     );
 }
