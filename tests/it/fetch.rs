@@ -1,8 +1,9 @@
 //! The guarded HTTP client for tenant-chosen URLs (spec §13.4, decisions.md D60), against a
 //! real HTTP server on loopback: private targets refused unless allowed, redirects not followed,
 //! bodies cut at 8 MiB or the operator's `--fetch-max-bytes` (decisions.md D70), with a length
-//! or without, one 10 s limit (limits tested from both sides) of which an address that never
-//! connects takes a third, and `serve` with and without `--fetch-allow-private`, never echoing a
+//! or without, one 10 s limit (limits tested from both sides) of which each address gets a
+//! third to connect in (both sides: one that never connects leaves time for the next, one that
+//! connects within its third is kept), and `serve` with and without `--fetch-allow-private`, never echoing a
 //! fetched body in its events or logs.
 
 use std::time::{Duration, Instant};
@@ -171,6 +172,60 @@ async fn an_address_that_never_connects_leaves_time_for_the_next() {
     let got = get_with(&format!("http://two.test:{port}/x.crl"), policy).await;
     assert_eq!(got.unwrap(), "crl");
     assert_eq!(server.count(), 1);
+}
+
+/// The other side: an address that connects within its third is not abandoned. The first
+/// address's backlog is full when the fetch starts, so its SYN is dropped; 0.3 s later the
+/// listener starts accepting and answering, and the kernel's retransmitted SYN (after 1 s)
+/// connects, well inside the third (2 s) of a 6 s limit: the first address answers, and the
+/// second is never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_connects_within_its_share_is_kept() {
+    let second = CrlServer::start(Publish::Body("second".into())).await;
+    let port = second.addr.port();
+    let slow = std::net::Ipv4Addr::new(127, 0, 0, 3);
+    let (listener, queued) = unanswered_listener(std::net::SocketAddr::from((slow, port))).await;
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = answered.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(queued);
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nfirst",
+                    )
+                    .await;
+            });
+        }
+    });
+    let policy = FetchPolicy::new(true, Duration::from_secs(6))
+        .resolving("two.test", vec![slow.into(), second.addr.ip()]);
+    let started = Instant::now();
+    let got = get_with(&format!("http://two.test:{port}/x.crl"), policy).await;
+    let took = started.elapsed();
+    assert_eq!(got.unwrap(), "first", "after {took:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "the first SYN was dropped: {took:?}"
+    );
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(second.count(), 0, "the second address was never asked");
 }
 
 /// A listener at `addr` that accepts nothing and whose backlog is full: further SYNs are
