@@ -94,7 +94,7 @@ fn round_trips(ders: &[Vec<u8>], expected: &[Vec<u8>]) {
         ("PEM, tabs", pem.replace("\r\n", "\t").replace('\n', "\t")),
         ("base64 DER, commas", commas.clone()),
         ("URL-encoded base64 DER", escape(&commas)),
-        ("XFCC Chain", from_xfcc),
+        ("XFCC Chain", from_xfcc.into_owned()),
     ] {
         let read = parse_chain(&text);
         if text.len() > MAX_CERT_TEXT {
