@@ -112,9 +112,9 @@ fn wake_on_commits(
     written: &mpsc::Receiver<Instant>,
     tx: &tokio::sync::watch::Sender<u64>,
 ) {
-    let mut last = marker();
     // When the header was last read and found at `last` (the read's start).
     let mut last_read = Instant::now();
+    let mut last = marker();
     let mut pending = false;
     loop {
         if !pending {
