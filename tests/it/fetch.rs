@@ -3,8 +3,8 @@
 //! bodies cut at 8 MiB or the operator's `--fetch-max-bytes` (decisions.md D70), with a length
 //! or without, one 10 s limit (limits tested from both sides) of which each address gets a
 //! third to connect in (both sides: one that never connects leaves time for the next, one that
-//! connects within its third is kept), and `serve` with and without `--fetch-allow-private`, never echoing a
-//! fetched body in its events or logs.
+//! connects within its third is kept), and `serve` with and without `--fetch-allow-private`,
+//! never echoing a fetched body in its events or logs.
 
 use std::time::{Duration, Instant};
 
@@ -185,34 +185,10 @@ async fn an_address_that_connects_within_its_share_is_kept() {
     let port = second.addr.port();
     let slow = std::net::Ipv4Addr::new(127, 0, 0, 3);
     let (listener, queued) = unanswered_listener(std::net::SocketAddr::from((slow, port))).await;
-    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = answered.clone();
-    tokio::spawn(async move {
+    let first = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         drop(queued);
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nfirst",
-                    )
-                    .await;
-            });
-        }
+        CrlServer::serve_on(listener, Publish::Body("first".into()))
     });
     let policy = FetchPolicy::new(true, Duration::from_secs(6))
         .resolving("two.test", vec![slow.into(), second.addr.ip()]);
@@ -224,7 +200,7 @@ async fn an_address_that_connects_within_its_share_is_kept() {
         took >= Duration::from_millis(300),
         "the first SYN was dropped: {took:?}"
     );
-    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(first.await.unwrap().count(), 1);
     assert_eq!(second.count(), 0, "the second address was never asked");
 }
 

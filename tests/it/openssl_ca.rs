@@ -300,6 +300,12 @@ pub struct CrlServer {
 
 impl CrlServer {
     pub async fn start(publish: Publish) -> CrlServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        CrlServer::serve_on(listener, publish)
+    }
+
+    /// The same server on a listener already bound (whose backlog a test may have filled).
+    pub fn serve_on(listener: tokio::net::TcpListener, publish: Publish) -> CrlServer {
         let publish = Arc::new(Mutex::new(publish));
         let requests: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
         let (p, r) = (publish.clone(), requests.clone());
@@ -335,7 +341,6 @@ impl CrlServer {
                 }
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         CrlServer {
