@@ -160,16 +160,21 @@ async fn errors_never_carry_the_body() {
 }
 
 /// A name whose first address never completes the TCP handshake and whose second answers:
-/// the first gets its share of the limit (a third), not all of it, so the fetch succeeds.
+/// the first gets its share of the limit (a third, 2 s of 6 s), not all of it, so the fetch
+/// succeeds; it is given up on time (not before its share, not more than `LATE` after it,
+/// which still ends well before the whole limit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_that_never_connects_leaves_time_for_the_next() {
     let server = CrlServer::start(Publish::Body("crl".into())).await;
     let port = server.addr.port();
     let silent = std::net::Ipv4Addr::new(127, 0, 0, 2);
     let _held = unanswered_listener(std::net::SocketAddr::from((silent, port))).await;
-    let policy = FetchPolicy::new(true, Duration::from_secs(3))
-        .resolving("two.test", vec![silent.into(), server.addr.ip()]);
+    let limit = Duration::from_secs(6);
+    let policy =
+        FetchPolicy::new(true, limit).resolving("two.test", vec![silent.into(), server.addr.ip()]);
+    let started = Instant::now();
     let got = get_with(&format!("http://two.test:{port}/x.crl"), policy).await;
+    assert_on_time("a silent address's share", started.elapsed(), limit / 3);
     assert_eq!(got.unwrap(), "crl");
     assert_eq!(server.count(), 1);
 }
